@@ -1,0 +1,34 @@
+"""User-facing errors: one line that names the file (or thing) and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BeliefscopeError(Exception):
+    """An error a user can act on; the CLI prints it as one line and exits non-zero.
+
+    `status` is the HTTP status the API answers with when the same error reaches a route.
+    """
+
+    status: int = 400
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class BadInputError(BeliefscopeError):
+    """A file or value that cannot be used as given (corrupt, wrong keys, wrong shapes)."""
+
+
+class NotFoundError(BeliefscopeError):
+    """Something asked for by id or path does not exist."""
+
+    status = 404
+
+
+class SchemaOutOfDateError(BeliefscopeError):
+    """The store's schema is older than this code; `beliefscope db upgrade` fixes it."""
+
+    status = 503

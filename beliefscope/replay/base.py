@@ -1,0 +1,118 @@
+"""Replay episodes as the product sees them, and the plug-in point for replay formats.
+
+A format is a `ReplayFormat`: it recognises a directory, lists the episodes in it cheaply
+(no frames decoded), loads one episode's arrays, and reads single frames lazily for the UI.
+Every format converts its own action convention to the canonical one of `beliefscope.rssm.core`
+(`action[t]` led to observation t; zeros on reset rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from beliefscope.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class EpisodeRef:
+    """Where an episode lives; `key` is stable across machines (format + relative path + part)."""
+
+    format: str
+    path: Path  # the file (or first chunk) holding it
+    key: str
+    length: int
+    part: int = 0  # index of the episode inside a multi-episode stream (chunked formats)
+    extra: tuple[str, ...] = ()  # format-specific locators (e.g. chunk files of a stream)
+
+
+@dataclass
+class Episode:
+    """One episode's arrays, time-major, canonical conventions."""
+
+    ref: EpisodeRef
+    image: np.ndarray  # (T, H, W, C) uint8
+    action: np.ndarray  # (T, A) float32, action[t] led to obs t, zeros where is_first
+    reward: np.ndarray  # (T,) float32, reward received on arriving at obs t
+    is_first: np.ndarray  # (T,) bool
+    is_last: np.ndarray  # (T,) bool
+    is_terminal: np.ndarray  # (T,) bool
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
+    """Ground truth where the source has it (`qpos`, `qvel`, `visible_frac`, `occluded`, `slip`)."""
+
+    def __post_init__(self) -> None:
+        steps = len(self.image)
+        if self.image.ndim != 4 or self.image.dtype != np.uint8:
+            raise BadInputError(
+                f"image must be uint8 (T, H, W, C), got {self.image.dtype} {self.image.shape}",
+                path=self.ref.path,
+            )
+        for name in ("action", "reward", "is_first", "is_last", "is_terminal"):
+            value = getattr(self, name)
+            if len(value) != steps:
+                raise BadInputError(
+                    f"'{name}' has {len(value)} steps but 'image' has {steps}", path=self.ref.path
+                )
+        if self.action.ndim != 2:
+            raise BadInputError(f"action must be (T, A), got {self.action.shape}", path=self.ref.path)
+        if steps == 0:
+            raise BadInputError("episode has no steps", path=self.ref.path)
+
+    @property
+    def length(self) -> int:
+        return len(self.image)
+
+    @property
+    def episode_return(self) -> float:
+        return float(np.nansum(self.reward[~self.is_first]))
+
+
+class ReplayFormat(Protocol):
+    name: str
+
+    def detect(self, root: Path) -> bool:
+        """True when `root` holds episodes of this format (checked by file names, cheaply)."""
+        ...
+
+    def list(self, root: Path) -> list[EpisodeRef]: ...
+
+    def load(self, ref: EpisodeRef) -> Episode: ...
+
+    def frame(self, ref: EpisodeRef, t: int) -> np.ndarray:
+        """Frame t as (H, W, C) uint8, without loading the whole episode's frames."""
+        ...
+
+
+FORMATS: dict[str, ReplayFormat] = {}
+
+
+def register(fmt: ReplayFormat) -> ReplayFormat:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def get_format(name: str) -> ReplayFormat:
+    _load_builtin_formats()
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise BadInputError(f"unknown replay format {name!r}; known: {sorted(FORMATS)}") from None
+
+
+def detect_format(root: Path) -> ReplayFormat:
+    """The format of a replay directory, recognised by its files."""
+    _load_builtin_formats()
+    if not root.is_dir():
+        raise BadInputError("replay directory does not exist or is not a directory", path=root)
+    for fmt in FORMATS.values():
+        if fmt.detect(root):
+            return fmt
+    raise BadInputError(f"no known replay format recognised (known: {sorted(FORMATS)})", path=root)
+
+
+def _load_builtin_formats() -> None:
+    """Import the modules that register the built-in formats (each calls `register`)."""
+    from beliefscope.replay import formats  # noqa: F401

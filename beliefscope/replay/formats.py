@@ -1,0 +1,1 @@
+"""Built-in replay formats; importing this module registers them."""
