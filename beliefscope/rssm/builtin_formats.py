@@ -1,0 +1,1 @@
+"""Built-in checkpoint formats; importing this module registers them."""
