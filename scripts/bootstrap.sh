@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what Beliefscope needs on a fresh Debian machine: system packages (when root and
+# missing) and a virtual environment at .venv with the project and its dev tools.
+# Usage: scripts/bootstrap.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+
+packages=(python3-venv libegl1 libgl1 libosmesa6 libglib2.0-0)
+if [[ $dev == 1 ]]; then
+  packages+=(chromium chromium-driver postgresql postgresql-contrib)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ $(id -u) == 0 ]]; then
+    echo "bootstrap: installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "bootstrap: missing system packages (run as root or install them): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+python=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+extra=""
+[[ $dev == 1 ]] && extra="[dev]"
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".${extra}"
