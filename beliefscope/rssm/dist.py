@@ -70,14 +70,14 @@ class Categorical:
     def mode(self) -> Tensor:
         """One-hot argmax with a straight-through gradient (exactly one-hot in the forward)."""
         hot = torch.nn.functional.one_hot(self.probs.argmax(-1), self.probs.shape[-1])
-        return hot.to(self.probs.dtype) + self.probs - self.probs.detach()
+        return hot.to(self.probs.dtype) + (self.probs - self.probs.detach())
 
     def sample(self, generator: torch.Generator | None = None) -> Tensor:
         """One-hot draw with a straight-through gradient through the mixed probabilities."""
         flat = self.probs.detach().reshape(-1, self.probs.shape[-1])  # (N*G, K)
         index = torch.multinomial(flat, 1, generator=generator).reshape(self.probs.shape[:-1])
         hot = torch.nn.functional.one_hot(index, self.probs.shape[-1]).to(self.probs.dtype)
-        return hot + self.probs - self.probs.detach()
+        return hot + (self.probs - self.probs.detach())
 
     def detach(self) -> Categorical:
         return Categorical(self.logits.detach(), self.unimix)
