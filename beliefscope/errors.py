@@ -32,3 +32,9 @@ class SchemaOutOfDateError(BeliefscopeError):
     """The store's schema is older than this code; `beliefscope db upgrade` fixes it."""
 
     status = 503
+
+
+class StoreUnavailableError(BeliefscopeError):
+    """The store's database cannot be reached (server down, file locked past the timeout)."""
+
+    status = 503

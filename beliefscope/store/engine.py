@@ -1,0 +1,187 @@
+"""Open the store: engines configured per backend, schema revision checks, upgrades.
+
+SQLite (the embedded default) runs in WAL mode so readers never block the writer, with a busy
+timeout, foreign keys on and `synchronous=NORMAL`. The driver's own transaction handling is
+switched off and transactions begin explicitly: `BEGIN IMMEDIATE` for writes (taking the write
+lock up front, so two writers queue on the busy timeout instead of failing when a read lock
+cannot be upgraded), plain `BEGIN` for reads. PostgreSQL goes through `postgresql+psycopg://`.
+
+Every database error that means "cannot reach or lock the database" surfaces as
+`StoreUnavailableError` (HTTP 503), raised from one place: `Store.connect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from beliefscope.errors import BadInputError, SchemaOutOfDateError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from beliefscope.store.queries import Queries
+    from beliefscope.store.writer import StoreWriter
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE = "beliefscope_write"
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for `url` with the per-backend settings above (no schema check)."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as err:
+        raise BadInputError(f"not a database URL: {url!r} ({err})") from None
+    if parsed.get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_pre_ping=False
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    raise BadInputError(
+        f"unsupported store backend {parsed.get_backend_name()!r}: use sqlite or postgresql+psycopg"
+    )
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see _sqlite_on_begin
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+        "foreign_keys=ON",
+        "synchronous=NORMAL",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    """Alembic configuration from the installed package (no alembic.ini, no repo paths)."""
+    config = Config()
+    config.set_main_option("script_location", str(files("beliefscope.store") / "migrations"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations found in beliefscope/store/migrations/versions"
+    return head
+
+
+class Store:
+    """An open store: the engine plus the two ways in, `writer` and `queries`."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    @cached_property
+    def writer(self) -> StoreWriter:
+        from beliefscope.store.writer import StoreWriter
+
+        return StoreWriter(self)
+
+    @cached_property
+    def queries(self) -> Queries:
+        from beliefscope.store.queries import Queries
+
+        return Queries(self)
+
+    @contextmanager
+    def connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection inside one transaction (committed on success, rolled back on error)."""
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    yield conn
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+            raise StoreUnavailableError(
+                f"store {self.url} is unavailable: {_first_line(err.orig or err)}"
+            ) from err
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None for an empty database)."""
+        with self.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def check_schema(self) -> None:
+        current, head = self.revision(), head_revision()
+        if current == head:
+            return
+        known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+        if current is not None and current not in known:
+            raise SchemaOutOfDateError(
+                f"store schema is at {current}, newer than this code ({head}): upgrade beliefscope"
+            )
+        raise SchemaOutOfDateError(
+            f"store schema is at {current or 'nothing (empty database)'}, code expects {head}: "
+            f"run `beliefscope db upgrade --store {self.url}`"
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def resolve_url(url: str | None) -> str:
+    from beliefscope.config import get_settings
+
+    return url or get_settings().store_url()
+
+
+def open_store(url: str | None = None, *, check_schema: bool = True) -> Store:
+    """Open the store at `url` (default: the `BELIEFSCOPE_STORE` setting, else SQLite under
+    `~/.beliefscope`); refuse a schema older or newer than this code."""
+    store = Store(create_engine(resolve_url(url)))
+    if check_schema:
+        try:
+            store.check_schema()
+        except BaseException:
+            store.close()
+            raise
+    return store
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> str | None:
+    """Migrate the store's schema to `revision` (creating the database file for SQLite);
+    returns the revision it is at afterwards."""
+    from alembic import command
+
+    store = Store(create_engine(resolve_url(url)))
+    try:
+        with store.connect(write=True) as conn:
+            command.upgrade(alembic_config(conn), revision)
+        return store.revision()
+    finally:
+        store.close()
