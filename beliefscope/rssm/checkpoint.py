@@ -1,7 +1,9 @@
 """Native checkpoints: safetensors weights with the model config as JSON in the metadata.
 
-`ckpt-<step:08d>.safetensors` holds every tensor of the model's state dict and two metadata
-entries: `kind` ("native") and `config` (the preset's fields, action_dim, image_shape, step).
+`ckpt-<step:08d>.safetensors` holds every tensor of the model's state dict and one metadata
+entry, `beliefscope`: JSON with `kind` ("native"), the preset's fields, action_dim,
+image_shape and step. One entry, because safetensors writes several in no fixed order, and the
+same weights should give the same bytes (ingest hashes checkpoint files).
 Loading parses only the header and raw tensor bytes, so it never executes code; every tensor
 is checked against the shapes the config implies before the model is built from it.
 """
@@ -25,6 +27,7 @@ from beliefscope.rssm.native import NativeWorldModel
 from beliefscope.rssm.presets import preset_from_dict
 
 KIND = "native"
+META = "beliefscope"  # the metadata key holding the config
 NAME = re.compile(r"ckpt-(\d+)\.safetensors")
 
 
@@ -35,13 +38,16 @@ def checkpoint_name(step: int) -> str:
 def save_checkpoint(model: NativeWorldModel, out_dir: Path, step: int) -> Path:
     """Write `out_dir/ckpt-<step>.safetensors` atomically (a temp file, then a rename)."""
     config = {
+        "kind": KIND,
         **asdict(model.preset),
         "action_dim": model.spec.action_dim,
         "image_shape": list(model.spec.image_shape),
         "step": step,
     }
-    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    blob = save(tensors, metadata={"kind": KIND, "config": json.dumps(config)})
+    tensors = {
+        name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()
+    }
+    blob = save(tensors, metadata={META: json.dumps(config)})
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / checkpoint_name(step)
     # The temp name does not match `ckpt-*.safetensors`, so a watcher never picks it up.
@@ -69,14 +75,19 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> NativeWor
             missing = sorted(set(expected) - stored)
             extra = sorted(stored - set(expected))
             if missing or extra:
-                which = f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}"
+                which = (
+                    f"missing tensor {missing[0]!r}"
+                    if missing
+                    else f"unexpected tensor {extra[0]!r}"
+                )
                 raise BadInputError(f"weights do not match the model config: {which}", path=path)
             weights = {}
             for name, want in expected.items():
                 shape = tuple(file.get_slice(name).get_shape())
                 if shape != tuple(want.shape):
                     raise BadInputError(
-                        f"tensor {name!r} has shape {shape} but the config implies {tuple(want.shape)}",
+                        f"tensor {name!r} has shape {shape}, the config implies "
+                        f"{tuple(want.shape)}",
                         path=path,
                     )
                 weights[name] = file.get_tensor(name)
@@ -87,15 +98,19 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> NativeWor
 
 
 def _build(path: Path, metadata: dict[str, str]) -> NativeWorldModel:
-    if metadata.get("kind") != KIND:
-        raise BadInputError(f"not a native checkpoint (metadata kind={metadata.get('kind')!r})", path=path)
     try:
-        config = json.loads(metadata["config"])
+        config = json.loads(metadata[META])
+        kind = config.pop("kind")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BadInputError(f"not a native checkpoint (no {META!r} metadata)", path=path) from None
+    if kind != KIND:
+        raise BadInputError(f"not a native checkpoint (kind {kind!r})", path=path)
+    try:
         action_dim = config.pop("action_dim")
         image_shape = tuple(config.pop("image_shape"))
         config.pop("step", None)
         preset = preset_from_dict(config)
-        return NativeWorldModel(preset, action_dim, image_shape)  # type: ignore[arg-type]
+        return NativeWorldModel(preset, action_dim, image_shape)
     except BadInputError as err:
         raise BadInputError(str(err), path=path) from None
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:

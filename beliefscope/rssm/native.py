@@ -13,9 +13,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from beliefscope.rssm import core
-from beliefscope.rssm.core import ModelSpec, PosteriorMode, State, Trajectory
+from beliefscope.rssm.core import ModelSpec, PosteriorMode, RSSMCell, State, Trajectory
 from beliefscope.rssm.dist import Categorical
-from beliefscope.rssm.nets import Decoder, Encoder, Head, LayerNormGRU, TwoHot, dense, symexp, symlog
+from beliefscope.rssm.nets import (
+    Decoder,
+    Encoder,
+    Head,
+    LayerNormGRU,
+    TwoHot,
+    dense,
+    symexp,
+    symlog,
+)
 from beliefscope.rssm.presets import Preset
 
 Batch = dict[str, Tensor]
@@ -32,7 +41,9 @@ class NativeCell(nn.Module):
         stoch = preset.groups * preset.classes
         self.img_in = dense(stoch + action_dim, preset.hidden)
         self.gru = LayerNormGRU(preset.hidden, preset.deter)
-        self.prior = nn.Sequential(dense(preset.deter, preset.hidden), nn.Linear(preset.hidden, stoch))
+        self.prior = nn.Sequential(
+            dense(preset.deter, preset.hidden), nn.Linear(preset.hidden, stoch)
+        )
         self.post = nn.Sequential(
             dense(preset.deter + embed_dim, preset.hidden), nn.Linear(preset.hidden, stoch)
         )
@@ -82,7 +93,8 @@ class NativeWorldModel(nn.Module):
             config={**asdict(preset), "action_dim": action_dim, "image_shape": list(image_shape)},
         )
         self.encoder = Encoder(self.spec.image_shape, preset.depth)
-        self.cell = NativeCell(preset, action_dim, self.encoder.outdim)
+        # Typed as the protocol: `WorldModel.cell` is a mutable attribute, hence invariant.
+        self.cell: RSSMCell = NativeCell(preset, action_dim, self.encoder.outdim)
         feat = preset.groups * preset.classes + preset.deter
         self.decoder = Decoder(feat, self.spec.image_shape, preset.depth)
         self.reward_head = Head(feat, preset.units, preset.head_layers, preset.bins, zero_init=True)
@@ -159,7 +171,11 @@ class NativeWorldModel(nn.Module):
         image = batch["image"]
         assert image.ndim == 5, image.shape
         traj = self.observe(
-            self.encode(image), batch["action"], batch["is_first"], posterior="sample", generator=generator
+            self.encode(image),
+            batch["action"],
+            batch["is_first"],
+            posterior="sample",
+            generator=generator,
         )
         feat = self.feat(traj.deter, traj.stoch)  # (B, T, F)
         target = symlog(image.to(feat.dtype) / 255.0 - 0.5)  # (B, T, H, W, C)

@@ -22,7 +22,9 @@ def symexp(x: Tensor) -> Tensor:
 
 def dense(inputs: int, units: int) -> nn.Sequential:
     """Linear -> LayerNorm -> SiLU; the bias is redundant before the norm."""
-    return nn.Sequential(nn.Linear(inputs, units, bias=False), nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU())
+    return nn.Sequential(
+        nn.Linear(inputs, units, bias=False), nn.LayerNorm(units, eps=NORM_EPS), nn.SiLU()
+    )
 
 
 class LayerNormGRU(nn.Module):
@@ -77,7 +79,11 @@ class Encoder(nn.Module):
         inputs = channels
         for i in range(stages(height)):
             outputs = depth * 2**i
-            layers += [nn.Conv2d(inputs, outputs, 4, 2, 1, bias=False), ChannelNorm(outputs), nn.SiLU()]
+            layers += [
+                nn.Conv2d(inputs, outputs, 4, 2, 1, bias=False),
+                ChannelNorm(outputs),
+                nn.SiLU(),
+            ]
             inputs = outputs
         self.net = nn.Sequential(*layers)
         self.outdim = inputs * 4 * 4
@@ -155,9 +161,10 @@ class TwoHot:
         to_below = torch.where(same, 1.0, (bins[below] - y).abs())
         to_above = torch.where(same, 1.0, (bins[above] - y).abs())
         total = to_below + to_above
-        return F.one_hot(below, len(bins)) * (to_above / total)[..., None] + F.one_hot(
-            above, len(bins)
-        ) * (to_below / total)[..., None]
+        return (
+            F.one_hot(below, len(bins)) * (to_above / total)[..., None]
+            + F.one_hot(above, len(bins)) * (to_below / total)[..., None]
+        )
 
     def loss(self, logits: Tensor, value: Tensor) -> Tensor:
         """(..., bins), (...) -> (...) cross-entropy against the two-hot target."""

@@ -8,6 +8,7 @@ changes how an old checkpoint is rebuilt.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from beliefscope.errors import BadInputError
 
@@ -67,7 +68,9 @@ def _dreamer(name: str, deter: int, hidden: int, classes: int, depth: int) -> Pr
 PRESETS: dict[str, Preset] = {
     # Trains in minutes on 2 CPU cores (the occlusion-world prototype's sizes, ~2.6 M params).
     "tiny": Preset(),
-    "small": Preset(name="small", depth=24, deter=512, hidden=384, groups=32, classes=16, units=384),
+    "small": Preset(
+        name="small", depth=24, deter=512, hidden=384, groups=32, classes=16, units=384
+    ),
     "size12m": _dreamer("size12m", 2048, 256, 16, 16),
     "size25m": _dreamer("size25m", 3072, 384, 24, 24),
     "size50m": _dreamer("size50m", 4096, 512, 32, 32),
@@ -90,11 +93,15 @@ def preset_from_dict(values: dict) -> Preset:
     unknown = set(values) - set(defaults)
     if unknown:
         raise BadInputError(f"unknown model config fields {sorted(unknown)}")
-    clean = {}
+    clean: dict[str, Any] = {}
     for key, value in values.items():
         kind = type(defaults[key])
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (number if kind is float else isinstance(value, kind) and not isinstance(value, bool)):
-            raise BadInputError(f"model config field {key!r} must be {kind.__name__}, got {value!r}")
+        if not (
+            number if kind is float else isinstance(value, kind) and not isinstance(value, bool)
+        ):
+            raise BadInputError(
+                f"model config field {key!r} must be {kind.__name__}, got {value!r}"
+            )
         clean[key] = float(value) if kind is float else value
     return replace(Preset(), **clean)

@@ -76,7 +76,9 @@ class Stream:
     def steps(self) -> int:
         return len(self.image)
 
-    def sample(self, rng: np.random.Generator, batch: int, length: int, device: torch.device) -> Batch:
+    def sample(
+        self, rng: np.random.Generator, batch: int, length: int, device: torch.device
+    ) -> Batch:
         """`batch` windows of `length` steps, uniformly placed; (B, T, ...) tensors."""
         starts = rng.integers(0, self.steps - length + 1, size=batch)
         index = starts[:, None] + np.arange(length)  # (B, T)
@@ -127,7 +129,7 @@ def train(
     rng = np.random.default_rng(seed)
     generator = torch.Generator(dev).manual_seed(seed)
     image_shape = stream.image.shape[1:]
-    model = NativeWorldModel(preset, stream.action.shape[1], image_shape).to(dev)  # type: ignore[arg-type]
+    model = NativeWorldModel(preset, stream.action.shape[1], image_shape).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=preset.lr, eps=1e-8)
     written: list[Path] = []
     bar = _progress(steps, progress)
@@ -171,7 +173,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=16, help="sequences per update")
     parser.add_argument("--length", type=int, default=32, help="steps per sequence")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores-1)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: cores-1)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -12,9 +12,7 @@ import torch
 from beliefscope.replay.base import Episode, EpisodeRef
 from beliefscope.rssm.presets import Preset
 
-MICRO = replace(
-    Preset(), name="micro", depth=4, deter=32, hidden=32, groups=4, classes=4, units=32
-)
+MICRO = replace(Preset(), name="micro", depth=4, deter=32, hidden=32, groups=4, classes=4, units=32)
 """Every layer of the real model, at sizes that train in well under a second per update."""
 
 

@@ -22,7 +22,9 @@ def test_categorical_kl_and_entropy_match_torch(unimix: float) -> None:
     ref_a, ref_b = _torch_categorical(a, unimix), _torch_categorical(b, unimix)
     torch.testing.assert_close(ours_a.kl(ours_b), td.kl_divergence(ref_a, ref_b))
     torch.testing.assert_close(ours_a.entropy(), ref_a.entropy())
-    per_group = td.kl_divergence(td.Categorical(probs=ours_a.probs), td.Categorical(probs=ours_b.probs))
+    per_group = td.kl_divergence(
+        td.Categorical(probs=ours_a.probs), td.Categorical(probs=ours_b.probs)
+    )
     torch.testing.assert_close(ours_a.kl_groups(ours_b), per_group)
     assert ours_a.kl(ours_b).shape == (5, 7)
 

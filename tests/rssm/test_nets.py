@@ -26,7 +26,9 @@ def test_two_hot_target_has_the_exact_mean_and_decodes_back() -> None:
     logits = torch.log(target + 1e-12)
     torch.testing.assert_close(twohot.mean(logits)[:4], values[:4], rtol=1e-4, atol=1e-4)
     # The loss is the cross-entropy, minimal (= target entropy) at the target itself.
-    assert float(twohot.loss(logits, values).mean()) < float(twohot.loss(torch.zeros(6, 255), values).mean())
+    assert float(twohot.loss(logits, values).mean()) < float(
+        twohot.loss(torch.zeros(6, 255), values).mean()
+    )
 
 
 def test_gru_gates_follow_dreamerv3() -> None:
