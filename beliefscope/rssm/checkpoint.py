@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -108,9 +108,10 @@ def _build(path: Path, metadata: dict[str, str]) -> NativeWorldModel:
     try:
         action_dim = config.pop("action_dim")
         image_shape = tuple(config.pop("image_shape"))
-        config.pop("step", None)
-        preset = preset_from_dict(config)
-        return NativeWorldModel(preset, action_dim, image_shape)
+        step = config.pop("step", None)
+        model = NativeWorldModel(preset_from_dict(config), action_dim, image_shape)
+        model.spec = replace(model.spec, config={**model.spec.config, "step": step})
+        return model
     except BadInputError as err:
         raise BadInputError(str(err), path=path) from None
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:

@@ -46,3 +46,30 @@ def square_world(episodes: int, length: int, seed: int = 0, size: int = 16) -> l
         ref = EpisodeRef("synthetic", Path(f"synthetic/ep{e}.npz"), f"ep{e}", length)
         out.append(Episode(ref, image, action, reward, is_first, is_last, is_last.copy()))
     return out
+
+
+def write_replay(root: Path, episodes: list[Episode]) -> Path:
+    """Write episodes as a `beliefscope` replay directory (the world's own format), as files.
+
+    That format stores `action[t]` as chosen after obs t, so the canonical actions shift back.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for i, ep in enumerate(episodes):
+        chosen_after = np.zeros_like(ep.action)
+        chosen_after[:-1] = ep.action[1:]
+        steps = ep.length
+        np.savez(
+            root / f"20260101T000000-{i:032x}-{steps}.npz",
+            image=ep.image,
+            action=chosen_after,
+            reward=ep.reward,
+            is_first=ep.is_first,
+            is_last=ep.is_last,
+            is_terminal=ep.is_terminal,
+            qpos=np.zeros((steps, 2)),
+            qvel=np.zeros((steps, 2)),
+            visible_frac=np.ones(steps, np.float32),
+            occluded=np.zeros(steps, bool),
+            slip=np.zeros(steps, bool),
+        )
+    return root
