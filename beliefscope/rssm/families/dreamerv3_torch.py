@@ -1,0 +1,444 @@
+"""NM512/dreamerv3-torch: `latest.pt` checkpoints, rebuilt from tensor shapes.
+
+`latest.pt` is `{agent_state_dict, optims_state_dict}`; the agent holds the world model as
+`_wm.` (or `_wm._orig_mod.` under `torch.compile`, the repo's default) and repeats it inside
+its behaviours, so only the `_wm` copy is read. Shapes give every size; what they cannot give
+(how the latent width splits into groups x classes, recurrence depth, output transforms) comes
+from a config file next to the checkpoint or the repo's defaults, and each assumption is listed
+in `spec.config["assumed"]`.
+
+The math follows the repo's `networks.RSSM`: LayerNorm GRU (one fused bias-free linear, reset
+gate on the candidate, update bias -1), learned initial state `deter = tanh(W)` with
+`stoch = mode(prior(deter))`, 1% unimix, KL summed over groups.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from beliefscope.errors import BadInputError
+from beliefscope.rssm.core import ModelSpec, State
+from beliefscope.rssm.dist import Categorical, Gaussian, LatentDist
+from beliefscope.rssm.families.params import Params, lookup, read_config
+from beliefscope.rssm.formats import CheckpointRef, register
+
+FAMILY = "dreamerv3-torch"
+CHECKPOINT_NAME = "latest.pt"
+CONFIG_NAMES = ("config.yaml", "config_used.json", "config.json")
+NORM_EPS = 1e-3  # the repo's LayerNorm epsilon everywhere
+REWARD_BINS = (-20.0, 20.0)  # tools.DiscDist buckets, in symlog space
+
+
+def _activation(name: str, path: Path) -> nn.Module:
+    module = getattr(nn, name, None)
+    if not (isinstance(module, type) and issubclass(module, nn.Module)):
+        raise BadInputError(f"config names an unknown activation {name!r}", path=path)
+    return module()
+
+
+class _Dense:
+    """`Linear(bias=False) -> LayerNorm(eps 1e-3) -> act` as the repo's MLP blocks store it."""
+
+    def __init__(self, p: Params, linear: str, norm: str | None, act: nn.Module) -> None:
+        self.weight = p.get(f"{linear}.weight", 2)
+        self.bias = p.optional(f"{linear}.bias")
+        self.norm = None if norm is None else p.affine(norm)
+        self.act = act
+
+    def __call__(self, x: Tensor) -> Tensor:
+        x = F.linear(x, self.weight, self.bias)
+        if self.norm is not None:
+            x = F.layer_norm(x, x.shape[-1:], *self.norm, eps=NORM_EPS)
+        return self.act(x)
+
+
+def _sequential_dense(p: Params, prefix: str, act: nn.Module) -> _Dense:
+    """A `nn.Sequential(Linear, [LayerNorm], act)` stored under `prefix.0`, `prefix.1`."""
+    norm = f"{prefix}.1" if p.has(f"{prefix}.1.weight") else None
+    return _Dense(p, f"{prefix}.0", norm, act)
+
+
+def _channel_norm(x: Tensor, norm: tuple[Tensor, Tensor] | None) -> Tensor:
+    """LayerNorm over channels of an NCHW tensor (the repo's ImgChLayerNorm)."""
+    if norm is None:
+        return x
+    x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+    x = F.layer_norm(x, x.shape[-1:], *norm, eps=NORM_EPS)
+    return x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+
+
+def _conv_layers(p: Params, prefix: str) -> list[tuple[Tensor, Tensor | None, tuple | None]]:
+    """(weight, bias, norm) of each conv in an `nn.Sequential` of conv / norm / act layers."""
+    layers = []
+    for i in p.indices(rf"{re.escape(prefix)}\.(\d+)\.weight"):
+        weight = p.get(f"{prefix}.{i}.weight", 4)
+        bias = p.optional(f"{prefix}.{i}.bias")
+        layers.append((weight, bias, p.optional_affine(f"{prefix}.{i + 1}.norm")))
+    if not layers:
+        raise BadInputError(f"missing world-model keys {prefix}.*", path=p.path)
+    return layers
+
+
+class TorchCell:
+    """The repo's RSSM cell (`img_step`, `obs_step`'s posterior, `initial`), batch-first."""
+
+    def __init__(self, p: Params, *, groups: int, classes: int, action_dim: int, discrete: bool,
+                 act: nn.Module, rec_depth: int, unimix: float, std_act: str, min_std: float,
+                 mean_act: str) -> None:  # fmt: skip
+        self.path = p.path
+        self.groups, self.classes, self.action_dim = groups, classes, action_dim
+        self.discrete, self.rec_depth, self.unimix = discrete, rec_depth, unimix
+        self.std_act, self.min_std, self.mean_act = std_act, min_std, mean_act
+        self.img_in = _sequential_dense(p, "dynamics._img_in_layers", act)
+        self.gru_weight = p.get("dynamics._cell.layers.GRU_linear.weight", 2)
+        self.gru_norm = p.optional_affine("dynamics._cell.layers.GRU_norm")
+        self.img_out = _sequential_dense(p, "dynamics._img_out_layers", act)
+        self.obs_out = _sequential_dense(p, "dynamics._obs_out_layers", act)
+        self.ims_stat = p.affine("dynamics._imgs_stat_layer")
+        self.obs_stat = p.affine("dynamics._obs_stat_layer")
+        self.W = p.optional("dynamics.W")  # learned initial state; absent for `initial: zeros`
+        self.deter = self.gru_weight.shape[0] // 3
+
+    def initial(self, batch: int) -> State:
+        if self.W is None:
+            shape = (self.groups, self.classes) if self.discrete else (self.groups,)
+            return {"deter": torch.zeros(batch, self.deter), "stoch": torch.zeros(batch, *shape)}
+        deter = torch.tanh(self.W).repeat(batch, 1)  # (1, D) -> (B, D)
+        return {"deter": deter, "stoch": self._prior(deter).mode()}
+
+    def img_step(self, state: State, action: Tensor) -> tuple[Tensor, LatentDist]:
+        if action.shape[-1] != self.action_dim:
+            raise BadInputError(
+                f"actions have {action.shape[-1]} columns but this checkpoint's model takes "
+                f"{self.action_dim}",
+                path=self.path,
+            )
+        stoch = state["stoch"].reshape(action.shape[0], -1)  # (B, G, K) -> (B, G*K)
+        x = self.img_in(torch.cat([stoch, action], -1))
+        prev = state["deter"]
+        for _ in range(self.rec_depth):  # the repo feeds each pass's output back as input
+            x = self._gru(x, prev)
+        return x, self._prior(x)
+
+    def obs_dist(self, deter: Tensor, embed: Tensor) -> LatentDist:
+        return self._dist(F.linear(self.obs_out(torch.cat([deter, embed], -1)), *self.obs_stat))
+
+    def _gru(self, x: Tensor, deter: Tensor) -> Tensor:
+        parts = F.linear(torch.cat([x, deter], -1), self.gru_weight)
+        if self.gru_norm is not None:
+            parts = F.layer_norm(parts, parts.shape[-1:], *self.gru_norm, eps=NORM_EPS)
+        reset, cand, update = torch.split(parts, [self.deter] * 3, -1)
+        reset = torch.sigmoid(reset)
+        cand = torch.tanh(reset * cand)
+        update = torch.sigmoid(update - 1.0)
+        return update * cand + (1 - update) * deter
+
+    def _prior(self, deter: Tensor) -> LatentDist:
+        return self._dist(F.linear(self.img_out(deter), *self.ims_stat))
+
+    def _dist(self, stats: Tensor) -> LatentDist:
+        if self.discrete:
+            # (B, G*K) -> (B, G, K)
+            logits = stats.reshape(*stats.shape[:-1], self.groups, self.classes)
+            return Categorical(logits, self.unimix)
+        mean, std = torch.split(stats, [self.groups] * 2, -1)
+        if self.mean_act == "tanh5":
+            mean = 5.0 * torch.tanh(mean / 5.0)
+        std = {
+            "softplus": lambda: F.softplus(std),
+            "abs": lambda: torch.abs(std + 1),
+            "sigmoid": lambda: torch.sigmoid(std),
+            "sigmoid2": lambda: 2 * torch.sigmoid(std / 2),
+        }[self.std_act]()
+        return Gaussian(mean, std + self.min_std)
+
+
+class TorchWorldModel:
+    """The repo's `WorldModel`: CNN encoder, RSSM, CNN decoder, reward and cont MLP heads."""
+
+    spec: ModelSpec  # set by `build` once every size is known
+
+    def __init__(
+        self,
+        p: Params,
+        cell: TorchCell,
+        act: nn.Module,
+        *,
+        cnn_sigmoid: bool,
+        reward_transform: str,
+    ) -> None:
+        self.cell, self.act = cell, act
+        self.cnn_sigmoid, self.reward_transform = cnn_sigmoid, reward_transform
+        self.enc = _conv_layers(p, "encoder._cnn.layers")
+        self.dec_linear = p.affine("heads.decoder._cnn._linear_layer")
+        self.dec = _conv_layers(p, "heads.decoder._cnn.layers")
+        self.reward_mlp = _mlp(p, "heads.reward", "Reward", act)
+        self.reward_out = p.affine("heads.reward.mean_layer")
+        self.cont_mlp = _mlp(p, "heads.cont", "Cont", act)
+        self.cont_out = p.affine("heads.cont.mean_layer")
+
+    def encode(self, image: Tensor) -> Tensor:
+        assert image.ndim == 5, image.shape
+        batch, steps = image.shape[:2]
+        x = image.to(torch.float32) / 255.0 - 0.5
+        x = x.reshape(-1, *x.shape[2:]).permute(0, 3, 1, 2)  # (B, T, H, W, C) -> (B*T, C, H, W)
+        for weight, bias, norm in self.enc:
+            x = F.conv2d(_same_pad(x, weight.shape[-1], 2), weight, bias, stride=2)
+            x = self.act(_channel_norm(x, norm))
+        return x.reshape(batch, steps, -1)  # (B*T, C, h, w) -> (B, T, C*h*w)
+
+    def feat(self, deter: Tensor, stoch: Tensor) -> Tensor:
+        # (..., G, K) -> (..., G*K)
+        flat = stoch.flatten(deter.ndim - 1) if self.cell.discrete else stoch
+        return torch.cat([flat, deter], -1)
+
+    def decode(self, feat: Tensor) -> Tensor:
+        lead = feat.shape[:-1]
+        x = F.linear(feat.reshape(-1, feat.shape[-1]), *self.dec_linear)
+        channels = self.dec[0][0].shape[0]
+        minres = math.isqrt(x.shape[-1] // channels)
+        # (N, h*w*C) -> (N, h, w, C) -> (N, C, h, w): the repo reshapes channels-last
+        x = x.reshape(-1, minres, minres, channels).permute(0, 3, 1, 2)
+        for i, (weight, bias, norm) in enumerate(self.dec):
+            excess = weight.shape[-1] - 2  # "same" transposed conv, stride 2 (calc_same_pad)
+            pad = math.ceil(excess / 2)
+            x = F.conv_transpose2d(
+                x, weight, bias, stride=2, padding=pad, output_padding=2 * pad - excess
+            )
+            if i < len(self.dec) - 1:
+                x = self.act(_channel_norm(x, norm))
+        x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+        x = torch.sigmoid(x) if self.cnn_sigmoid else x + 0.5
+        return x.reshape(*lead, *x.shape[1:])
+
+    def reward(self, feat: Tensor) -> Tensor:
+        x = feat
+        for layer in self.reward_mlp:
+            x = layer(x)
+        out = F.linear(x, *self.reward_out)
+        if out.shape[-1] > 1:  # symlog_disc: symexp of the bucket expectation
+            buckets = torch.linspace(*REWARD_BINS, steps=out.shape[-1])
+            return _symexp((torch.softmax(out, -1) * buckets).sum(-1))
+        return _symexp(out[..., 0]) if self.reward_transform.startswith("symlog") else out[..., 0]
+
+    def cont(self, feat: Tensor) -> Tensor:
+        x = feat
+        for layer in self.cont_mlp:
+            x = layer(x)
+        return torch.sigmoid(F.linear(x, *self.cont_out)[..., 0])
+
+
+def _mlp(p: Params, prefix: str, name: str, act: nn.Module) -> list[_Dense]:
+    """The hidden layers of the repo's `networks.MLP` (`{name}_linear{i}`, `{name}_norm{i}`)."""
+    layers = []
+    for i in p.indices(rf"{re.escape(prefix)}\.layers\.{name}_linear(\d+)\.weight"):
+        norm = f"{prefix}.layers.{name}_norm{i}"
+        norm_or_none = norm if p.has(f"{norm}.weight") else None
+        layers.append(_Dense(p, f"{prefix}.layers.{name}_linear{i}", norm_or_none, act))
+    return layers
+
+
+def _same_pad(x: Tensor, kernel: int, stride: int) -> Tensor:
+    """TF-style "same" padding of the repo's Conv2dSamePad (extra pixel right/bottom)."""
+    pads = []
+    for size in (x.shape[-1], x.shape[-2]):
+        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+def _symexp(x: Tensor) -> Tensor:
+    return torch.sign(x) * (torch.exp(torch.abs(x)) - 1.0)
+
+
+def world_model_state(raw: object, path: Path) -> tuple[dict[str, Tensor], bool]:
+    """The `_wm` copy of the world model from a loaded `latest.pt`: (tensors, compiled)."""
+    if isinstance(raw, dict) and "dynamics._cell.layers.GRU_linear.weight" in raw:
+        return dict(raw), False  # a bare `WorldModel.state_dict()`
+    if not isinstance(raw, dict) or not isinstance(raw.get("agent_state_dict"), dict):
+        found = sorted(raw)[:5] if isinstance(raw, dict) else type(raw).__name__
+        message = f"not a dreamerv3-torch checkpoint: no 'agent_state_dict' (found {found})"
+        raise BadInputError(message, path=path)
+    agent = raw["agent_state_dict"]
+    for prefix, compiled in (("_wm._orig_mod.", True), ("_wm.", False)):
+        state = {k[len(prefix) :]: v for k, v in agent.items() if k.startswith(prefix)}
+        if state:
+            return state, compiled
+    message = "agent_state_dict has no world-model keys ('_wm.' or '_wm._orig_mod.')"
+    raise BadInputError(message, path=path)
+
+
+def _actor_actions(raw: object) -> int | None:
+    """The actor's output width (= number of actions), where the checkpoint has an actor."""
+    agent = raw.get("agent_state_dict", {}) if isinstance(raw, dict) else {}
+    widths = [v.shape[0] for k, v in agent.items() if k.endswith("actor.mean_layer.weight")]
+    return int(widths[0]) if widths else None
+
+
+class _Settings:
+    """Config values with the repo's defaults; records each default that had to be assumed."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.assumed: list[str] = []
+
+    def __call__(self, key: str, default: object, *, record: bool = True) -> object:
+        value = lookup(self.config, key, None)
+        if value is not None:
+            return value
+        if record:
+            self.assumed.append(f"{key}={default}")
+        return default
+
+
+def _latent_split(p: Params, cfg: _Settings, raw: object) -> tuple[bool, int, int, int]:
+    """(discrete, groups, classes, action_dim) from the dynamics' input and output widths.
+
+    Shapes give `stat = G*K` (or `2*Z` for Gaussian latents) and `in = stat_units + A`; the
+    actor's width (or the config) settles the latent kind, and the config settles G x K.
+    """
+    stat = p.tensors["dynamics._imgs_stat_layer.weight"].shape[0]
+    width = p.tensors["dynamics._img_in_layers.0.weight"].shape[1]
+    actions = lookup(cfg.config, "num_actions", None) or _actor_actions(raw)
+    if lookup(cfg.config, "dyn_discrete", None) is not None:
+        discrete = bool(cfg("dyn_discrete", 32))
+    elif actions is not None:
+        discrete = width - stat == actions
+    else:
+        discrete = bool(cfg("dyn_discrete", 32))
+    action_dim = width - (stat if discrete else stat // 2)
+    if actions is not None and actions != action_dim:
+        raise BadInputError(
+            f"the run has {actions} actions but the dynamics' input has room for {action_dim}",
+            path=p.path,
+        )
+    if not discrete:
+        return False, stat // 2, 1, action_dim
+    groups, classes = cfg("dyn_stoch", None, record=False), cfg("dyn_discrete", None, record=False)
+    if groups is None or classes is None:
+        side = math.isqrt(stat)
+        if side * side != stat:
+            raise BadInputError(
+                f"cannot tell how {stat} latent units split into groups x classes; put the "
+                f"run's config (dyn_stoch, dyn_discrete) in {CONFIG_NAMES[0]} beside it",
+                path=p.path,
+            )
+        groups = classes = side
+        cfg.assumed.append(f"dyn_stoch=dyn_discrete={side} (square split of {stat} units)")
+    groups, classes = int(groups), int(classes)  # type: ignore[call-overload]
+    if groups * classes != stat:
+        raise BadInputError(
+            f"config dyn_stoch x dyn_discrete = {groups}x{classes} but the checkpoint has "
+            f"{stat} latent units",
+            path=p.path,
+        )
+    return True, groups, classes, action_dim
+
+
+def build(raw: object, path: Path, config: dict, config_file: Path | None) -> TorchWorldModel:
+    """Rebuild the world model of a loaded `latest.pt` (see the module docstring)."""
+    tensors, compiled = world_model_state(raw, path)
+    if any(key.startswith(("encoder._mlp.", "heads.decoder._mlp.")) for key in tensors):
+        raise BadInputError(
+            "vector-observation encoders/decoders (encoder._mlp) are not supported yet; "
+            "only image observations are",
+            path=path,
+        )
+    not_float = [key for key, value in tensors.items() if not torch.is_floating_point(value)]
+    if not_float:
+        raise BadInputError(f"world-model key {not_float[0]!r} is not a float tensor", path=path)
+    p = Params({k: v.to(torch.float32) for k, v in tensors.items()}, path, "world-model key")
+    for key in ("dynamics._imgs_stat_layer.weight", "dynamics._img_in_layers.0.weight"):
+        p.get(key, 2)
+    cfg = _Settings(config)
+    discrete, groups, classes, action_dim = _latent_split(p, cfg, raw)
+    act = _activation(str(cfg("act", "SiLU")), config_file or path)
+    cell = TorchCell(
+        p,
+        groups=groups,
+        classes=classes,
+        action_dim=action_dim,
+        discrete=discrete,
+        act=act,
+        rec_depth=int(cfg("dyn_rec_depth", 1)),  # type: ignore[call-overload]
+        unimix=float(cfg("unimix_ratio", 0.01)),  # type: ignore[arg-type]
+        std_act=str(cfg("dyn_std_act", "sigmoid2", record=discrete is False)),
+        min_std=float(cfg("dyn_min_std", 0.1, record=discrete is False)),  # type: ignore[arg-type]
+        mean_act=str(cfg("dyn_mean_act", "none", record=discrete is False)),
+    )
+    model = TorchWorldModel(
+        p,
+        cell,
+        act,
+        cnn_sigmoid=bool(cfg("decoder.cnn_sigmoid", False)),
+        reward_transform=str(cfg("reward_head.dist", "symlog_disc")),
+    )
+    p.check_all_used()
+    embed = p.tensors["dynamics._obs_out_layers.0.weight"].shape[1] - cell.deter
+    channels, stages = model.enc[-1][0].shape[0], len(model.enc)
+    side = math.isqrt(embed // channels) * 2**stages
+    if side * side * channels != embed * 4**stages:
+        message = f"the encoder's output cannot fill the posterior's {embed} embedding inputs"
+        raise BadInputError(message, path=path)
+    height, width = (int(x) for x in cfg("size", [side, side], record=False))  # type: ignore[attr-defined]
+    model.spec = ModelSpec(
+        family=FAMILY,
+        latent="categorical" if discrete else "gaussian",
+        deter=cell.deter,
+        groups=groups,
+        classes=classes,
+        action_dim=action_dim,
+        image_shape=(height, width, model.enc[0][0].shape[1]),
+        free_nats=float(cfg("kl_free", 1.0)),  # type: ignore[arg-type]
+        dyn_scale=float(cfg("dyn_scale", 0.5)),  # type: ignore[arg-type]
+        rep_scale=float(cfg("rep_scale", 0.1)),  # type: ignore[arg-type]
+        config={
+            "format": FAMILY,
+            "hidden": cell.img_in.weight.shape[0],
+            "embed": embed,
+            "cnn_depth": model.enc[0][0].shape[0],
+            "encoder_stages": stages,
+            "decoder_layers": len(model.dec),
+            "head_units": model.reward_out[0].shape[1],
+            "reward_outputs": model.reward_out[0].shape[0],
+            "learned_initial": cell.W is not None,
+            "compiled": compiled,
+            "config_file": None if config_file is None else str(config_file),
+            "assumed": cfg.assumed,
+        },
+    )
+    return model
+
+
+class DreamerV3TorchFormat:
+    name = FAMILY
+
+    def discover(self, logdir: Path) -> list[CheckpointRef]:
+        if logdir.is_file():
+            found = [logdir] if logdir.name == CHECKPOINT_NAME else []
+        else:
+            found = sorted(logdir.rglob(CHECKPOINT_NAME))
+        return [CheckpointRef(FAMILY, path, None) for path in found if path.is_file()]
+
+    def load(self, ref: CheckpointRef, *, config: dict | None = None) -> TorchWorldModel:
+        try:
+            raw = torch.load(ref.path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many kinds for corrupt or unsafe files
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            message = f"cannot load with torch.load(weights_only=True): {first}"
+            raise BadInputError(message, path=ref.path) from None
+        file_config, config_file = read_config([ref.path.parent], CONFIG_NAMES)
+        return build(raw, ref.path, {**file_config, **(config or {})}, config_file)
+
+    def content_files(self, ref: CheckpointRef) -> list[Path]:
+        _, config_file = read_config([ref.path.parent], CONFIG_NAMES)
+        return [ref.path] + ([config_file] if config_file else [])
+
+
+register(DreamerV3TorchFormat())

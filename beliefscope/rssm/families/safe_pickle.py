@@ -1,0 +1,61 @@
+"""Read pickles holding only numpy arrays and plain containers; refuse everything else.
+
+The same idea as `torch.load(weights_only=True)`: a pickle may name any importable callable,
+so the unpickler resolves only the few globals that numpy's array reconstruction needs. A
+pickle asking for anything else is refused before that global is even imported.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from beliefscope.errors import BadInputError
+
+_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+        ("_codecs", "encode"),  # how protocol-2 pickles spell bytes
+    }
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: Path) -> None:  # noqa: ANN001 (a binary file object)
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> object:
+        canonical = module.replace("numpy.core.", "numpy._core.", 1)
+        if (canonical, name) not in _ALLOWED:
+            raise BadInputError(
+                f"pickle asks for global {module}.{name}, which is not allowed "
+                "(only numpy arrays and plain containers are read)",
+                path=self.path,
+            )
+        if canonical.startswith("numpy._core.") and not hasattr(np, "_core"):
+            canonical = module  # numpy 1.x
+        return super().find_class(canonical, name)
+
+    def persistent_load(self, pid: object) -> object:
+        raise BadInputError("pickle uses persistent ids, which are not allowed", path=self.path)
+
+
+def load(path: Path) -> object:
+    """Unpickle `path`, admitting only arrays, numbers, strings and containers."""
+    try:
+        with open(path, "rb") as file:
+            return _ArrayUnpickler(file, path).load()
+    except BadInputError:
+        raise
+    except OSError as error:
+        raise BadInputError(f"cannot read: {error.strerror or error}", path=path) from None
+    except Exception as error:  # a truncated or corrupt pickle raises many kinds
+        message = f"not a readable pickle ({type(error).__name__}: {error})"
+        raise BadInputError(message, path=path) from None
