@@ -114,6 +114,17 @@ def reset(cell: RSSMCell, state: State, action: Tensor, is_first: Tensor) -> tup
     return blended, action * (1.0 - f[:, None])
 
 
+def action_input(cell: RSSMCell, action: Tensor) -> Tensor:
+    """The cell's own action encoding, applied before resets zero the action.
+
+    A cell may define `action_input` when its replay stores actions in a compact form (official
+    DreamerV3 stores a discrete action as one index column and one-hots it inside the model);
+    the widening must happen before `reset` zeroes reset rows, as zero is a valid index.
+    """
+    convert = getattr(cell, "action_input", None)
+    return action if convert is None else convert(action)
+
+
 def _latent(dist: LatentDist, posterior: PosteriorMode, generator: torch.Generator | None) -> Tensor:
     return dist.mode() if posterior == "mode" else dist.sample(generator)
 
@@ -145,6 +156,7 @@ def observe(
     )
     batch, steps = is_first.shape
     state = cell.initial(batch) if state is None else state
+    action = action_input(cell, action)
     deters, stochs, priors, posts = [], [], [], []
     for t in range(steps):
         state, act = reset(cell, state, action[:, t], is_first[:, t])
@@ -171,6 +183,7 @@ def imagine(
 ) -> Trajectory:
     """Roll the prior forward from `state` with actions (B, H, A); no frames are seen."""
     assert action.ndim == 3, action.shape
+    action = action_input(cell, action)
     deters, stochs, priors = [], [], []
     for t in range(action.shape[1]):
         deter, prior = cell.img_step(state, action[:, t])
