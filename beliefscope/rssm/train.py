@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from beliefscope.config import get_settings
 from beliefscope.errors import BadInputError
@@ -132,7 +133,7 @@ def train(
     model = NativeWorldModel(preset, stream.action.shape[1], image_shape).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=preset.lr, eps=1e-8)
     written: list[Path] = []
-    bar = _progress(steps, progress)
+    bar = tqdm(total=steps, disable=not progress, unit="upd", dynamic_ncols=True)
     began = time.perf_counter()
     for step in range(1, steps + 1):
         loss, metrics = model.loss(stream.sample(rng, batch, length, dev), generator)
@@ -152,16 +153,10 @@ def train(
     return written
 
 
-def _progress(total: int, enabled: bool):  # noqa: ANN202 (tqdm's type differs by version)
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, unit="upd", dynamic_ncols=True)
-
-
 def default_threads() -> int:
     """Settings' value, else all cores but one: oversubscribed torch threads were ~20x slower."""
     configured = get_settings().torch_threads
-    return configured if configured > 0 else max(1, (os.cpu_count() or 1) - 1)
+    return configured if configured > 0 else max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
