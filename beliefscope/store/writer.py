@@ -334,7 +334,8 @@ def _encode_arrays(data: TraceData) -> list[dict[str, Any]]:
         named[f"extra:{name}"] = (value, value.dtype.newbyteorder("<"))
     out = []
     for name, (value, dtype) in named.items():
-        value = np.ascontiguousarray(value, dtype=dtype)
+        with np.errstate(over="ignore"):  # beyond float16's range is stored as inf, visibly
+            value = np.ascontiguousarray(value, dtype=dtype)
         assert value.shape[:1] == (length,), (
             f"{name}: shape {value.shape}, expected ({length}, ...)"
         )

@@ -1,0 +1,68 @@
+"""`beliefscope db`: bring the store's schema up to date, show where it is, draft a migration."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from beliefscope.store.engine import Store
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_text in (
+        ("upgrade", "migrate the store's schema to the newest revision"),
+        ("current", "print the store's schema revision and the one this code expects"),
+        ("revision", "developers: draft a new migration from the models (autogenerate)"),
+    ):
+        action = actions.add_parser(name, help=help_text, description=help_text)
+        action.add_argument("--store", metavar="URL", help="store URL (default: settings)")
+        if name == "revision":
+            action.add_argument("-m", "--message", required=True, help="what the migration does")
+
+
+def run(args: argparse.Namespace) -> int:
+    from beliefscope.store import engine
+
+    if args.action == "upgrade":
+        before = engine.Store(engine.create_engine(engine.resolve_url(args.store)))
+        try:
+            was = before.revision()
+        finally:
+            before.close()
+        now = engine.upgrade(args.store)
+        print(f"store schema: {was or 'empty'} -> {now}" if was != now else f"store schema: {now}")
+        return 0
+    store = engine.Store(engine.create_engine(engine.resolve_url(args.store)))
+    try:
+        if args.action == "current":
+            current, head = store.revision(), engine.head_revision()
+            state = "up to date" if current == head else "out of date: run `beliefscope db upgrade`"
+            print(f"store {store.url}: schema {current or 'empty'}, code expects {head} ({state})")
+            return 0 if current == head else 1
+        _draft_revision(store, args.message)
+        return 0
+    finally:
+        store.close()
+
+
+def _draft_revision(store: Store, message: str) -> None:
+    from importlib.resources import files
+
+    from alembic import command
+
+    from beliefscope.store.engine import alembic_config, head_revision
+
+    versions = files("beliefscope.store") / "migrations" / "versions"
+    number = f"{int(head_revision()) + 1:04d}"
+    with store.connect(write=True) as conn:
+        config = alembic_config(conn)
+        config.set_main_option("version_locations", str(versions))
+        command.revision(
+            config,
+            message=message,
+            autogenerate=True,
+            rev_id=number,
+        )
+    print(f"drafted migration {number} in {versions}: read it before committing")

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from beliefscope.store.engine import open_store
+from beliefscope.store.tables import Trace, TraceArray, steps
+from beliefscope.store.writer import StoreWriter
+from tests.store.conftest import Seeded, make_trace
+
+
+def _count(seeded: Seeded, table: sa.FromClause) -> int:
+    with seeded.store.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+
+def test_upserts_are_idempotent(seeded: Seeded) -> None:
+    w = seeded.store.writer
+    assert w.ensure_run("run-a", logdir="/elsewhere") == seeded.run_id
+    assert w.ensure_run("run-b", logdir="/logs/b") != seeded.run_id
+    same = w.ensure_checkpoint(
+        seeded.run_id, content_hash="c" * 64, format="native", source_path="/moved.pt", step=100
+    )
+    assert same == seeded.checkpoint_id
+    other = w.ensure_checkpoint(
+        seeded.run_id, content_hash="d" * 64, format="native", source_path="/logs/a/latest.pt"
+    )
+    assert other != seeded.checkpoint_id  # `latest` overwritten: a new version, kept apart
+    again = w.ensure_episode(
+        seeded.run_id, key="ep-000", format="native", source_path="/x.npz", length=50
+    )
+    assert again == seeded.episode_id
+    info = seeded.store.queries.get_checkpoint(checkpoint_id=seeded.checkpoint_id)
+    assert info.source_path == "/logs/a/latest.pt"  # the first write wins
+
+
+def test_duplicate_unit_is_skipped(seeded: Seeded) -> None:
+    w = seeded.store.writer
+    args = (seeded.checkpoint_id, seeded.episode_id, "filter", "mode")
+    assert not w.trace_done(*args[:3])
+    trace_id = w.write_trace(*args, make_trace(40))
+    assert trace_id is not None
+    assert w.trace_done(*args[:3])
+    assert w.write_trace(*args, make_trace(40, seed=1)) is None
+    assert _count(seeded, Trace.__table__) == 1
+    assert _count(seeded, steps) == 40
+    # a sampled posterior is another unit, not a duplicate
+    assert w.write_trace(*args[:3], "sample:7", make_trace(40)) is not None
+    assert w.done_episodes(seeded.checkpoint_id, probe="filter") == {seeded.episode_id}
+
+
+def test_write_trace_is_all_or_nothing(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail_after_steps(*args: object) -> None:
+        raise RuntimeError("disk full while writing arrays")
+
+    monkeypatch.setattr(StoreWriter, "_write_arrays", fail_after_steps)
+    with pytest.raises(RuntimeError, match="disk full"):
+        seeded.store.writer.write_trace(
+            seeded.checkpoint_id, seeded.episode_id, "filter", "mode", make_trace(30)
+        )
+    assert _count(seeded, Trace.__table__) == 0
+    assert _count(seeded, steps) == 0
+    assert _count(seeded, TraceArray.__table__) == 0
+    monkeypatch.undo()
+    assert seeded.store.writer.write_trace(
+        seeded.checkpoint_id, seeded.episode_id, "filter", "mode", make_trace(30)
+    )
+
+
+def test_concurrent_writers_of_one_unit_leave_exactly_one_trace(
+    seeded: Seeded, store_url: str
+) -> None:
+    stores = [open_store(store_url) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    results: list[int | None] = []
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            barrier.wait()
+            results.append(
+                stores[i].writer.write_trace(
+                    seeded.checkpoint_id, seeded.episode_id, "filter", "mode", make_trace(2000, i)
+                )
+            )
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for s in stores:
+        s.close()
+    assert not errors, errors
+    assert sum(r is not None for r in results) == 1, results
+    assert _count(seeded, Trace.__table__) == 1
+    assert _count(seeded, steps) == 2000
+
+
+def test_job_lifecycle(seeded: Seeded) -> None:
+    w, q = seeded.store.writer, seeded.store.queries
+    job_id = w.create_job("ingest", run_id=seeded.run_id, args={"probes": ["filter"]}, total=3)
+    assert q.get_job(job_id=job_id).state == "queued"
+    w.start_job(job_id)
+    w.update_job(job_id, add_done=1)
+    w.update_job(job_id, add_done=1)
+    w.record_job_error(
+        job_id, unit="ckpt 1 x ep-002", file="/logs/a/ep-002.npz", reason="truncated"
+    )
+    w.finish_job(job_id, message="2 of 3 units, 1 error")
+    job = q.get_job(job_id=job_id)
+    assert (job.state, job.done, job.total, job.n_errors) == ("done", 2, 3, 1)
+    assert job.started is not None and job.finished is not None and job.heartbeat is not None
+    assert job.errors[0].file == "/logs/a/ep-002.npz" and job.errors[0].reason == "truncated"
+    assert q.get_run(run_id=seeded.run_id).latest_job_state == "done"
+    failed = w.create_job("ingest", run_id=seeded.run_id)
+    w.finish_job(failed, failed=True, message="checkpoint unreadable")
+    assert q.get_run(run_id=seeded.run_id).latest_job_state == "failed"
+    assert [j.id for j in q.list_jobs(run_id=seeded.run_id).items] == [failed, job_id]
+    assert q.list_jobs(state="failed").total == 1
+
+
+def test_arrays_keep_shape_and_dtype(seeded: Seeded) -> None:
+    data = make_trace(12)
+    data.extra["object_xy"] = np.arange(24, dtype=np.float32).reshape(12, 2)
+    trace_id = seeded.store.writer.write_trace(
+        seeded.checkpoint_id, seeded.episode_id, "decode", "mode", data
+    )
+    assert trace_id is not None
+    q = seeded.store.queries
+    assert q.get_trace(trace_id=trace_id).arrays == (
+        "extra:object_xy",
+        "kl_groups",
+        "post_probs",
+        "prior_probs",
+    )
+    extra = q.read_array(trace_id=trace_id, name="extra:object_xy")
+    assert extra.values.dtype == np.float32
+    np.testing.assert_array_equal(extra.values, data.extra["object_xy"])
+    probs = q.read_array(trace_id=trace_id, name="post_probs")
+    assert probs.values.dtype == np.float16 and probs.values.shape == (12, 2, 4)
+    np.testing.assert_allclose(probs.values, data.post_probs, atol=1e-3)  # type: ignore[arg-type]
