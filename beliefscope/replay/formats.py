@@ -1,4 +1,4 @@
 """Built-in replay formats; importing this module registers them."""
 
-# The most specific formats first: detection takes the first that recognises a directory.
-from beliefscope.replay import native  # noqa: F401
+# Each format's `detect` claims only its own directories (by file names and keys).
+from beliefscope.replay import dreamerv3_chunks, dreamerv3_torch  # noqa: F401
