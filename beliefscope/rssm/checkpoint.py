@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -50,16 +49,17 @@ def save_checkpoint(model: NativeWorldModel, out_dir: Path, step: int) -> Path:
     blob = save(tensors, metadata={META: json.dumps(config)})
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / checkpoint_name(step)
-    # The temp name does not match `ckpt-*.safetensors`, so a watcher never picks it up.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=out_dir)
+    # The temp name does not match `ckpt-*.safetensors`, so a watcher never picks it up; a
+    # plain `open` (not mkstemp) keeps the umask's permissions, so a server can read the file.
+    tmp = out_dir / f".{path.name}.{os.getpid()}.part"
     try:
-        with os.fdopen(fd, "wb") as file:
+        with open(tmp, "wb") as file:
             file.write(blob)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
