@@ -96,7 +96,7 @@ def build_mjcf(p: SceneParams) -> str:
     <geom name="table" type="box" size="{bx + 0.12:.6g} {by + 0.12:.6g} 0.02" pos="0 0 -0.02"
       rgba="0.72 0.6 0.45 1"/>
     <camera name="front" pos="{_fmt(cam)}" xyaxes="1 0 0 {_fmt(up)}" fovy="{p.fovy:.6g}"/>
-    <camera name="overview" pos="0 -0.1 1.4" xyaxes="1 0 0 0 1 0" fovy="36"/>
+    <camera name="overview" pos="0 0.5 1.1" xyaxes="1 0 0 0 0.9 -0.45" fovy="40"/>
     <body name="box" pos="0 0 {p.box_half:.6g}">
       <joint name="box_x" axis="1 0 0" range="{-bx:.6g} {bx:.6g}" damping="{p.box_damping:.6g}"/>
       <joint name="box_y" axis="0 1 0" range="{-by:.6g} {by:.6g}" damping="{p.box_damping:.6g}"/>
