@@ -66,7 +66,7 @@ def _dreamer(name: str, deter: int, hidden: int, classes: int, depth: int) -> Pr
 
 
 PRESETS: dict[str, Preset] = {
-    # Trains in minutes on 2 CPU cores (the occlusion-world prototype's sizes, ~2.6 M params).
+    # Trains in minutes on 2 CPU cores (the occlusion-world prototype's sizes, ~3 M params).
     "tiny": Preset(),
     "small": Preset(
         name="small", depth=24, deter=512, hidden=384, groups=32, classes=16, units=384

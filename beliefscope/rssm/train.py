@@ -179,6 +179,12 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("steps", "save_every", "batch", "length"):
         if getattr(args, flag) < 1:
             raise BadInputError(f"--{flag.replace('_', '-')} must be at least 1")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise BadInputError(f"unknown --device {args.device!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError("--device cuda asked for, but torch sees no CUDA device")
     torch.set_num_threads(args.threads or default_threads())
     if args.out.exists() and not args.out.is_dir():
         raise BadInputError("--out exists and is not a directory", path=args.out)

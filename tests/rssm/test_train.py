@@ -140,3 +140,9 @@ def test_cli_rejects_an_episode_with_wrong_keys_naming_it(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert str(bad) in err and "reward" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_rejects_an_unknown_device(tmp_path: Path, capsys) -> None:
+    replay = write_replay(tmp_path / "replay", square_world(1, 10))
+    code = _cli(replay, tmp_path / "run", "--steps", "1", "--save-every", "1", "--device", "tpu9")
+    assert code == 2 and "unknown --device 'tpu9'" in capsys.readouterr().err
