@@ -53,7 +53,10 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 class _Layers:
-    """`Linear`, `BlockLinear`, `Conv2D` and `Norm` of `embodied/jax/nets.py` over `Params`."""
+    """`Linear`, `BlockLinear`, `Conv2D` and `Norm` of `embodied/jax/nets.py` over `Params`.
+
+    Every layer has a bias, as the official defaults (`bias=True`) give; a missing one is a
+    missing key, not a layer without bias."""
 
     def __init__(self, p: Params, act: str, norm: str) -> None:
         if act not in ACTIVATIONS:
@@ -67,8 +70,7 @@ class _Layers:
     def linear(self, name: str, x: Tensor) -> Tensor:
         kernel = self.p.get(f"{name}/kernel", 2)
         x = x @ kernel
-        bias = self.p.optional(f"{name}/bias")
-        return x if bias is None else x + bias
+        return x + self.p.get(f"{name}/bias", 1)
 
     def block_linear(self, name: str, x: Tensor) -> Tensor:
         kernel = self.p.get(f"{name}/kernel", 3)  # (G, in/G, out/G)
@@ -76,8 +78,7 @@ class _Layers:
         x = x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups)  # (..., in) -> (..., G, in/G)
         x = torch.einsum("...ki,kio->...ko", x, kernel)
         x = x.reshape(*x.shape[:-2], -1)  # (..., G, out/G) -> (..., out)
-        bias = self.p.optional(f"{name}/bias")
-        return x if bias is None else x + bias
+        return x + self.p.get(f"{name}/bias", 1)
 
     def conv(self, name: str, x: Tensor) -> Tensor:
         """Stride-1 SAME convolution of NHWC `x` with an HWIO kernel."""
@@ -87,8 +88,7 @@ class _Layers:
         x = F.pad(x, [(kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2])
         x = F.conv2d(x, kernel.permute(3, 2, 0, 1))  # HWIO -> OIHW
         x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
-        bias = self.p.optional(f"{name}/bias")
-        return x if bias is None else x + bias
+        return x + self.p.get(f"{name}/bias", 1)
 
     def norm(self, name: str, x: Tensor) -> Tensor:
         if self.norm_impl == "none":
