@@ -113,6 +113,8 @@ class Episode(Base):
     episode_return: Mapped[float | None] = mapped_column("return", sa.Double)
     has_truth: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     truth_summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    locator: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    """What the replay format needs besides the path to find the episode again (part, extra)."""
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

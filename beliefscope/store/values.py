@@ -65,6 +65,7 @@ class EpisodeInfo:
     episode_return: float | None
     has_truth: bool
     truth_summary: dict[str, Any]
+    locator: dict[str, Any]
     created: datetime
 
 

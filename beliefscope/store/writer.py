@@ -88,6 +88,14 @@ class StoreWriter:
             },
         )
 
+    def find_checkpoint(self, run_id: int, *, content_hash: str) -> int | None:
+        with self._store.connect() as conn:
+            return conn.execute(
+                sa.select(Checkpoint.id).where(
+                    Checkpoint.run_id == run_id, Checkpoint.content_hash == content_hash
+                )
+            ).scalar()
+
     def ensure_episode(
         self,
         run_id: int,
@@ -99,6 +107,7 @@ class StoreWriter:
         episode_return: float | None = None,
         has_truth: bool = False,
         truth_summary: Mapping[str, Any] | None = None,
+        locator: Mapping[str, Any] | None = None,
     ) -> int:
         """An episode, identified in its run by its format's stable key."""
         return self._ensure(
@@ -111,6 +120,7 @@ class StoreWriter:
                 "episode_return": episode_return,
                 "has_truth": has_truth,
                 "truth_summary": dict(truth_summary or {}),
+                "locator": dict(locator or {}),
                 "created": utcnow(),
             },
         )
@@ -149,6 +159,23 @@ class StoreWriter:
                 )
             )
             return {int(r) for r in rows.scalars()}
+
+    def done_episode_keys(
+        self, checkpoint_id: int, *, probe: str, posterior: str = "mode"
+    ) -> set[str]:
+        """Keys of the episodes whose unit is stored: planning happens before episodes are
+        loaded (and registered), so it goes by the replay format's stable key."""
+        with self._store.connect() as conn:
+            rows = conn.execute(
+                sa.select(Episode.key)
+                .join(Trace, Trace.episode_id == Episode.id)
+                .where(
+                    Trace.checkpoint_id == checkpoint_id,
+                    Trace.probe == probe,
+                    Trace.posterior == posterior,
+                )
+            )
+            return set(rows.scalars())
 
     def write_trace(
         self, checkpoint_id: int, episode_id: int, probe: str, posterior: str, data: TraceData

@@ -77,6 +77,7 @@ def upgrade() -> None:
         sa.Column("return", sa.Double),
         sa.Column("has_truth", sa.Boolean, nullable=False),
         sa.Column("truth_summary", sa.JSON, nullable=False),
+        sa.Column("locator", sa.JSON, nullable=False),
         sa.Column("created", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_episodes"),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,97 @@
+"""`beliefscope ingest RUN_DIR`: recompute belief traces of every checkpoint x episode."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from beliefscope.store.engine import open_store
+from ingest.compute import ComputeOptions
+from ingest.progress import Progress
+from ingest.service import Ingestor, IngestRequest, default_threads
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by `ingest` and `watch`."""
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="replay directory (repeatable); default: every one found under the log dir",
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy URL of the store (default: BELIEFSCOPE_STORE or embedded SQLite)",
+    )
+    parser.add_argument(
+        "--probe",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="trace variant besides `filter`: openloop:K, dropout:A-B, dropout:occluded, delay:D",
+    )
+    parser.add_argument("--run-name", default=None, help="run name (default: the log dir's name)")
+    parser.add_argument(
+        "--posterior",
+        choices=["mode", "sample"],
+        default="mode",
+        help="latent fed forward: the posterior's mode (deterministic) or a seeded sample",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for --posterior sample")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--batch-size", type=int, default=16, help="episodes per model batch")
+    parser.add_argument(
+        "--openloop", type=int, default=5, help="open-loop horizon k of the filter trace"
+    )
+    parser.add_argument(
+        "--format",
+        dest="checkpoint_format",
+        default=None,
+        help="checkpoint format (default: detected from the files)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: cores - 1)")
+
+
+def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        from beliefscope.errors import BadInputError
+
+        raise BadInputError(f"--device {args.device}: no CUDA device is available here")
+    torch.set_num_threads(args.threads or default_threads())
+    return IngestRequest(
+        logdir=logdir,
+        replay=tuple(args.replay),
+        run_name=args.run_name,
+        probes=("filter", *args.probe),
+        posterior=args.posterior,
+        seed=args.seed,
+        device=args.device,
+        batch_size=args.batch_size,
+        checkpoint_format=args.checkpoint_format,
+        options=ComputeOptions(openloop=args.openloop),
+    )
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="training log dir")
+    add_request_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    request = request_from(args, args.run_dir)
+    store = open_store(args.store)
+    with Progress(f"ingest {request.name}") as progress:
+        report = Ingestor(store, request).run(progress)
+    print(
+        f"ingest {request.name}: {report.written} traces written, {report.skipped} already stored, "
+        f"{len(report.errors)} errors (job {report.job_id})"
+    )
+    for line in report.errors[:20]:
+        print(f"  error: {line}")
+    return 1 if report.errors and not report.written and not report.skipped else 0

@@ -1,0 +1,186 @@
+"""Belief traces: re-run a world model as a filter over episodes and measure every step.
+
+Pure computation (model + arrays in, `TraceData` out): no files, no store. Episodes are
+batched (padded to the longest in the batch; rows past an episode's end are computed and
+dropped), which gives the same numbers as a batch of one because every step's math is
+row-independent and the default posterior is the mode (no random draws shared by a batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from beliefscope.replay.base import Episode
+from beliefscope.rssm.core import PosteriorMode, Trajectory, WorldModel, imagine, observe
+from beliefscope.rssm.dist import Categorical, correction
+from beliefscope.trace import TraceData
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    posterior: PosteriorMode = "mode"
+    seed: int = 0
+    openloop: int = 5
+    """Horizon k of the open-loop error (0 disables it)."""
+    prob_groups: int = 4
+    """Posterior/prior class probabilities are kept for this many latent groups."""
+    chunk: int = 256
+    """Time steps decoded at once, bounding memory for long episodes."""
+
+
+@dataclass
+class Batch:
+    """Episodes padded to a common length, as tensors on the model's device."""
+
+    image: Tensor  # (B, T, H, W, C) uint8
+    action: Tensor  # (B, T, A) float32
+    is_first: Tensor  # (B, T) bool
+    reward: Tensor  # (B, T)
+    cont: Tensor  # (B, T)
+    lengths: list[int]
+    observed: Tensor | None = None  # (B, T) bool; False withholds the frame (dropout probes)
+
+
+def pad_batch(episodes: Sequence[Episode], device: torch.device | str = "cpu") -> Batch:
+    """Stack episodes, padding the shorter ones by repeating their last row."""
+    steps = max(ep.length for ep in episodes)
+
+    def stack(get: Callable[[Episode], np.ndarray], dtype: torch.dtype) -> Tensor:
+        rows = []
+        for ep in episodes:
+            value = np.asarray(get(ep))
+            pad = steps - len(value)
+            if pad:
+                value = np.concatenate([value, np.repeat(value[-1:], pad, axis=0)])
+            rows.append(value)
+        return torch.from_numpy(np.stack(rows)).to(device=device, dtype=dtype)
+
+    return Batch(
+        image=stack(lambda ep: ep.image, torch.uint8),
+        action=stack(lambda ep: ep.action, torch.float32),
+        is_first=stack(lambda ep: ep.is_first, torch.bool),
+        reward=stack(lambda ep: ep.reward, torch.float32),
+        cont=stack(lambda ep: ~ep.is_terminal, torch.float32),
+        lengths=[ep.length for ep in episodes],
+    )
+
+
+def _mse(pred: Tensor, image: Tensor) -> Tensor:
+    """Per-step mean squared error in [0, 1] pixel space: (..., H, W, C) -> (...)."""
+    return ((pred - image.float() / 255.0) ** 2).flatten(-3).mean(-1)
+
+
+def _decode_error(model: WorldModel, feat: Tensor, image: Tensor, chunk: int) -> Tensor:
+    """Decode (B, T, F) in time chunks and compare with frames (B, T, H, W, C) -> (B, T)."""
+    parts = [
+        _mse(model.decode(feat[:, s : s + chunk]), image[:, s : s + chunk])
+        for s in range(0, feat.shape[1], chunk)
+    ]
+    return torch.cat(parts, 1)
+
+
+def _encode(model: WorldModel, image: Tensor, chunk: int) -> Tensor:
+    return torch.cat(
+        [model.encode(image[:, s : s + chunk]) for s in range(0, image.shape[1], chunk)], 1
+    )
+
+
+def openloop_error(
+    model: WorldModel, traj: Trajectory, batch: Batch, horizon: int, chunk: int
+) -> Tensor:
+    """Error at step t of the decode after imagining `horizon` steps from the posterior at
+    t - horizon with the recorded actions: (B, T), NaN where t < horizon or a reset lies in
+    (t - horizon, t] (imagination cannot cross an episode boundary)."""
+    b, steps = batch.is_first.shape
+    out = torch.full((b, steps), float("nan"), device=batch.action.device)
+    starts = steps - horizon
+    if horizon <= 0 or starts <= 0:
+        return out
+    for s0 in range(0, starts, chunk):
+        s1 = min(starts, s0 + chunk)
+        n = s1 - s0
+        # start states at s in [s0, s1): (B, n, ...) -> (B*n, ...)
+        state = {
+            "deter": traj.deter[:, s0:s1].reshape(b * n, -1),
+            "stoch": traj.stoch[:, s0:s1].reshape(b * n, *traj.stoch.shape[2:]),
+        }
+        # actions leading to steps s+1 .. s+horizon: (B, n, horizon, A) -> (B*n, horizon, A)
+        idx = torch.arange(s0, s1, device=out.device)[:, None] + torch.arange(
+            1, horizon + 1, device=out.device
+        )
+        acts = batch.action[:, idx].reshape(b * n, horizon, -1)
+        imag = imagine(model.cell, state, acts, posterior="mode")
+        feat = model.feat(imag.deter[:, -1], imag.stoch[:, -1]).reshape(b, n, -1)  # (B, n, F)
+        err = _mse(model.decode(feat), batch.image[:, s0 + horizon : s1 + horizon])
+        crossed = batch.is_first[:, idx].any(-1)  # (B, n): a reset inside the horizon
+        out[:, s0 + horizon : s1 + horizon] = torch.where(crossed, float("nan"), err)
+    return out
+
+
+def compute_traces(
+    model: WorldModel, batch: Batch, options: ComputeOptions = ComputeOptions()
+) -> list[TraceData]:
+    """One `TraceData` per episode of the batch (trimmed to its own length)."""
+    generator = None
+    if options.posterior == "sample":
+        generator = torch.Generator(device=batch.action.device).manual_seed(options.seed)
+    with torch.inference_mode():
+        embed = _encode(model, batch.image, options.chunk)
+        traj = observe(
+            model.cell,
+            embed,
+            batch.action,
+            batch.is_first,
+            posterior=options.posterior,
+            generator=generator,
+            observed=batch.observed,
+        )
+        post, prior = traj.post, traj.prior
+        kl = post.kl(prior)
+        free = model.spec.free_nats
+        feat_post = model.feat(traj.deter, traj.stoch)
+        feat_prior = model.feat(traj.deter, prior.mode())
+        deter_delta = torch.linalg.vector_norm(traj.deter.diff(dim=1), dim=-1)
+        deter_delta = torch.cat([torch.full_like(deter_delta[:, :1], float("nan")), deter_delta], 1)
+        deter_delta = torch.where(batch.is_first, float("nan"), deter_delta)
+        metrics = {
+            "kl": kl,
+            "kl_dyn": kl.clamp(min=free),
+            "kl_rep": kl.clamp(min=free),
+            "correction": correction(post, prior),
+            "prior_entropy": prior.entropy(),
+            "post_entropy": post.entropy(),
+            "recon_error": _decode_error(model, feat_post, batch.image, options.chunk),
+            "pred_error": _decode_error(model, feat_prior, batch.image, options.chunk),
+            "reward_pred": model.reward(feat_post),
+            "reward": batch.reward,
+            "cont_pred": model.cont(feat_post),
+            "cont": batch.cont,
+            "deter_norm": torch.linalg.vector_norm(traj.deter, dim=-1),
+            "deter_delta": deter_delta,
+            "openloop_error": openloop_error(model, traj, batch, options.openloop, options.chunk),
+        }
+        kl_groups = post.kl_groups(prior)
+        probs = None
+        if isinstance(post, Categorical) and isinstance(prior, Categorical):
+            g = options.prob_groups
+            probs = (post.probs[:, :, :g], prior.probs[:, :, :g])
+        host = {k: v.float().cpu().numpy() for k, v in metrics.items()}
+        kl_groups_np = kl_groups.float().cpu().numpy()
+        probs_np = None if probs is None else tuple(p.float().cpu().numpy() for p in probs)
+    traces = []
+    for i, length in enumerate(batch.lengths):
+        traces.append(
+            TraceData(
+                metrics={k: v[i, :length].astype(np.float64) for k, v in host.items()},
+                kl_groups=kl_groups_np[i, :length],
+                post_probs=None if probs_np is None else probs_np[0][i, :length],
+                prior_probs=None if probs_np is None else probs_np[1][i, :length],
+            )
+        )
+    return traces

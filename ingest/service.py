@@ -1,0 +1,366 @@
+"""The ingest service: checkpoints x episodes x probes -> traces in the store.
+
+The unit of work is (checkpoint, episode, probe), written in one transaction, so a re-run
+skips what is done and a killed run leaves no partial trace. Work is checkpoint-major: a model
+is loaded once, then episodes stream through it in fixed-size batches grouped by length, so
+memory is bounded by the batch, not by the number of episodes. A unit that fails (a corrupt
+episode, a checkpoint that does not load, frames the model can't take) is recorded on the job
+with its file and reason, and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from beliefscope.config import get_settings
+from beliefscope.errors import BadInputError, BeliefscopeError
+from beliefscope.replay.base import Episode, EpisodeRef
+from beliefscope.replay.base import get_format as replay_format
+from beliefscope.rssm import formats as ckpt_formats
+from beliefscope.rssm.core import WorldModel
+from beliefscope.store.engine import Store
+from beliefscope.store.writer import StoreWriter
+from ingest import sources
+from ingest.compute import ComputeOptions, compute_traces, pad_batch
+from ingest.variants import Variant, parse
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    logdir: Path
+    replay: tuple[Path, ...] = ()
+    """Replay directories; empty: every recognised directory under `logdir`."""
+    run_name: str | None = None
+    probes: tuple[str, ...] = ("filter",)
+    posterior: str = "mode"
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 16
+    checkpoint_format: str | None = None
+    options: ComputeOptions = field(default_factory=ComputeOptions)
+
+    @property
+    def name(self) -> str:
+        return self.run_name or self.logdir.resolve().name
+
+    @property
+    def posterior_label(self) -> str:
+        return "mode" if self.posterior == "mode" else f"sample:{self.seed}"
+
+
+@dataclass
+class IngestReport:
+    job_id: int
+    written: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ProgressSink(Protocol):
+    """Where progress goes: a terminal bar, a log line, nothing."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, units: int, description: str) -> None: ...
+
+
+class _Silent:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, units: int, description: str) -> None:
+        pass
+
+
+SnapshotCache = dict[tuple[tuple[str, int, int], ...], "sources.Snapshot | str"]
+"""(file, mtime, size) of a checkpoint's files -> its snapshot, or the reason it failed:
+lets a watcher skip re-hashing unchanged files and re-trying a version that doesn't load."""
+
+
+class Ingestor:
+    def __init__(
+        self, store: Store, request: IngestRequest, cache: SnapshotCache | None = None
+    ) -> None:
+        if request.posterior not in ("mode", "sample"):
+            raise BadInputError(f"--posterior must be mode or sample, got {request.posterior!r}")
+        self.store = store
+        self.writer: StoreWriter = store.writer
+        self.request = request
+        self.variants: list[Variant] = [parse(p) for p in dict.fromkeys(request.probes)]
+        self.snapshots = get_settings().home / "snapshots"
+        self.cache: SnapshotCache = {} if cache is None else cache
+
+    def pending(self) -> int:
+        """Units not stored yet (0 when a watcher has nothing to do); loads no model."""
+        req = self.request
+        run_id = self.writer.ensure_run(req.name, logdir=str(req.logdir.resolve()))
+        keys = {ref.key for ref in self._episodes(None)}
+        count = 0
+        for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format):
+            snap = self._snapshot(ref)
+            if isinstance(snap, str):
+                continue
+            checkpoint_id = self.writer.find_checkpoint(run_id, content_hash=snap.content_hash)
+            for variant in self.variants:
+                done = (
+                    set()
+                    if checkpoint_id is None
+                    else self.writer.done_episode_keys(
+                        checkpoint_id, probe=variant.spec, posterior=req.posterior_label
+                    )
+                )
+                count += len(keys - done)
+        return count
+
+    def _snapshot(self, ref: ckpt_formats.CheckpointRef) -> sources.Snapshot | str:
+        try:
+            files = ckpt_formats.get_format(ref.format).content_files(ref)
+            key = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        except (OSError, BeliefscopeError) as err:
+            return str(err)
+        if key not in self.cache:
+            try:
+                self.cache[key] = sources.snapshot(ref, self.snapshots)
+            except (OSError, BeliefscopeError) as err:
+                return str(err)
+        return self.cache[key]
+
+    def run(self, progress: ProgressSink | None = None, job_id: int | None = None) -> IngestReport:
+        req = self.request
+        run_id = self.writer.ensure_run(req.name, logdir=str(req.logdir.resolve()))
+        if job_id is None:
+            job_id = self.writer.create_job(
+                "ingest",
+                run_id=run_id,
+                args={
+                    "logdir": str(req.logdir),
+                    "probes": list(req.probes),
+                    "posterior": req.posterior_label,
+                    "host": socket.gethostname(),
+                },
+            )
+        self.writer.start_job(job_id)
+        report = IngestReport(job_id)
+        try:
+            self._ingest(run_id, report, progress or _Silent())
+        except BaseException as err:
+            self.writer.finish_job(job_id, failed=True, message=f"{type(err).__name__}: {err}")
+            raise
+        message = (
+            f"{report.written} traces written, {report.skipped} already stored, "
+            f"{len(report.errors)} errors"
+        )
+        self.writer.finish_job(job_id, message=message)
+        return report
+
+    # -- the plan -------------------------------------------------------------------------
+
+    def _ingest(self, run_id: int, report: IngestReport, progress: ProgressSink) -> None:
+        req = self.request
+        episodes = self._episodes(report)
+        checkpoints = ckpt_formats.discover(req.logdir, req.checkpoint_format)
+        if not checkpoints:
+            self._error(report, unit="checkpoints", file=req.logdir, reason="no checkpoints found")
+        total = len(checkpoints) * len(episodes) * len(self.variants)
+        self.writer.update_job(report.job_id, total=total)
+        progress.start(total)
+        for ref in sorted(checkpoints, key=lambda r: (r.step is None, r.step or 0, str(r.path))):
+            loaded = self._load_checkpoint(run_id, ref, report)
+            if loaded is None:
+                progress.advance(len(episodes) * len(self.variants), f"skipped {ref.path.name}")
+                self.writer.update_job(report.job_id, add_done=len(episodes) * len(self.variants))
+                continue
+            checkpoint_id, model = loaded
+            for variant in self.variants:
+                self._run_variant(run_id, checkpoint_id, model, variant, episodes, report, progress)
+
+    def _episodes(self, report: IngestReport | None) -> list[EpisodeRef]:
+        req = self.request
+        refs: list[EpisodeRef] = []
+        for directory, fmt in sources.replay_dirs(req.logdir, list(req.replay)):
+            try:
+                refs.extend(fmt.list(directory))
+            except BeliefscopeError as err:
+                if report:
+                    self._error(report, unit="replay", file=directory, reason=str(err))
+        if not refs and report:
+            self._error(report, unit="replay", file=req.logdir, reason="no episodes found")
+        return refs
+
+    def _load_checkpoint(
+        self, run_id: int, ref: ckpt_formats.CheckpointRef, report: IngestReport
+    ) -> tuple[int, WorldModel] | None:
+        snap = self._snapshot(ref)
+        try:
+            if isinstance(snap, str):
+                raise BadInputError(snap, path=ref.path)
+            model = ckpt_formats.load(snap.ref)
+        except BeliefscopeError as err:
+            for key, value in list(self.cache.items()):  # this version won't load next time either
+                if value is snap:
+                    self.cache[key] = str(err)
+            self._error(report, unit=f"checkpoint {ref.path.name}", file=ref.path, reason=str(err))
+            return None
+        spec = model.spec
+        checkpoint_id = self.writer.ensure_checkpoint(
+            run_id,
+            content_hash=snap.content_hash,
+            format=ref.format,
+            source_path=str(snap.ref.path),
+            step=ref.step if ref.step is not None else spec.config.get("step"),
+            family=spec.family,
+            config={
+                **_jsonable(spec.config),
+                "origin": str(ref.path),
+                "latent": spec.latent,
+                "deter": spec.deter,
+                "groups": spec.groups,
+                "classes": spec.classes,
+                "action_dim": spec.action_dim,
+                "image_shape": list(spec.image_shape),
+            },
+        )
+        if isinstance(model, torch.nn.Module):
+            model.to(self.request.device).eval()
+        return checkpoint_id, model
+
+    # -- the work -------------------------------------------------------------------------
+
+    def _run_variant(
+        self,
+        run_id: int,
+        checkpoint_id: int,
+        model: WorldModel,
+        variant: Variant,
+        episodes: list[EpisodeRef],
+        report: IngestReport,
+        progress: ProgressSink,
+    ) -> None:
+        req = self.request
+        done = self.writer.done_episode_keys(
+            checkpoint_id, probe=variant.spec, posterior=req.posterior_label
+        )
+        todo = [ref for ref in episodes if ref.key not in done]
+        skipped = len(episodes) - len(todo)
+        report.skipped += skipped
+        if skipped:
+            progress.advance(skipped, "already stored")
+            self.writer.update_job(report.job_id, add_done=skipped)
+        # one episode per batch when sampling: a seeded draw must not depend on batch neighbours
+        size = 1 if req.posterior == "sample" else req.batch_size
+        options = replace(variant.options(req.options), posterior=req.posterior, seed=req.seed)  # type: ignore[arg-type]
+        for group in _batches(todo, size):
+            loaded = [
+                ep
+                for ep in (self._load_episode(run_id, ref, model, variant, report) for ref in group)
+                if ep
+            ]
+            if loaded:
+                batch = variant.apply(
+                    pad_batch([ep for ep, _ in loaded], req.device), [ep for ep, _ in loaded]
+                )
+                traces = compute_traces(model, batch, options)
+                for (_, episode_id), data in zip(loaded, traces, strict=True):
+                    if (
+                        self.writer.write_trace(
+                            checkpoint_id, episode_id, variant.spec, req.posterior_label, data
+                        )
+                        is None
+                    ):
+                        report.skipped += 1
+                    else:
+                        report.written += 1
+            progress.advance(len(group), variant.spec)
+            self.writer.update_job(report.job_id, add_done=len(group))
+
+    def _load_episode(
+        self,
+        run_id: int,
+        ref: EpisodeRef,
+        model: WorldModel,
+        variant: Variant,
+        report: IngestReport,
+    ) -> tuple[Episode, int] | None:
+        try:
+            ep = replay_format(ref.format).load(ref)
+            _check_compatible(ep, model)
+            if variant.needs_truth() and "occluded" not in ep.truth:
+                raise BadInputError(
+                    f"probe {variant.spec} needs ground truth 'occluded'", path=ref.path
+                )
+        except BeliefscopeError as err:
+            self._error(
+                report, unit=f"episode {ref.key} / {variant.spec}", file=ref.path, reason=str(err)
+            )
+            return None
+        episode_id = self.writer.ensure_episode(
+            run_id,
+            key=ref.key,
+            format=ref.format,
+            source_path=str(ref.path),
+            length=ep.length,
+            episode_return=ep.episode_return,
+            has_truth=bool(ep.truth),
+            truth_summary=_truth_summary(ep),
+            locator={"part": ref.part, "extra": list(ref.extra)},
+        )
+        return ep, episode_id
+
+    def _error(self, report: IngestReport, *, unit: str, file: Path, reason: str) -> None:
+        report.errors.append(reason)
+        self.writer.record_job_error(report.job_id, unit=unit, file=str(file), reason=reason)
+
+
+def _check_compatible(ep: Episode, model: WorldModel) -> None:
+    spec = model.spec
+    if tuple(ep.image.shape[1:]) != tuple(spec.image_shape):
+        raise BadInputError(
+            f"frames are {tuple(ep.image.shape[1:])} but the model takes {tuple(spec.image_shape)}",
+            path=ep.ref.path,
+        )
+    if ep.action.shape[1] != spec.action_dim:
+        raise BadInputError(
+            f"actions have {ep.action.shape[1]} dims but the model takes {spec.action_dim}",
+            path=ep.ref.path,
+        )
+
+
+def _batches(refs: Sequence[EpisodeRef], size: int) -> Iterator[list[EpisodeRef]]:
+    """Fixed-size batches of similar length, so little compute goes to padding."""
+    ordered = sorted(refs, key=lambda r: (r.length, r.key))
+    for i in range(0, len(ordered), size):
+        yield ordered[i : i + size]
+
+
+def _truth_summary(ep: Episode) -> dict[str, int]:
+    truth = ep.truth
+    summary: dict[str, int] = {}
+    if "occluded" in truth:
+        occ = np.asarray(truth["occluded"], bool)
+        summary["occluded_steps"] = int(occ.sum())
+        summary["occlusions"] = int((occ[1:] & ~occ[:-1]).sum() + occ[0])
+    if "slip" in truth:
+        summary["slips"] = int(np.asarray(truth["slip"], bool).sum())
+    return summary
+
+
+def _jsonable(config: dict) -> dict:
+    return {
+        k: v
+        for k, v in config.items()
+        if isinstance(v, str | int | float | bool | list | dict | type(None))
+    }
+
+
+def default_threads() -> int:
+    """Leave one core for the server and the OS: oversubscribed torch threads crawl."""
+    configured = get_settings().torch_threads
+    return configured if configured > 0 else max(1, (os.cpu_count() or 2) - 1)

@@ -1,0 +1,105 @@
+"""What to ingest: checkpoints (snapshotted by content) and replay episodes of a log dir."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from beliefscope.errors import BadInputError
+from beliefscope.replay.base import EpisodeRef, ReplayFormat, detect_format, get_format
+from beliefscope.rssm import formats as ckpt_formats
+from beliefscope.rssm.formats import CheckpointRef
+
+_MAX_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A checkpoint version frozen by content: training may overwrite the original file."""
+
+    ref: CheckpointRef  # points into the snapshot copy
+    source: CheckpointRef  # where it was found
+    content_hash: str
+
+
+def content_hash(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.name.encode())
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def snapshot(ref: CheckpointRef, snapshots: Path) -> Snapshot:
+    """Copy a checkpoint's content files under `snapshots/<hash>/`, keeping their layout.
+
+    The hash is taken over the copy, so the snapshot holds exactly the bytes hashed even when
+    the trainer rewrites the original in the meantime.
+    """
+    files = ckpt_formats.get_format(ref.format).content_files(ref)
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise BadInputError("checkpoint file disappeared before it could be read", path=missing[0])
+    staging = snapshots / f".staging-{os.getpid()}-{ref.path.name}"
+    shutil.rmtree(staging, ignore_errors=True)
+    copied = []
+    for f in files:
+        dest = staging / _layout(ref.path, f)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dest)
+        copied.append(dest)
+    digest = content_hash(copied)
+    final = snapshots / digest[:32]
+    try:
+        staging.rename(final)
+    except OSError:  # already snapshotted (by an earlier run or a concurrent ingest)
+        if not final.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+    return Snapshot(replace(ref, path=final / ref.path.name), ref, digest)
+
+
+def _layout(root: Path, file: Path) -> Path:
+    """Where `file` goes inside a snapshot: a folder checkpoint keeps its folder."""
+    return Path(root.name) / file.relative_to(root) if root.is_dir() else Path(file.name)
+
+
+def replay_dirs(
+    logdir: Path, explicit: list[Path] | None = None
+) -> list[tuple[Path, ReplayFormat]]:
+    """Replay directories to read: the explicit ones, else every recognised dir under logdir."""
+    if explicit:
+        return [(d, detect_format(d)) for d in explicit]
+    found: list[tuple[Path, ReplayFormat]] = []
+
+    def walk(d: Path, depth: int) -> None:
+        try:
+            fmt = detect_format(d)
+        except BadInputError:
+            fmt = None
+        if fmt is not None:
+            found.append((d, fmt))
+            return
+        if depth < _MAX_DEPTH:
+            for child in sorted(
+                p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
+            ):
+                walk(child, depth + 1)
+
+    if not logdir.is_dir():
+        raise BadInputError("log dir does not exist or is not a directory", path=logdir)
+    walk(logdir, 0)
+    return found
+
+
+def list_episodes(dirs: list[tuple[Path, ReplayFormat]]) -> list[EpisodeRef]:
+    return [ref for d, fmt in dirs for ref in fmt.list(d)]
+
+
+def episode_format(ref: EpisodeRef) -> ReplayFormat:
+    return get_format(ref.format)

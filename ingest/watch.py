@@ -1,0 +1,80 @@
+"""`beliefscope watch LOGDIR`: ingest each new checkpoint version and episode as it appears.
+
+Each cycle is an ordinary idempotent ingest of the log dir: stored units are skipped, a
+checkpoint overwritten in place (`latest.pt`) is a new content hash and so a new checkpoint,
+and new episodes become new units for every checkpoint. A cycle that finds nothing new costs
+a directory listing, one hash per changed checkpoint file and one query per checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from beliefscope.store.engine import open_store
+from ingest.cli import add_request_arguments, request_from
+from ingest.progress import Progress
+from ingest.service import Ingestor, IngestRequest, SnapshotCache
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logdir", type=Path, metavar="LOGDIR", help="training log dir to follow")
+    add_request_arguments(parser)
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between scans")
+    parser.add_argument(
+        "--cycles", type=int, default=0, help="stop after this many scans (0: run until stopped)"
+    )
+
+
+def watch(
+    request: IngestRequest,
+    store_url: str | None,
+    *,
+    interval: float,
+    cycles: int = 0,
+    stop: threading.Event | None = None,
+    log: bool = True,
+) -> int:
+    """Scan and ingest until `stop` is set (or `cycles` scans ran); returns traces written."""
+    stop = stop or threading.Event()
+    store = open_store(store_url)
+    cache: SnapshotCache = {}
+    written, cycle = 0, 0
+    while not stop.is_set():
+        cycle += 1
+        ingestor = Ingestor(store, request, cache)
+        if ingestor.pending():
+            with Progress(f"watch {request.name}") as progress:
+                report = ingestor.run(progress)
+            written += report.written
+            if log:
+                print(
+                    f"watch {request.name}: +{report.written} traces, {len(report.errors)} errors",
+                    flush=True,
+                )
+        if cycles and cycle >= cycles:
+            break
+        stop.wait(interval)
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def handle(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    request = request_from(args, args.logdir)
+    started = time.monotonic()
+    written = watch(request, args.store, interval=args.interval, cycles=args.cycles, stop=stop)
+    print(
+        f"watch {request.name}: stopped after {time.monotonic() - started:.0f} s, "
+        f"{written} traces written"
+    )
+    return 0
