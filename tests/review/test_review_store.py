@@ -1,0 +1,221 @@
+"""Rules, flags and reviews through a real SQLite store."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from beliefscope.errors import BadInputError, NotFoundError
+from beliefscope.store import review_store as rs
+from tests.review.conftest import add_run
+
+
+def spiky(length: int, spikes: list[tuple[int, int, float]], base: float = 1.0) -> np.ndarray:
+    x = np.full(length, base)
+    for t0, t1, value in spikes:
+        x[t0 : t1 + 1] = value
+    return x
+
+
+RULE = {"metric": "kl", "mode": "absolute", "threshold": 5, "min_duration": 2}
+
+
+def spans(store, **kw):
+    return [(f.trace_id, f.t0, f.t1, f.state, f.stale) for f in rs.list_flags(store, **kw).items]
+
+
+def test_rules_are_versioned_and_bad_edits_save_nothing(store):
+    v1 = rs.set_rule(store, name="k", changes=RULE, who="ann")
+    assert v1.rule.version == 1 and v1.created_by == "ann"
+    same = rs.set_rule(store, name="k", changes={"threshold": "5"}, who="bob")
+    assert same.id == v1.id  # nothing changed: no new version
+    v2 = rs.set_rule(store, name="k", changes={"threshold": "6"}, who="bob")
+    assert (v2.rule.version, v2.rule.threshold, v2.rule.min_duration) == (2, 6.0, 2)
+    for bad in ({"metric": "nope"}, {"min_duration": "-1"}, {"threshold": "high"}):
+        with pytest.raises(BadInputError):
+            rs.set_rule(store, name="k", changes=bad, who="eve")
+    with pytest.raises(BadInputError):
+        rs.set_rule(store, name="new", changes={"metric": "kl", "threshold": "x"}, who="eve")
+    assert [i.rule.version for i in rs.list_rules(store, all_versions=True)] == [1, 2]
+    assert rs.get_rule(store, name="k", version=1).rule.threshold == 5.0
+    with pytest.raises(NotFoundError):
+        rs.get_rule(store, name="new")
+    names = [i.rule.name for i in rs.ensure_default_rules(store)]
+    assert names == sorted(["k", "kl-spike", "correction-spike"])
+
+
+def test_apply_rule_flags_from_stored_steps(store):
+    ids = add_run(
+        store, {100: [spiky(50, [(10, 12, 9.0)]), spiky(50, [(30, 30, 9.0), (40, 43, 7.0)])]}
+    )
+    rs.set_rule(store, name="k", changes=RULE, who="ann")
+    result = rs.apply_rule(store, name="k", who="ann")
+    assert (result.traces, result.steps, result.created, result.deleted) == (2, 100, 2, 0)
+    t0, t1 = ids["traces"]
+    assert spans(store) == [(t0, 10, 12, "open", False), (t1, 40, 43, "open", False)]
+    flag = rs.list_flags(store, trace_id=t1).items[0]
+    assert (flag.peak, flag.peak_t, flag.rule_version, flag.episode_id) == (
+        7.0,
+        40,
+        1,
+        ids["episodes"][1],
+    )
+    # applying again changes nothing
+    again = rs.apply_rule(store, name="k", who="ann")
+    assert (again.created, again.updated, again.deleted) == (0, 2, 0)
+    assert [f.id for f in rs.list_flags(store).items] == [f.id for f in rs.list_flags(store).items]
+
+
+def test_reflagging_keeps_human_reviews(store):
+    ids = add_run(
+        store,
+        {100: [spiky(60, [(10, 12, 9.0), (30, 31, 6.0), (50, 52, 6.0)])]},
+    )
+    trace = ids["traces"][0]
+    rs.set_rule(store, name="k", changes=RULE, who="ann")
+    rs.apply_rule(store, name="k", who="ann")
+    a, b, c = rs.list_flags(store).items
+    rs.review_flag(store, flag_id=a.id, who="ann", state="confirmed", category="slip", notes="kick")
+    rs.review_flag(store, flag_id=b.id, who="ann", state="dismissed")
+    # new version: threshold 8 keeps only the 9.0 spike; longer spans with merge
+    rs.set_rule(store, name="k", changes={"threshold": 8, "min_duration": 1}, who="bob")
+    result = rs.apply_rule(store, name="k", who="bob")
+    assert (result.version, result.created, result.updated, result.stale, result.deleted) == (
+        2,
+        0,
+        1,
+        1,
+        1,
+    )
+    flags = {f.id: f for f in rs.list_flags(store).items}
+    assert set(flags) == {a.id, b.id}  # c was never reviewed: gone
+    assert (flags[a.id].state, flags[a.id].category, flags[a.id].notes) == (
+        "confirmed",
+        "slip",
+        "kick",
+    )
+    assert flags[a.id].rule_version == 2 and not flags[a.id].stale
+    assert flags[b.id].state == "dismissed" and flags[b.id].stale
+    assert spans(store, include_stale=False) == [(trace, 10, 12, "confirmed", False)]
+    # the old version back: the stale flag is found again and keeps its dismissal
+    rs.apply_rule(store, name="k", version=1, who="bob")
+    flags = {f.id: f for f in rs.list_flags(store).items}
+    assert not flags[b.id].stale and flags[b.id].state == "dismissed"
+    assert [h.action for h in rs.flag_history(store, flag_id=b.id)] == [
+        "review",
+        "stale",
+        "rule-update",
+    ]
+    # a moved segment keeps its review and records the move
+    rs.set_rule(
+        store, name="k", changes={"threshold": 5, "min_duration": 1, "merge_gap": 20}, who="bob"
+    )
+    rs.apply_rule(store, name="k", who="bob")
+    merged = rs.get_flag(store, flag_id=a.id)
+    assert (merged.t0, merged.t1, merged.state) == (10, 52, "confirmed")
+    assert rs.flag_history(store, flag_id=a.id)[-1].changes == {"t0": [10, 10], "t1": [12, 52]}
+
+
+def test_disabled_rule_clears_open_flags_and_keeps_reviewed_as_stale(store):
+    add_run(store, {1: [spiky(40, [(5, 6, 9.0), (20, 21, 9.0)])]})
+    rs.set_rule(store, name="k", changes=RULE, who="ann")
+    rs.apply_rule(store, name="k", who="ann")
+    first = rs.list_flags(store).items[0]
+    rs.review_flag(store, flag_id=first.id, who="ann", tags=["weird", " weird ", ""])
+    assert rs.get_flag(store, flag_id=first.id).tags == ("weird",)
+    rs.set_rule(store, name="k", changes={"enabled": "false"}, who="ann")
+    rs.apply_rules(store, who="ann")
+    assert spans(store) == [(first.trace_id, 5, 6, "open", True)]
+
+
+def test_robust_threshold_is_per_checkpoint(store):
+    quiet = [spiky(100, [(50, 52, 3.0)], base=1.0) + 0.01 * np.sin(np.arange(100))]
+    loud = [spiky(100, [(50, 52, 3.0)], base=2.0) + 0.5 * np.sin(np.arange(100))]
+    ids = add_run(store, {1: quiet, 2: loud})
+    rs.set_rule(store, name="m", changes={"metric": "kl", "threshold": 8, "mode": "mad"}, who="a")
+    rs.apply_rule(store, name="m", who="a")
+    flagged = {f.checkpoint_id for f in rs.list_flags(store).items}
+    assert flagged == {ids["checkpoints"][0]}
+    only = rs.apply_rule(store, name="m", who="a", checkpoint_ids=[ids["checkpoints"][1]])
+    assert only.traces == 1 and rs.list_flags(store).total == 1
+
+
+def test_manual_flags_live_beside_rule_flags(store):
+    ids = add_run(store, {1: [spiky(30, [(10, 11, 9.0)])]})
+    trace = ids["traces"][0]
+    manual = rs.create_manual_flag(
+        store, trace_id=trace, t0=8, t1=14, who="ann", category="occlusion"
+    )
+    assert (manual.source, manual.peak, manual.peak_t, manual.reviewed) == ("manual", 9.0, 10, True)
+    rs.set_rule(store, name="k", changes=RULE, who="ann")
+    rs.apply_rule(store, name="k", who="ann")
+    rs.set_rule(store, name="k", changes={"threshold": 100}, who="ann")
+    rs.apply_rule(store, name="k", who="ann")
+    assert [f.source for f in rs.list_flags(store).items] == ["manual"]
+    with pytest.raises(BadInputError, match="not within"):
+        rs.create_manual_flag(store, trace_id=trace, t0=20, t1=40, who="ann")
+    with pytest.raises(BadInputError, match="unknown category"):
+        rs.review_flag(store, flag_id=manual.id, who="ann", category="ghost")
+    rs.delete_manual_flag(store, flag_id=manual.id)
+    assert rs.list_flags(store).total == 0
+
+
+def test_concurrent_review_edits_are_all_in_the_history(store):
+    add_run(store, {1: [spiky(30, [(10, 11, 9.0)])]})
+    rs.set_rule(store, name="k", changes=RULE, who="ann")
+    rs.apply_rule(store, name="k", who="ann")
+    flag_id = rs.list_flags(store).items[0].id
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def edit(i: int) -> None:
+        try:
+            barrier.wait()
+            state = "confirmed" if i % 2 else "dismissed"
+            rs.review_flag(store, flag_id=flag_id, who=f"user{i}", state=state, notes=f"note {i}")
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=edit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    history = rs.flag_history(store, flag_id=flag_id)
+    assert sorted(h.who for h in history) == [f"user{i}" for i in range(8)]
+    # each entry's "old" is the previous entry's "new": nobody overwrote unseen
+    for prev, cur in zip(history, history[1:], strict=False):
+        assert cur.changes["notes"][0] == prev.changes["notes"][1]
+    final = rs.get_flag(store, flag_id=flag_id)
+    assert final.notes == history[-1].changes["notes"][1] and final.updated_by == history[-1].who
+
+
+def test_review_queue_ranks_episodes(store):
+    ids = add_run(
+        store,
+        {
+            1: [
+                spiky(40, [(5, 6, 6.0)]),
+                spiky(40, [(5, 6, 30.0), (20, 22, 9.0)]),
+                spiky(40, []),
+            ]
+        },
+    )
+    rs.set_rule(store, name="k", changes=RULE, who="ann")
+    rs.apply_rule(store, name="k", who="ann")
+    queue = rs.review_queue(store, checkpoint_id=ids["checkpoints"][0])
+    assert [e.episode_key for e in queue] == ["ep1", "ep0"]
+    assert (queue[0].count, queue[0].peak, queue[0].duration) == (2, 30.0, 5)
+
+
+def test_findings_from_stored_correction(store):
+    rng = np.random.default_rng(0)
+    collapsed = [np.full(200, 1.0) for _ in range(2)]
+    ids = add_run(store, {1: collapsed})
+    # correction column is zeros in trace_data: scale = 2 * 4 groups -> collapse
+    findings = rs.run_findings(store, run_id=ids["run"][0])
+    assert [(f.kind, f.checkpoint) for f in findings] == [("collapse", ids["checkpoints"][0])]
+    assert rng is not None
