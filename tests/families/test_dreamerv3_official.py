@@ -174,11 +174,21 @@ def test_missing_and_extra_world_model_keys(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="missing world-model key 'dyn/obslogit/bias'"):
         get_format("dreamerv3").load(ref)
     agent = _agent()
-    agent["params"]["dec/conv9/kernel"] = np.zeros((5, 5, 3, 3), np.float32)
+    agent["params"]["dyn/spare/kernel"] = np.zeros((5, 3), np.float32)
     agent_file.write_bytes(pickle.dumps(agent))
-    with pytest.raises(BadInputError, match="unexpected world-model keys.*dec/conv9/kernel") as err:
+    with pytest.raises(BadInputError, match="unexpected world-model keys.*dyn/spare/kernel") as err:
         get_format("dreamerv3").load(ref)
     assert err.value.path == str(ref.path)
+    del agent["params"]["dyn/spare/kernel"]
+    agent["params"]["dec/conv9/kernel"] = np.zeros((5, 5, 3, 3), np.float32)
+    agent_file.write_bytes(pickle.dumps(agent))
+    with pytest.raises(BadInputError, match=r"numbered \[0, 1, 2, 9\]"):
+        get_format("dreamerv3").load(ref)
+    agent = _agent()
+    agent["params"]["dyn/prior1/kernel"] = np.zeros((31, 32), np.float32)
+    agent_file.write_bytes(pickle.dumps(agent))
+    with pytest.raises(BadInputError, match="world-model tensors do not fit together"):
+        get_format("dreamerv3").load(ref)
 
 
 def test_unfinished_save_is_refused(tmp_path: Path) -> None:

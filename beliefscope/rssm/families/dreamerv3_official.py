@@ -117,9 +117,9 @@ class OfficialCell:
         self.deter, self.hidden = p.get("dyn/dynin0/kernel", 2).shape
         self.action_dim = p.get("dyn/dynin2/kernel", 2).shape[0]
         self.blocks = p.get("dyn/dyngru/kernel", 3).shape[0]
-        self.dynlayers = len(p.indices(r"dyn/dynhid(\d+)/kernel"))
-        self.imglayers = len(p.indices(r"dyn/prior(\d+)/kernel"))
-        self.obslayers = len(p.indices(r"dyn/obs(\d+)/kernel"))
+        self.dynlayers = p.count(r"dyn/dynhid(\d+)/kernel")
+        self.imglayers = p.count(r"dyn/prior(\d+)/kernel")
+        self.obslayers = p.count(r"dyn/obs(\d+)/kernel")
 
     def initial(self, batch: int) -> State:
         return {
@@ -197,10 +197,10 @@ class OfficialWorldModel:
                  con: _Layers) -> None:  # fmt: skip
         self.cell, self.enc, self.dec, self.rew, self.con = cell, enc, dec, rew, con
         p = cell.nets.p
-        self.enc_layers = len(p.indices(r"enc/cnn(\d+)/kernel"))
-        self.dec_layers = p.indices(r"dec/conv(\d+)/kernel")
-        self.rew_layers = len(p.indices(r"rew/mlp/linear(\d+)/kernel"))
-        self.con_layers = len(p.indices(r"con/mlp/linear(\d+)/kernel"))
+        self.enc_layers = p.count(r"enc/cnn(\d+)/kernel")
+        self.dec_layers = list(range(p.count(r"dec/conv(\d+)/kernel")))
+        self.rew_layers = p.count(r"rew/mlp/linear(\d+)/kernel")
+        self.con_layers = p.count(r"con/mlp/linear(\d+)/kernel")
 
     def encode(self, image: Tensor) -> Tensor:
         assert image.ndim == 5, image.shape
@@ -363,6 +363,14 @@ def build(params: dict, path: Path, config: dict, config_file: Path | None) -> O
 def _dry_run(model: OfficialWorldModel) -> None:
     """One tiny pass through every part, so that a missing or unused key is reported at load
     time (the official layers are looked up by name as they run)."""
+    try:
+        _run_once(model)
+    except RuntimeError as error:  # shapes that do not chain (e.g. a kernel of the wrong size)
+        message = f"world-model tensors do not fit together: {str(error).splitlines()[0]}"
+        raise BadInputError(message, path=model.cell.path) from None
+
+
+def _run_once(model: OfficialWorldModel) -> None:
     cell = model.cell
     embed = model.encode(torch.zeros(1, 1, *model.spec.image_shape, dtype=torch.uint8))
     deter, _ = cell.img_step(cell.initial(1), torch.zeros(1, cell.action_dim))

@@ -237,7 +237,7 @@ class TorchWorldModel:
 def _mlp(p: Params, prefix: str, name: str, act: nn.Module) -> list[_Dense]:
     """The hidden layers of the repo's `networks.MLP` (`{name}_linear{i}`, `{name}_norm{i}`)."""
     layers = []
-    for i in p.indices(rf"{re.escape(prefix)}\.layers\.{name}_linear(\d+)\.weight"):
+    for i in range(p.count(rf"{re.escape(prefix)}\.layers\.{name}_linear(\d+)\.weight")):
         norm = f"{prefix}.layers.{name}_norm{i}"
         norm_or_none = norm if p.has(f"{norm}.weight") else None
         layers.append(_Dense(p, f"{prefix}.layers.{name}_linear{i}", norm_or_none, act))
@@ -413,7 +413,27 @@ def build(raw: object, path: Path, config: dict, config_file: Path | None) -> To
             "assumed": cfg.assumed,
         },
     )
+    try:
+        _run_once(model)
+    except RuntimeError as error:  # shapes that do not chain (e.g. a kernel of the wrong size)
+        message = f"world-model tensors do not fit together: {str(error).splitlines()[0]}"
+        raise BadInputError(message, path=path) from None
     return model
+
+
+@torch.no_grad()
+def _run_once(model: TorchWorldModel) -> None:
+    """One tiny pass through every part, so that tensors that do not fit are reported at load."""
+    cell = model.cell
+    embed = model.encode(torch.zeros(1, 1, *model.spec.image_shape, dtype=torch.uint8))
+    deter, _ = cell.img_step(cell.initial(1), torch.zeros(1, cell.action_dim))
+    feat = model.feat(deter, cell.obs_dist(deter, embed[:, 0]).mode())
+    image = model.decode(feat)
+    if tuple(image.shape[1:]) != model.spec.image_shape:
+        made, read = tuple(image.shape[1:]), model.spec.image_shape
+        message = f"the decoder makes {made} images but the encoder reads {read}"
+        raise BadInputError(message, path=cell.path)
+    model.reward(feat), model.cont(feat)
 
 
 class DreamerV3TorchFormat:

@@ -57,6 +57,14 @@ class Params:
         found = {int(m.group(1)) for key in self.tensors if (m := regex.fullmatch(key))}
         return sorted(found)
 
+    def count(self, pattern: str) -> int:
+        """How many numbered layers match `pattern`; their numbers must run 0, 1, ..., n-1."""
+        found = self.indices(pattern)
+        if found != list(range(len(found))):
+            message = f"{self.what}s {pattern!r} are numbered {found}, not 0..{len(found) - 1}"
+            raise BadInputError(message, path=self.path)
+        return len(found)
+
     def check_all_used(self) -> None:
         extra = sorted(set(self.tensors) - self.used)
         if extra:
