@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class NpzFile:
             )
         if m.nbytes == 0:
             return np.empty(m.shape, m.dtype)
-        order = "F" if m.fortran_order else "C"
+        order: Literal["C", "F"] = "F" if m.fortran_order else "C"
         return np.memmap(self.path, m.dtype, "r", offset=m.file_offset, shape=m.shape, order=order)
 
     def _open(self, name: str) -> IO[bytes]:
@@ -183,7 +183,7 @@ class NpzFile:
         return data
 
     def _read_into(self, stream: IO[bytes], out: np.ndarray, name: str) -> None:
-        view, done = memoryview(out), 0
+        view, done = out.data, 0
         while done < len(view):
             chunk = self._read(stream, min(len(view) - done, _CHUNK), name)
             view[done : done + len(chunk)] = chunk

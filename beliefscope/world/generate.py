@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -175,8 +176,9 @@ class Generator:
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Uncompressed (so single frames can be memory-mapped), written via temp + rename."""
     tmp = path.with_name(f".{path.name}.tmp")
+    payload: dict[str, Any] = dict(arrays)
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, allow_pickle=False, **payload)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
