@@ -18,6 +18,7 @@ _ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.numeric", "_frombuffer"),  # arrays under pickle protocol 5
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("collections", "OrderedDict"),
