@@ -1,22 +1,20 @@
-"""A real SQLite store at the newest schema, and a helper that writes synthetic traces."""
+"""A real store at the newest schema (SQLite and PostgreSQL, from the root conftest), and a
+helper that writes synthetic traces."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from beliefscope.store.engine import Store, open_store, upgrade
+from beliefscope.store.engine import Store, open_store
 from beliefscope.trace import METRICS, TraceData
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'review.db'}"
-    upgrade(url)
-    opened = open_store(url)
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
     yield opened
     opened.close()
 

@@ -1,0 +1,94 @@
+"""`beliefscope rules list|set|apply`: edit flag rules and recompute flags from stored steps."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+
+from beliefscope.errors import BadInputError
+from beliefscope.review.rules import NORMALISE, SEVERITIES, THRESHOLD_MODES
+from beliefscope.store import review_store as rs
+from beliefscope.store.engine import Store, open_store
+
+_FIELDS = (
+    ("metric", "per-step metric the rule reads (see beliefscope.trace.METRICS)", None),
+    ("threshold", "absolute value, k of median + k x MAD, or percentile 0..100", None),
+    ("mode", "how the threshold is meant", THRESHOLD_MODES),
+    ("floor", "raw metric value a step must reach to count ('none' to clear)", None),
+    ("normalise", "subtract each episode's median first", NORMALISE),
+    ("min_duration", "consecutive steps needed", None),
+    ("merge_gap", "flags at most this many steps apart merge", None),
+    ("severity", "severity of the flags it makes", SEVERITIES),
+    ("probe", "which traces it reads (default filter)", None),
+    ("enabled", "true or false", None),
+)
+
+
+def who() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=None, metavar="URL", help="SQLAlchemy URL of the store")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = sub.add_parser("list", parents=[common], help="show the rules (newest versions)")
+    listing.add_argument("--all-versions", action="store_true", help="every stored version")
+    setter = sub.add_parser(
+        "set", parents=[common], help="create a rule or store an edited version of it"
+    )
+    setter.add_argument("name")
+    for field, help_text, choices in _FIELDS:
+        setter.add_argument(
+            f"--{field.replace('_', '-')}", dest=field, help=help_text, choices=choices
+        )
+    applier = sub.add_parser(
+        "apply", parents=[common], help="recompute flags of rules from the stored traces"
+    )
+    applier.add_argument("names", nargs="*", help="rules to apply (default: all)")
+    applier.add_argument("--run", default=None, help="only this run (by name)")
+    applier.add_argument(
+        "--checkpoint", type=int, action="append", default=None, help="only these checkpoint ids"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    try:
+        return {"list": _list, "set": _set, "apply": _apply}[args.action](store, args)
+    finally:
+        store.close()
+
+
+def _list(store: Store, args: argparse.Namespace) -> int:
+    rs.ensure_default_rules(store)
+    for info in rs.list_rules(store, all_versions=args.all_versions):
+        rule = info.rule
+        state = "" if rule.enabled else " (disabled)"
+        print(f"{rule.name}@{rule.version}{state}: {rule.describe()}  [probe {rule.probe}]")
+    return 0
+
+
+def _set(store: Store, args: argparse.Namespace) -> int:
+    changes = {f: getattr(args, f) for f, _, _ in _FIELDS if getattr(args, f) is not None}
+    if not changes:
+        raise BadInputError(f"rules set {args.name}: give at least one field to set")
+    info = rs.set_rule(store, name=args.name, changes=changes, who=who())
+    print(f"{info.rule.name}@{info.rule.version}: {info.rule.describe()}")
+    return 0
+
+
+def _apply(store: Store, args: argparse.Namespace) -> int:
+    rs.ensure_default_rules(store)
+    run_id = store.queries.find_run(name=args.run).id if args.run else None
+    names = args.names or [i.rule.name for i in rs.list_rules(store)]
+    for name in names:
+        r = rs.apply_rule(
+            store, name=name, who=who(), run_id=run_id, checkpoint_ids=args.checkpoint
+        )
+        print(
+            f"{r.rule}@{r.version}: {r.traces} traces, {r.steps} steps -> {r.created} new, "
+            f"{r.updated} kept, {r.stale} stale, {r.deleted} removed "
+            f"({r.read_s + r.compute_s + r.write_s:.2f} s)"
+        )
+    return 0
