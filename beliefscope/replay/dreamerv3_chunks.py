@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from beliefscope.errors import BadInputError, NotFoundError
-from beliefscope.replay.base import Episode, EpisodeRef, register
+from beliefscope.replay.base import Episode, EpisodeRef, OnError, raise_error, register
 from beliefscope.replay.npz import NpzFile
 
 NAME = "dreamerv3-chunks"
@@ -81,9 +81,11 @@ def _streams(folder: Path) -> list[list[Chunk]]:
     heads = sorted(
         (c for c in chunks.values() if c.uuid not in set(successors)), key=lambda c: c.time
     )
-    streams, seen = [], set()
+    streams: list[list[Chunk]] = []
+    seen: set[str] = set()
     for head in heads:
-        stream, chunk = [], head
+        stream: list[Chunk] = []
+        chunk: Chunk | None = head
         while chunk is not None and chunk.uuid not in seen:
             seen.add(chunk.uuid)
             stream.append(chunk)
@@ -112,7 +114,7 @@ def _episodes(root: Path, stream: list[Chunk], part0: int) -> list[EpisodeRef]:
     offsets = np.cumsum([0] + [c.length for c in stream])  # stream row where each chunk starts
     starts = np.flatnonzero(is_first)
     ends = list(starts[1:]) + [len(is_first)]
-    refs = []
+    refs: list[EpisodeRef] = []
     for start, end in zip(starts, ends, strict=True):
         if end == len(is_first) and not is_last[end - 1]:
             continue  # still being written: its successor chunk is not on disk (yet)
@@ -138,7 +140,7 @@ def _locate(ref: EpisodeRef) -> tuple[int, list[Chunk]]:
     if len(ref.extra) < 2:
         raise BadInputError("episode reference does not list its chunks", path=ref.path)
     row, names = int(ref.extra[0]), ref.extra[1:]
-    chunks = []
+    chunks: list[Chunk] = []
     for name in names:
         path = ref.path.parent / name
         if chunks and chunks[-1].succ != Chunk.parse(path).uuid:
@@ -203,13 +205,16 @@ class DreamerV3ChunksReplay:
     def detect(self, root: Path) -> bool:
         return bool(_chunk_dirs(root))
 
-    def list(self, root: Path) -> list[EpisodeRef]:
+    def list(self, root: Path, on_error: OnError = raise_error) -> list[EpisodeRef]:
         if not root.is_dir():
             raise BadInputError("replay directory does not exist or is not a directory", path=root)
         refs: list[EpisodeRef] = []
         for folder in _chunk_dirs(root):
             for stream in _streams(folder):
-                refs += _episodes(root, stream, len(refs))
+                try:
+                    refs += _episodes(root, stream, len(refs))
+                except BadInputError as err:  # a broken stream; the others are still read
+                    on_error(err)
         return refs
 
     def load(self, ref: EpisodeRef) -> Episode:

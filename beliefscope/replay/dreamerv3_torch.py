@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from beliefscope.errors import BadInputError, NotFoundError
-from beliefscope.replay.base import Episode, EpisodeRef, register
+from beliefscope.replay.base import Episode, EpisodeRef, OnError, raise_error, register
 from beliefscope.replay.npz import Member, NpzFile, read_members
 
 NAME = "dreamerv3-torch"
@@ -68,7 +68,7 @@ class DreamerV3TorchReplay:
                     return True  # ours by name; `list` reports what is wrong with it
         return False
 
-    def list(self, root: Path) -> list[EpisodeRef]:
+    def list(self, root: Path, on_error: OnError = raise_error) -> list[EpisodeRef]:
         if not root.is_dir():
             raise BadInputError("replay directory does not exist or is not a directory", path=root)
         refs = []
@@ -76,7 +76,11 @@ class DreamerV3TorchReplay:
             for path in sorted(folder.glob("*.npz")):
                 if not EPISODE_NAME.match(path.name):
                     continue
-                steps = _check(path, read_members(path))
+                try:
+                    steps = _check(path, read_members(path))
+                except BadInputError as err:
+                    on_error(err)
+                    continue
                 key = f"{NAME}:{path.relative_to(root).as_posix()}"
                 refs.append(EpisodeRef(NAME, path, key, steps))
         return refs

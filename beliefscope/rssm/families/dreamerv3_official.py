@@ -20,15 +20,16 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from beliefscope.errors import BadInputError
-from beliefscope.rssm.core import ModelSpec, State
+from beliefscope.rssm.core import ModelSpec, RSSMCell, State
 from beliefscope.rssm.dist import Categorical
 from beliefscope.rssm.families import safe_pickle
-from beliefscope.rssm.families.params import Params, as_tensors, lookup, read_config
+from beliefscope.rssm.families.params import Params, Settings, as_tensors, read_config
 from beliefscope.rssm.formats import CheckpointRef, register
 
 FAMILY = "dreamerv3"
@@ -195,7 +196,8 @@ class OfficialWorldModel:
 
     def __init__(self, cell: OfficialCell, enc: _Layers, dec: _Layers, rew: _Layers,
                  con: _Layers) -> None:  # fmt: skip
-        self.cell, self.enc, self.dec, self.rew, self.con = cell, enc, dec, rew, con
+        self.cell: RSSMCell = cell  # the contract's view; `rssm` keeps the concrete type
+        self.rssm, self.enc, self.dec, self.rew, self.con = cell, enc, dec, rew, con
         p = cell.nets.p
         self.enc_layers = p.count(r"enc/cnn(\d+)/kernel")
         self.dec_layers = list(range(p.count(r"dec/conv(\d+)/kernel")))
@@ -216,7 +218,7 @@ class OfficialWorldModel:
         return torch.cat([deter, stoch.flatten(deter.ndim - 1)], -1)  # (..., S, K) -> (..., S*K)
 
     def decode(self, feat: Tensor) -> Tensor:
-        lead, dec, deter_size = feat.shape[:-1], self.dec, self.cell.deter
+        lead, dec, deter_size = feat.shape[:-1], self.dec, self.rssm.deter
         flat = feat.reshape(-1, feat.shape[-1])  # (..., F) -> (N, F)
         deter, stoch = flat[:, :deter_size], flat[:, deter_size:]
         height, width, _ = self.spec.image_shape
@@ -284,28 +286,20 @@ def build(params: dict, path: Path, config: dict, config_file: Path | None) -> O
             "agent params hold no world-model keys (dyn/, enc/, dec/, ...)", path=path
         )
     p = Params(as_tensors(wm, path), path, "world-model key")
-    assumed: list[str] = []
-
-    def setting(key: str, default: object) -> object:
-        value = lookup(config, key, None)
-        if value is None:
-            assumed.append(f"{key}={default}")
-            return default
-        return value
-
+    cfg = Settings(config, config_file or path)
     norm_default = "layer" if p.has("dyn/dynin0norm/shift") else "rms"
 
     def layers(section: str) -> _Layers:
-        act = str(setting(f"agent.{section}.act", "silu"))
-        return _Layers(p, act, str(setting(f"agent.{section}.norm", norm_default)))
+        act = cfg.text(f"agent.{section}.act", "silu")
+        return _Layers(p, act, cfg.text(f"agent.{section}.norm", norm_default))
 
     for section in ("enc.simple", "dec.simple"):
         for option in ("strided", "outer"):
-            if setting(f"agent.{section}.{option}", False):
+            if cfg.flag(f"agent.{section}.{option}", False):
                 message = f"config agent.{section}.{option}=True is not supported yet"
                 raise BadInputError(message, path=config_file or path)
     units = p.get("dyn/dynin1/kernel", 2).shape[0]
-    stoch = int(setting("agent.dyn.rssm.stoch", 32))  # type: ignore[call-overload]
+    stoch = cfg.integer("agent.dyn.rssm.stoch", 32)
     if stoch <= 0 or units % stoch:
         message = f"{units} latent units do not split into stoch={stoch} groups; pass the config"
         raise BadInputError(message, path=config_file or path)
@@ -313,8 +307,8 @@ def build(params: dict, path: Path, config: dict, config_file: Path | None) -> O
         layers("dyn.rssm"),
         stoch=stoch,
         classes=units // stoch,
-        unimix=float(setting("agent.dyn.rssm.unimix", 0.01)),  # type: ignore[arg-type]
-        absolute=bool(setting("agent.dyn.rssm.absolute", False)),
+        unimix=cfg.number("agent.dyn.rssm.unimix", 0.01),
+        absolute=cfg.flag("agent.dyn.rssm.absolute", False),
     )
     model = OfficialWorldModel(
         cell, layers("enc.simple"), layers("dec.simple"), layers("rewhead"), layers("conhead")
@@ -325,7 +319,7 @@ def build(params: dict, path: Path, config: dict, config_file: Path | None) -> O
     if side * side * channels != tokens:
         message = f"the encoder's output cannot fill the posterior's {tokens} token inputs"
         raise BadInputError(message, path=path)
-    assumed.append("square images")
+    cfg.assumed.append("square images")
     model.spec = ModelSpec(
         family=FAMILY,
         latent="categorical",
@@ -338,9 +332,9 @@ def build(params: dict, path: Path, config: dict, config_file: Path | None) -> O
             side * 2**model.enc_layers,
             p.get("enc/cnn0/kernel").shape[2],
         ),
-        free_nats=float(setting("agent.dyn.rssm.free_nats", 1.0)),  # type: ignore[arg-type]
-        dyn_scale=float(setting("agent.loss_scales.dyn", 1.0)),  # type: ignore[arg-type]
-        rep_scale=float(setting("agent.loss_scales.rep", 0.1)),  # type: ignore[arg-type]
+        free_nats=cfg.number("agent.dyn.rssm.free_nats", 1.0),
+        dyn_scale=cfg.number("agent.loss_scales.dyn", 1.0),
+        rep_scale=cfg.number("agent.loss_scales.rep", 0.1),
         config={
             "format": FAMILY,
             "hidden": cell.hidden,
@@ -352,7 +346,7 @@ def build(params: dict, path: Path, config: dict, config_file: Path | None) -> O
             "obslayers": cell.obslayers,
             "dynlayers": cell.dynlayers,
             "config_file": None if config_file is None else str(config_file),
-            "assumed": assumed,
+            "assumed": cfg.assumed,
         },
     )
     _dry_run(model)
@@ -367,11 +361,11 @@ def _dry_run(model: OfficialWorldModel) -> None:
         _run_once(model)
     except RuntimeError as error:  # shapes that do not chain (e.g. a kernel of the wrong size)
         message = f"world-model tensors do not fit together: {str(error).splitlines()[0]}"
-        raise BadInputError(message, path=model.cell.path) from None
+        raise BadInputError(message, path=model.rssm.path) from None
 
 
 def _run_once(model: OfficialWorldModel) -> None:
-    cell = model.cell
+    cell = model.rssm
     embed = model.encode(torch.zeros(1, 1, *model.spec.image_shape, dtype=torch.uint8))
     deter, _ = cell.img_step(cell.initial(1), torch.zeros(1, cell.action_dim))
     stoch = cell.obs_dist(deter, embed[:, 0]).mode()
@@ -436,8 +430,8 @@ def _step(folder: Path) -> int | None:
     if step_file.is_file():
         try:
             value = safe_pickle.load(step_file)
-            if isinstance(value, int | float) or hasattr(value, "item"):
-                return int(value)  # type: ignore[arg-type]
+            if isinstance(value, int | float | np.integer):
+                return int(value)
         except BadInputError:
             pass  # fall back on the name; `load` reports a broken folder
     match = FOLDER.fullmatch(folder.name)

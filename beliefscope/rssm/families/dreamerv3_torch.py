@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from beliefscope.errors import BadInputError
-from beliefscope.rssm.core import ModelSpec, State
+from beliefscope.rssm.core import ModelSpec, RSSMCell, State
 from beliefscope.rssm.dist import Categorical, Gaussian, LatentDist
-from beliefscope.rssm.families.params import Params, lookup, read_config
+from beliefscope.rssm.families.params import Params, Settings, lookup, read_config
 from beliefscope.rssm.formats import CheckpointRef, register
 
 FAMILY = "dreamerv3-torch"
@@ -173,7 +173,8 @@ class TorchWorldModel:
         cnn_sigmoid: bool,
         reward_transform: str,
     ) -> None:
-        self.cell, self.act = cell, act
+        self.cell: RSSMCell = cell  # the contract's view; `rssm` keeps the concrete type
+        self.rssm, self.act = cell, act
         self.cnn_sigmoid, self.reward_transform = cnn_sigmoid, reward_transform
         self.enc = _conv_layers(p, "encoder._cnn.layers")
         self.dec_linear = p.affine("heads.decoder._cnn._linear_layer")
@@ -195,7 +196,7 @@ class TorchWorldModel:
 
     def feat(self, deter: Tensor, stoch: Tensor) -> Tensor:
         # (..., G, K) -> (..., G*K)
-        flat = stoch.flatten(deter.ndim - 1) if self.cell.discrete else stoch
+        flat = stoch.flatten(deter.ndim - 1) if self.rssm.discrete else stoch
         return torch.cat([flat, deter], -1)
 
     def decode(self, feat: Tensor) -> Tensor:
@@ -281,23 +282,7 @@ def _actor_actions(raw: object) -> int | None:
     return int(widths[0]) if widths else None
 
 
-class _Settings:
-    """Config values with the repo's defaults; records each default that had to be assumed."""
-
-    def __init__(self, config: dict) -> None:
-        self.config = config
-        self.assumed: list[str] = []
-
-    def __call__(self, key: str, default: object, *, record: bool = True) -> object:
-        value = lookup(self.config, key, None)
-        if value is not None:
-            return value
-        if record:
-            self.assumed.append(f"{key}={default}")
-        return default
-
-
-def _latent_split(p: Params, cfg: _Settings, raw: object) -> tuple[bool, int, int, int]:
+def _latent_split(p: Params, cfg: Settings, raw: object) -> tuple[bool, int, int, int]:
     """(discrete, groups, classes, action_dim) from the dynamics' input and output widths.
 
     Shapes give `stat = G*K` (or `2*Z` for Gaussian latents) and `in = stat_units + A`; the
@@ -305,13 +290,14 @@ def _latent_split(p: Params, cfg: _Settings, raw: object) -> tuple[bool, int, in
     """
     stat = p.tensors["dynamics._imgs_stat_layer.weight"].shape[0]
     width = p.tensors["dynamics._img_in_layers.0.weight"].shape[1]
-    actions = lookup(cfg.config, "num_actions", None) or _actor_actions(raw)
+    configured = lookup(cfg.config, "num_actions", None)
+    actions = cfg.integer("num_actions", 0) if configured is not None else _actor_actions(raw)
     if lookup(cfg.config, "dyn_discrete", None) is not None:
-        discrete = bool(cfg("dyn_discrete", 32))
+        discrete = cfg.flag("dyn_discrete", True)
     elif actions is not None:
         discrete = width - stat == actions
     else:
-        discrete = bool(cfg("dyn_discrete", 32))
+        discrete = cfg.flag("dyn_discrete", True)
     action_dim = width - (stat if discrete else stat // 2)
     if actions is not None and actions != action_dim:
         raise BadInputError(
@@ -320,8 +306,10 @@ def _latent_split(p: Params, cfg: _Settings, raw: object) -> tuple[bool, int, in
         )
     if not discrete:
         return False, stat // 2, 1, action_dim
-    groups, classes = cfg("dyn_stoch", None, record=False), cfg("dyn_discrete", None, record=False)
-    if groups is None or classes is None:
+    if (
+        lookup(cfg.config, "dyn_stoch", None) is None
+        or lookup(cfg.config, "dyn_discrete", None) is None
+    ):
         side = math.isqrt(stat)
         if side * side != stat:
             raise BadInputError(
@@ -329,9 +317,9 @@ def _latent_split(p: Params, cfg: _Settings, raw: object) -> tuple[bool, int, in
                 f"run's config (dyn_stoch, dyn_discrete) in {CONFIG_NAMES[0]} beside it",
                 path=p.path,
             )
-        groups = classes = side
         cfg.assumed.append(f"dyn_stoch=dyn_discrete={side} (square split of {stat} units)")
-    groups, classes = int(groups), int(classes)  # type: ignore[call-overload]
+        return True, side, side, action_dim
+    groups, classes = cfg.integer("dyn_stoch", 0), cfg.integer("dyn_discrete", 0)
     if groups * classes != stat:
         raise BadInputError(
             f"config dyn_stoch x dyn_discrete = {groups}x{classes} but the checkpoint has "
@@ -356,9 +344,9 @@ def build(raw: object, path: Path, config: dict, config_file: Path | None) -> To
     p = Params({k: v.to(torch.float32) for k, v in tensors.items()}, path, "world-model key")
     for key in ("dynamics._imgs_stat_layer.weight", "dynamics._img_in_layers.0.weight"):
         p.get(key, 2)
-    cfg = _Settings(config)
+    cfg = Settings(config, config_file or path)
     discrete, groups, classes, action_dim = _latent_split(p, cfg, raw)
-    act = _activation(str(cfg("act", "SiLU")), config_file or path)
+    act = _activation(cfg.text("act", "SiLU"), config_file or path)
     cell = TorchCell(
         p,
         groups=groups,
@@ -366,18 +354,18 @@ def build(raw: object, path: Path, config: dict, config_file: Path | None) -> To
         action_dim=action_dim,
         discrete=discrete,
         act=act,
-        rec_depth=int(cfg("dyn_rec_depth", 1)),  # type: ignore[call-overload]
-        unimix=float(cfg("unimix_ratio", 0.01)),  # type: ignore[arg-type]
-        std_act=str(cfg("dyn_std_act", "sigmoid2", record=discrete is False)),
-        min_std=float(cfg("dyn_min_std", 0.1, record=discrete is False)),  # type: ignore[arg-type]
-        mean_act=str(cfg("dyn_mean_act", "none", record=discrete is False)),
+        rec_depth=cfg.integer("dyn_rec_depth", 1),
+        unimix=cfg.number("unimix_ratio", 0.01),
+        std_act=cfg.text("dyn_std_act", "sigmoid2", record=not discrete),
+        min_std=cfg.number("dyn_min_std", 0.1, record=not discrete),
+        mean_act=cfg.text("dyn_mean_act", "none", record=not discrete),
     )
     model = TorchWorldModel(
         p,
         cell,
         act,
-        cnn_sigmoid=bool(cfg("decoder.cnn_sigmoid", False)),
-        reward_transform=str(cfg("reward_head.dist", "symlog_disc")),
+        cnn_sigmoid=cfg.flag("decoder.cnn_sigmoid", False),
+        reward_transform=cfg.text("reward_head.dist", "symlog_disc"),
     )
     p.check_all_used()
     embed = p.tensors["dynamics._obs_out_layers.0.weight"].shape[1] - cell.deter
@@ -386,7 +374,8 @@ def build(raw: object, path: Path, config: dict, config_file: Path | None) -> To
     if side * side * channels != embed * 4**stages:
         message = f"the encoder's output cannot fill the posterior's {embed} embedding inputs"
         raise BadInputError(message, path=path)
-    height, width = (int(x) for x in cfg("size", [side, side], record=False))  # type: ignore[attr-defined]
+    size = cfg.raw("size", [side, side], record=False)
+    height, width = (int(x) for x in size) if isinstance(size, list | tuple) else (side, side)
     model.spec = ModelSpec(
         family=FAMILY,
         latent="categorical" if discrete else "gaussian",
@@ -395,9 +384,9 @@ def build(raw: object, path: Path, config: dict, config_file: Path | None) -> To
         classes=classes,
         action_dim=action_dim,
         image_shape=(height, width, model.enc[0][0].shape[1]),
-        free_nats=float(cfg("kl_free", 1.0)),  # type: ignore[arg-type]
-        dyn_scale=float(cfg("dyn_scale", 0.5)),  # type: ignore[arg-type]
-        rep_scale=float(cfg("rep_scale", 0.1)),  # type: ignore[arg-type]
+        free_nats=cfg.number("kl_free", 1.0),
+        dyn_scale=cfg.number("dyn_scale", 0.5),
+        rep_scale=cfg.number("rep_scale", 0.1),
         config={
             "format": FAMILY,
             "hidden": cell.img_in.weight.shape[0],
@@ -424,7 +413,7 @@ def build(raw: object, path: Path, config: dict, config_file: Path | None) -> To
 @torch.no_grad()
 def _run_once(model: TorchWorldModel) -> None:
     """One tiny pass through every part, so that tensors that do not fit are reported at load."""
-    cell = model.cell
+    cell = model.rssm
     embed = model.encode(torch.zeros(1, 1, *model.spec.image_shape, dtype=torch.uint8))
     deter, _ = cell.img_step(cell.initial(1), torch.zeros(1, cell.action_dim))
     feat = model.feat(deter, cell.obs_dist(deter, embed[:, 0]).mode())

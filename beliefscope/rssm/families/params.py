@@ -104,6 +104,42 @@ def read_config(folders: Iterable[Path], names: Iterable[str]) -> tuple[dict, Pa
     return {}, None
 
 
+class Settings:
+    """A run's config values, or the family's defaults; each default used is listed in `assumed`
+    so the product can say what it could not read from the run."""
+
+    def __init__(self, config: Mapping, path: Path) -> None:
+        self.config, self.path = config, path
+        self.assumed: list[str] = []
+
+    def raw(self, key: str, default: object, *, record: bool = True) -> object:
+        value = lookup(self.config, key, None)
+        if value is not None:
+            return value
+        if record:
+            self.assumed.append(f"{key}={default}")
+        return default
+
+    def number(self, key: str, default: float, *, record: bool = True) -> float:
+        return float(self._scalar(key, self.raw(key, default, record=record)))
+
+    def integer(self, key: str, default: int, *, record: bool = True) -> int:
+        return int(self._scalar(key, self.raw(key, default, record=record)))
+
+    def text(self, key: str, default: str, *, record: bool = True) -> str:
+        return str(self._scalar(key, self.raw(key, default, record=record)))
+
+    def flag(self, key: str, default: bool, *, record: bool = True) -> bool:
+        return bool(self._scalar(key, self.raw(key, default, record=record)))
+
+    def _scalar(self, key: str, value: object) -> float | int | str | bool:
+        if not isinstance(value, float | int | str | bool):
+            raise BadInputError(
+                f"config {key} = {value!r} is not a number or string", path=self.path
+            )
+        return value
+
+
 def lookup(config: Mapping, dotted: str, default: object) -> object:
     """`config["a"]["b"]` for "a.b", or `default` where any level is missing."""
     node: object = config
