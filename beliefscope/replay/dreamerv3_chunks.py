@@ -70,10 +70,7 @@ def _chunk_dirs(root: Path) -> list[Path]:
 
 def _streams(folder: Path) -> list[list[Chunk]]:
     """Chains of chunks linked by `succ`, oldest first."""
-    chunks = {}
-    for path in sorted(folder.glob("*.npz")):
-        chunk = Chunk.parse(path)
-        chunks[chunk.uuid] = chunk
+    chunks = {c.uuid: c for c in (Chunk.parse(p) for p in sorted(folder.glob("*.npz")))}
     successors = [c.succ for c in chunks.values() if c.succ in chunks]
     if len(successors) != len(set(successors)):
         twice = next(s for s in successors if successors.count(s) > 1)
