@@ -186,11 +186,17 @@ class Ingestor:
         req = self.request
         refs: list[EpisodeRef] = []
         for directory, fmt in sources.replay_dirs(req.logdir, list(req.replay)):
-            try:
-                refs.extend(fmt.list(directory))
-            except BeliefscopeError as err:
+
+            def skip(err: BadInputError, directory: Path = directory) -> None:
                 if report:
-                    self._error(report, unit="replay", file=directory, reason=str(err))
+                    self._error(
+                        report, unit="replay", file=Path(err.path or directory), reason=str(err)
+                    )
+
+            try:
+                refs.extend(fmt.list(directory, on_error=skip))
+            except BadInputError as err:
+                skip(err)
         if not refs and report:
             self._error(report, unit="replay", file=req.logdir, reason="no episodes found")
         return refs

@@ -8,6 +8,7 @@ Every format converts its own action convention to the canonical one of `beliefs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -57,7 +58,9 @@ class Episode:
                     f"'{name}' has {len(value)} steps but 'image' has {steps}", path=self.ref.path
                 )
         if self.action.ndim != 2:
-            raise BadInputError(f"action must be (T, A), got {self.action.shape}", path=self.ref.path)
+            raise BadInputError(
+                f"action must be (T, A), got {self.action.shape}", path=self.ref.path
+            )
         if steps == 0:
             raise BadInputError("episode has no steps", path=self.ref.path)
 
@@ -70,6 +73,13 @@ class Episode:
         return float(np.nansum(self.reward[~self.is_first]))
 
 
+OnError = Callable[[BadInputError], None]
+
+
+def raise_error(err: BadInputError) -> None:
+    raise err
+
+
 class ReplayFormat(Protocol):
     name: str
 
@@ -77,7 +87,10 @@ class ReplayFormat(Protocol):
         """True when `root` holds episodes of this format (checked by file names, cheaply)."""
         ...
 
-    def list(self, root: Path) -> list[EpisodeRef]: ...
+    def list(self, root: Path, on_error: OnError = raise_error) -> list[EpisodeRef]:
+        """Episodes under `root`; a file that can't be read goes to `on_error` (which raises
+        by default), so one corrupt file need not hide the others."""
+        ...
 
     def load(self, ref: EpisodeRef) -> Episode: ...
 

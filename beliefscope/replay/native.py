@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from beliefscope.errors import BadInputError, NotFoundError
-from beliefscope.replay.base import Episode, EpisodeRef, register
+from beliefscope.replay.base import Episode, EpisodeRef, OnError, raise_error, register
 from beliefscope.replay.npz import Member, NpzFile, read_members
 
 NAME = "beliefscope"
@@ -107,12 +107,16 @@ class BeliefscopeFormat:
         except BadInputError:
             return False
 
-    def list(self, root: Path) -> list[EpisodeRef]:
+    def list(self, root: Path, on_error: OnError = raise_error) -> list[EpisodeRef]:
         if not root.is_dir():
             raise BadInputError("replay directory does not exist or is not a directory", path=root)
         refs = []
         for path in sorted(root.glob("*.npz")):
-            steps = check_members(path, read_members(path))
+            try:
+                steps = check_members(path, read_members(path))
+            except BadInputError as err:
+                on_error(err)
+                continue
             refs.append(EpisodeRef(NAME, path, f"{NAME}:{path.name}", steps))
         return refs
 
