@@ -39,7 +39,7 @@ def load_mujoco() -> ModuleType:
 
 
 def _gl_context(width: int, height: int) -> Any:
-    """A current GL context of the chosen backend; falls back to OSMesa if EGL fails."""
+    """A GL context of the chosen backend (not left current); falls back to OSMesa if EGL fails."""
     backend = os.environ.get("MUJOCO_GL", "egl").lower()
     try:
         return _make_context(backend, width, height)
@@ -62,7 +62,8 @@ def _make_context(backend: str, width: int, height: int) -> Any:
     else:
         from mujoco.egl import GLContext
     context = GLContext(width, height)
-    context.make_current()
+    with context.as_current():  # fails here, not later, when the backend cannot render
+        pass
     return context
 
 
@@ -70,17 +71,22 @@ class Renderer:
     """Renders one model from named cameras: RGB frames and per-geom pixel counts.
 
     Creating one costs 40-180 ms (GL context + textures): create once, reuse for every step.
+    `shared=True` for use from several threads (one at a time: callers hold a lock); the
+    context is then current only while drawing.
     """
 
-    def __init__(self, model: Any, height: int, width: int) -> None:
+    def __init__(self, model: Any, height: int, width: int, *, shared: bool = False) -> None:
         mujoco = load_mujoco()
         self._mj = mujoco
         self.model = model
         self.height, self.width = height, width
         self._gl = _gl_context(width, height)
         self._scene = mujoco.MjvScene(model, maxgeom=100)
-        self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
+        if not shared:  # stays current in this thread: each draw skips two context switches
+            self._gl.make_current()
+        with self._gl.as_current():
+            self._context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100)
+            mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._context)
         self._rect = mujoco.MjrRect(0, 0, width, height)
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
@@ -116,9 +122,10 @@ class Renderer:
         mj = self._mj
         self._scene.flags[mj.mjtRndFlag.mjRND_SEGMENT] = segment
         self._scene.flags[mj.mjtRndFlag.mjRND_IDCOLOR] = segment
-        self._gl.make_current()
-        mj.mjr_render(self._rect, self._scene, self._context)
-        mj.mjr_readPixels(self._rgb, None, self._rect, self._context)
+        # A shared renderer is current only while drawing: EGL binds a context to one thread.
+        with self._gl.as_current():
+            mj.mjr_render(self._rect, self._scene, self._context)
+            mj.mjr_readPixels(self._rgb, None, self._rect, self._context)
         return self._rgb[::-1]  # OpenGL rows run bottom-up
 
     def rgb(self, data: Any, camera: str, hide_groups: tuple[int, ...] = ()) -> np.ndarray:
@@ -142,5 +149,6 @@ class Renderer:
         return masks
 
     def close(self) -> None:
-        self._context.free()
+        with self._gl.as_current():
+            self._context.free()
         self._gl.free()

@@ -40,7 +40,7 @@ class SceneView:
         self.cameras = [
             mj.mj_id2name(self.model, mj.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)
         ]
-        self.renderer = Renderer(self.model, height, width)
+        self.renderer = Renderer(self.model, height, width, shared=True)
         self._lock = threading.Lock()
 
     def _pose(self, qpos: np.ndarray, camera: str) -> int:

@@ -92,7 +92,7 @@ def build_mjcf(p: SceneParams) -> str:
   </asset>
   <worldbody>
     <light name="top" pos="0 0 2" dir="0 0 -1" castshadow="false" diffuse="0.5 0.5 0.5"/>
-    <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 -0.4" rgba="0.3 0.3 0.32 1"/>
+    <geom name="floor" type="box" size="2 2 0.01" pos="0 0 -0.41" rgba="0.3 0.3 0.32 1"/>
     <geom name="table" type="box" size="{bx + 0.12:.6g} {by + 0.12:.6g} 0.02" pos="0 0 -0.02"
       rgba="0.72 0.6 0.45 1"/>
     <camera name="front" pos="{_fmt(cam)}" xyaxes="1 0 0 {_fmt(up)}" fovy="{p.fovy:.6g}"/>

@@ -3,6 +3,8 @@ the box the front camera could not see, and `box_pixel` says where it is."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,15 @@ def test_bad_requests_are_clear_errors(world: GeneratedWorld, tmp_path) -> None:
     (tmp_path / "broken.xml").write_text("<mujoco><worldbody><geom")
     with pytest.raises(BadInputError, match="cannot load the scene"):
         rerender(tmp_path / "broken.xml", qpos)
+
+
+def test_views_serve_any_thread(world: GeneratedWorld) -> None:
+    """A web server renders from a thread pool: EGL contexts must not stay bound to one thread."""
+    scene = world.root / "scene.xml"
+    qpos = world.episodes[0][1]["qpos"][5]
+    expected = {size: rerender(scene, qpos, "overview", size) for size in (64, 96)}
+    with ThreadPoolExecutor(3) as pool:
+        sizes = [64, 96] * 4
+        frames = list(pool.map(lambda s: rerender(scene, qpos, "overview", s), sizes))
+    for size, frame in zip(sizes, frames, strict=True):
+        assert np.array_equal(frame, expected[size])
