@@ -1,0 +1,125 @@
+"""The Dash app: a shell (top bar, sign-in, page container) around the pages in `pages/`.
+
+Dash 4 runs on FastAPI directly (`backend="fastapi"`); the server mounts `app.server` at `/`
+beside its API, so one process serves both and the frame player loads frames from the same
+origin. Nothing touches the store until a page is requested.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash
+from dash import Dash, Input, Output, State, dcc, html
+
+from beliefscope.config import Settings
+from beliefscope.store.engine import Store
+from dashboard.context import Context
+
+HERE = Path(__file__).parent
+
+NAV = (
+    ("Runs", "/"),
+    ("Review", "/review"),
+    ("Compare", "/compare"),
+    ("Rules", "/rules"),
+)
+
+
+def create_dash(store: Store, settings: Settings, *, api_prefix: str = "/api/v1") -> Dash:
+    """The dashboard reading `store`; mount `app.server` (a FastAPI app) at `/`."""
+    app = Dash(
+        __name__,
+        backend="fastapi",
+        use_pages=True,
+        pages_folder=str(HERE / "pages"),
+        assets_folder=str(HERE / "assets"),
+        title="Beliefscope",
+        update_title=None,
+        suppress_callback_exceptions=True,
+        compress=False,
+    )
+    app.server.state.beliefscope_dashboard = Context(
+        store=store, settings=settings, api_prefix=api_prefix
+    )
+    app.layout = _shell
+    # Deep links (/episodes/12?t=40) are answered by Dash's catch-all route, which Dash adds on
+    # the ASGI lifespan event; a mounted sub-app never receives that event, so add it now.
+    app.backend._setup_catchall()  # type: ignore[attr-defined]
+    _register_shell_callbacks(app)
+    return app
+
+
+def _shell() -> html.Div:
+    links = [dcc.Link(label, href=href, className="bs-nav-link") for label, href in NAV]
+    return html.Div(
+        [
+            html.Header(
+                [
+                    dcc.Link(
+                        [html.Span("◉", className="bs-logo"), "Beliefscope"],
+                        href="/",
+                        className="bs-brand",
+                    ),
+                    html.Nav(links, className="bs-nav", id="bs-nav"),
+                    html.Div(id="bs-crumbs", className="bs-crumbs"),
+                    html.Div(
+                        [
+                            html.Span(id="bs-user", className="bs-user"),
+                            dcc.Input(
+                                id="bs-token",
+                                type="password",
+                                placeholder="API token",
+                                className="bs-input bs-token",
+                                debounce=True,
+                            ),
+                            html.Button("Sign in", id="bs-signin", className="bs-btn"),
+                            html.Button(
+                                "Sign out", id="bs-signout", className="bs-btn bs-btn-quiet"
+                            ),
+                        ],
+                        className="bs-auth",
+                    ),
+                ],
+                className="bs-topbar",
+            ),
+            html.Main(dash.page_container, className="bs-main"),
+            html.Div(id="bs-toast", className="bs-toast", role="status"),
+            dcc.Location(id="bs-url", refresh=False),
+        ],
+        className="bs-app",
+    )
+
+
+def _register_shell_callbacks(app: Dash) -> None:
+    from dashboard import session
+
+    @app.callback(
+        Output("bs-user", "children"),
+        Output("bs-token", "style"),
+        Output("bs-signin", "style"),
+        Output("bs-signout", "style"),
+        Output("bs-toast", "children", allow_duplicate=True),
+        Input("bs-url", "pathname"),
+        Input("bs-signin", "n_clicks"),
+        Input("bs-signout", "n_clicks"),
+        Input("bs-token", "n_submit"),
+        State("bs-token", "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    def auth_bar(_path, _signin, _signout, _submit, token):  # type: ignore[no-untyped-def]
+        trigger = dash.ctx.triggered_id
+        message: str | html.Span = ""
+        name = session.reviewer_name()
+        if trigger in ("bs-signin", "bs-token") and token:
+            name = session.sign_in(token)
+            message = session.toast(
+                f"signed in as {name}" if name else "invalid or revoked token", ok=bool(name)
+            )
+        elif trigger == "bs-signout":
+            session.sign_out()
+            name, message = None, session.toast("signed out")
+        hidden, shown = {"display": "none"}, {}
+        if name:
+            return f"● {name}", hidden, hidden, shown, message
+        return "read-only", shown, shown, hidden, message

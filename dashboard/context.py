@@ -1,0 +1,41 @@
+"""What every page and callback needs from the process: the store and the API's address.
+
+`create_dash` puts one `Context` on the FastAPI app's state; pages read it through `current()`
+at request time, so nothing is loaded or connected at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import dash
+
+if TYPE_CHECKING:
+    from beliefscope.config import Settings
+    from beliefscope.store.engine import Store
+    from beliefscope.store.queries import Queries
+
+
+@dataclass(frozen=True)
+class Context:
+    store: Store
+    settings: Settings
+    api_prefix: str = "/api/v1"
+
+    @property
+    def queries(self) -> Queries:
+        return self.store.queries
+
+    def frame_url(
+        self, episode_id: int, *, checkpoint_id: int, panels: str = "recon,pred,error"
+    ) -> str:
+        """URL template of an episode's overlay frames; the player substitutes `{t}`."""
+        return (
+            f"{self.api_prefix}/episodes/{episode_id}/frames/{{t}}"
+            f"?checkpoint={checkpoint_id}&panels={panels}"
+        )
+
+
+def current() -> Context:
+    return cast(Context, dash.get_app().server.state.beliefscope_dashboard)

@@ -1,0 +1,135 @@
+"""What pages read, composed from the read layer (`queries`) and the review store.
+
+No SQL here: every read goes through `beliefscope.store.queries` or
+`beliefscope.store.review_store`; this module only combines their values for a view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from beliefscope.errors import NotFoundError
+from beliefscope.review import segments
+from beliefscope.review.rules import Rule
+from beliefscope.store import review_store
+from beliefscope.store.queries import MAX_LIMIT
+from beliefscope.store.review_store import FlagInfo
+from beliefscope.store.values import CheckpointInfo, Series, TraceInfo
+from dashboard.context import current
+from dashboard.figures import EPISODE_METRICS
+
+MAX_POINTS = 1500
+"""Points per series in a plot (min/max per bucket, so spikes survive)."""
+HEATMAP_COLUMNS = 500
+
+
+def checkpoints_of(run_id: int) -> list[CheckpointInfo]:
+    return list(current().queries.list_checkpoints(run_id=run_id, limit=MAX_LIMIT).items)
+
+
+def traces_of_episode(episode_id: int) -> list[TraceInfo]:
+    return list(current().queries.list_traces(episode_id=episode_id, limit=MAX_LIMIT).items)
+
+
+def pick_trace(
+    traces: Sequence[TraceInfo], checkpoint_id: int | None, probe: str
+) -> TraceInfo | None:
+    """The `mode` trace of (checkpoint, probe); the newest checkpoint's when none is given,
+    and the plain filter trace when the probe does not exist there."""
+    if not traces:
+        return None
+    if checkpoint_id is None:
+        checkpoint_id = max(traces, key=lambda t: t.checkpoint_id).checkpoint_id
+    mine = [t for t in traces if t.checkpoint_id == checkpoint_id]
+    for want in (probe, "filter"):
+        for posterior in ("mode", None):
+            found = [t for t in mine if t.probe == want and posterior in (None, t.posterior)]
+            if found:
+                return found[0]
+    return mine[0] if mine else None
+
+
+def trace_series(
+    trace: TraceInfo,
+    *,
+    t0: int | None = None,
+    t1: int | None = None,
+    metrics: Sequence[str] = EPISODE_METRICS,
+    max_points: int = MAX_POINTS,
+) -> tuple[dict[str, Series], tuple[np.ndarray, np.ndarray] | None]:
+    """The plotted series of a trace's window, min/max downsampled, and its per-group KL."""
+    q = current().queries
+    read = q.read_trace(trace_id=trace.id, metrics=metrics, t0=t0, t1=t1, max_points=max_points)
+    groups = None
+    if "kl_groups" in trace.arrays:
+        arr = q.read_array(
+            trace_id=trace.id, name="kl_groups", t0=t0, t1=t1, max_points=HEATMAP_COLUMNS
+        )
+        groups = (arr.t, np.asarray(arr.values, dtype=np.float32))
+    return read.series, groups
+
+
+def flags_of(trace_id: int) -> list[FlagInfo]:
+    page = review_store.list_flags(current().store, trace_id=trace_id, limit=MAX_LIMIT)
+    return list(page.items)
+
+
+def rule_for(metric_hint: str | None = None) -> Rule | None:
+    """The active (enabled, newest) rule on `metric_hint`, else the first enabled rule."""
+    rules = [i.rule for i in review_store.list_rules(current().store) if i.rule.enabled]
+    for rule in rules:
+        if metric_hint is None or rule.metric == metric_hint:
+            return rule
+    return rules[0] if rules else None
+
+
+def rule_threshold(rule: Rule, trace: TraceInfo) -> float | None:
+    """The raw metric level `rule` holds this trace to (robust thresholds are computed over the
+    trace's checkpoint, episode-normalised ones are shifted back by the trace's median)."""
+    if rule.probe != trace.probe and trace.probe != "filter":
+        return None
+    cols = review_store.read_metric_columns(
+        current().store,
+        metric=rule.metric,
+        probe=rule.probe,
+        checkpoint_ids=[trace.checkpoint_id],
+    )
+    mine = np.flatnonzero(cols.trace_ids == trace.id)
+    if rule.mode == "absolute" and rule.normalise == "none":
+        level = rule.threshold
+    elif not len(mine):
+        return None
+    else:
+        values = cols.values
+        if rule.normalise == "episode":
+            values = segments.episode_normalise(values, cols.offsets)
+        level = float(
+            segments.group_thresholds(rule, values, cols.offsets, cols.checkpoint_ids)[mine[0]]
+        )
+        if rule.normalise == "episode":
+            a, b = cols.offsets[mine[0]], cols.offsets[mine[0] + 1]
+            own = cols.values[a:b]
+            own = own[np.isfinite(own)]
+            level += float(np.median(own)) if len(own) else 0.0
+    if rule.floor is not None:
+        level = max(level, rule.floor)
+    return float(level) if np.isfinite(level) else None
+
+
+def only_in_one(a: Iterable[FlagInfo], b: Iterable[FlagInfo]) -> tuple[set[int], set[int]]:
+    """Ids of A's flags that overlap no flag of B, and of B's that overlap none of A's."""
+    a, b = list(a), list(b)
+    overlaps = lambda f, g: f.t0 <= g.t1 and g.t0 <= f.t1  # noqa: E731
+    only_a = {f.id for f in a if not any(overlaps(f, g) for g in b)}
+    only_b = {g.id for g in b if not any(overlaps(g, f) for f in a)}
+    return only_a, only_b
+
+
+def get_or_none(fn, **kwargs):  # type: ignore[no-untyped-def]
+    """`fn(**kwargs)`, or None for a missing id (a stale deep link shows a message)."""
+    try:
+        return fn(**kwargs)
+    except NotFoundError:
+        return None

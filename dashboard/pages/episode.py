@@ -1,0 +1,402 @@
+"""Episode forensics: the frame player beside stacked, x-linked plots of one trace.
+
+URL: /episodes/<episode_id>?checkpoint=<id>&probe=<probe>&t=<step>&flag=<id>&rule=<name>.
+Scrubbing is clientside (components/player.py); the server answers zoom (a min/max downsampled
+re-read of the visible window) and review writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import ALL, Input, Output, Patch, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
+
+from beliefscope.errors import BeliefscopeError
+from beliefscope.store import review_store
+from dashboard import data, session, ui
+from dashboard.components import player
+from dashboard.context import current
+from dashboard.figures import episode_figure
+
+dash.register_page(
+    __name__, path_template="/episodes/<episode_id>", title="Episode · Beliefscope", name="Episode"
+)
+
+GRAPH = "ep-graph"
+player.register("ep", [GRAPH])
+
+
+def _int(value: Any, default: int | None = None) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def layout(
+    episode_id: str | None = None,
+    checkpoint: str | None = None,
+    probe: str = "filter",
+    t: str | None = None,
+    flag: str | None = None,
+    rule: str | None = None,
+    **_: Any,
+) -> html.Div:
+    if not session.can_read():
+        return ui.sign_in_needed()
+    q = current().queries
+    episode = data.get_or_none(q.get_episode, episode_id=_int(episode_id, -1))
+    if episode is None:
+        return ui.missing(f"No episode with id {episode_id}.")
+    run = q.get_run(run_id=episode.run_id)
+    traces = data.traces_of_episode(episode.id)
+    trace = data.pick_trace(traces, _int(checkpoint), probe)
+    checkpoints = {c.id: c for c in data.checkpoints_of(run.id)}
+    header = _header(episode, run, traces, trace, checkpoints)
+    if trace is None:
+        return html.Div([header, ui.missing("No checkpoint has been run over this episode yet.")])
+    flags = data.flags_of(trace.id)
+    selected = next((f for f in flags if f.id == _int(flag)), None)
+    step = _int(t, selected.t0 if selected else 0) or 0
+    x_range = None
+    if selected is not None:
+        pad = max(20, (selected.t1 - selected.t0) * 2)
+        x_range = (max(selected.t0 - pad, 0) - 0.5, min(selected.t1 + pad, trace.length - 1) + 0.5)
+    active = data.rule_for() if rule is None else _rule_named(rule)
+    threshold = data.rule_threshold(active, trace) if active is not None else None
+    line = (active.metric, threshold) if active is not None and threshold is not None else None
+    t0, t1 = (None, None) if x_range is None else (int(x_range[0] + 0.5), int(x_range[1] - 0.5))
+    series, groups = data.trace_series(trace, t0=t0, t1=t1)
+    figure = episode_figure(
+        series,
+        length=trace.length,
+        kl_groups=groups,
+        bands=flags,
+        threshold=line,
+        cursor=step,
+        x_range=x_range,
+        selected_flag=selected.id if selected else None,
+    )
+    figure["layout"]["selectdirection"] = "h"
+    frame_url = current().frame_url(episode.id, checkpoint_id=trace.checkpoint_id)
+    ckpt = checkpoints.get(trace.checkpoint_id)
+    caption = f"step {ckpt.step if ckpt else '?'} · {trace.probe}: observation · recon · prediction · error"
+    return html.Div(
+        [
+            header,
+            dcc.Store(
+                id="ep-trace",
+                data={
+                    "trace": trace.id,
+                    "length": trace.length,
+                    "line": line,
+                    "episode": episode.id,
+                },
+            ),
+            dcc.Store(id="ep-sel", data=selected.id if selected else None),
+            dcc.Store(id="ep-rev", data=0),
+            html.Div(
+                [
+                    html.Div(
+                        [
+                            html.Div(
+                                player.frame_player(
+                                    "ep",
+                                    sources=[(caption, frame_url)],
+                                    length=trace.length,
+                                    t=step,
+                                    graphs=[GRAPH],
+                                ),
+                                className="bs-card",
+                            ),
+                            html.Div(
+                                [
+                                    html.Div(
+                                        [
+                                            html.H2("Flags"),
+                                            ui.state_legend(),
+                                            html.Button(
+                                                "Flag selection",
+                                                id="ep-mflag",
+                                                className="bs-btn",
+                                                title="box-select a step range on the plots "
+                                                "(Box Select in the plot toolbar), then flag it",
+                                            ),
+                                        ],
+                                        className="bs-card-head",
+                                    ),
+                                    html.Div(_flag_table(flags, selected), id="ep-flags"),
+                                    ui.review_controls("ep"),
+                                ],
+                                className="bs-card",
+                            ),
+                        ],
+                        className="ep-left",
+                    ),
+                    html.Div(
+                        dcc.Graph(
+                            id=GRAPH,
+                            figure=figure,
+                            config=ui.GRAPH_CONFIG,
+                            clear_on_unhover=False,
+                        ),
+                        className="bs-card",
+                    ),
+                ],
+                className="ep-grid",
+            ),
+        ]
+    )
+
+
+def _rule_named(name: str):  # type: ignore[no-untyped-def]
+    return next((i.rule for i in review_store.list_rules(current().store, name=name)), None)
+
+
+def _header(episode, run, traces, trace, checkpoints) -> html.Div:  # type: ignore[no-untyped-def]
+    ckpt_ids = sorted(
+        {t.checkpoint_id for t in traces},
+        key=lambda i: (checkpoints[i].step or 0, i) if i in checkpoints else (0, i),
+    )
+    probes = sorted(
+        {t.probe for t in traces if trace is None or t.checkpoint_id == trace.checkpoint_id}
+    )
+    rules = [i.rule for i in review_store.list_rules(current().store)]
+    facts = [
+        f"run {run.name}",
+        f"{episode.length} steps",
+        f"return {episode.episode_return:.3g}" if episode.episode_return is not None else None,
+        "ground truth" if episode.has_truth else None,
+    ]
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H1(f"Episode {episode.key}"),
+                    html.Span(" · ".join(f for f in facts if f), className="bs-sub"),
+                    dcc.Link("← run", href=f"/?run={run.id}", className="bs-sub"),
+                ],
+                className="bs-title",
+            ),
+            html.Div(
+                [
+                    ui.field(
+                        "checkpoint",
+                        dcc.Dropdown(
+                            id="ep-ckpt",
+                            options=[
+                                {"label": ui.ckpt_label(checkpoints.get(i), i), "value": i}
+                                for i in ckpt_ids
+                            ],
+                            value=trace.checkpoint_id if trace else None,
+                            clearable=False,
+                            className="bs-dd",
+                        ),
+                    ),
+                    ui.field(
+                        "probe",
+                        dcc.Dropdown(
+                            id="ep-probe",
+                            options=probes,
+                            value=trace.probe if trace else None,
+                            clearable=False,
+                            className="bs-dd",
+                        ),
+                    ),
+                    ui.field(
+                        "threshold of",
+                        dcc.Dropdown(
+                            id="ep-rule",
+                            options=[r.name for r in rules],
+                            value=(data.rule_for().name if data.rule_for() else None),
+                            clearable=True,
+                            className="bs-dd",
+                            placeholder="no rule",
+                        ),
+                    ),
+                    dcc.Link(
+                        "Compare checkpoints →",
+                        href=f"/compare/{episode.id}"
+                        + (f"?a={trace.checkpoint_id}" if trace else ""),
+                        className="bs-btn",
+                        style={"lineHeight": "24px"},
+                    ),
+                ],
+                className="bs-toolbar",
+            ),
+        ]
+    )
+
+
+def _flag_table(flags, selected) -> html.Table | html.Div:  # type: ignore[no-untyped-def]
+    if not flags:
+        return html.Div("No flags on this trace.", className="bs-empty")
+    head = html.Tr([html.Th(h) for h in ("#", "steps", "peak", "rule", "sev", "state")])
+    rows = [
+        html.Tr(
+            [
+                html.Td(f.id, className="bs-mono"),
+                html.Td(f"{f.t0}–{f.t1}", className="bs-mono"),
+                html.Td("—" if f.peak is None else f"{f.peak:.3g}", className="bs-mono"),
+                html.Td(f.rule_name or "manual"),
+                html.Td(f.severity),
+                html.Td(ui.state_pill(f.state, stale=f.stale)),
+            ],
+            id={"type": "ep-flag", "index": f.id},
+            n_clicks=0,
+            className="bs-sel" if selected is not None and f.id == selected.id else "",
+            style={"cursor": "pointer"},
+        )
+        for f in flags
+    ]
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="bs-flags")
+
+
+@callback(
+    Output(GRAPH, "figure", allow_duplicate=True),
+    Input("ep-zoom", "data"),
+    State("ep-trace", "data"),
+    prevent_initial_call=True,
+)
+def zoom(window: dict | None, trace_data: dict | None) -> Patch:
+    """Re-read the visible window at full detail (min/max per bucket over the window)."""
+    if not window or not trace_data:
+        raise PreventUpdate
+    trace = current().queries.get_trace(trace_id=trace_data["trace"])
+    t0 = None if window.get("x0") is None else max(int(window["x0"]), 0)
+    t1 = None if window.get("x1") is None else int(window["x1"]) + 1
+    series, groups = data.trace_series(trace, t0=t0, t1=t1)
+    line = tuple(trace_data["line"]) if trace_data.get("line") else None
+    fresh = episode_figure(series, length=trace.length, kl_groups=groups, threshold=line)  # type: ignore[arg-type]
+    patch = Patch()
+    patch["data"] = fresh["data"]
+    return patch
+
+
+@callback(
+    Output("bs-url", "href", allow_duplicate=True),
+    Input("ep-ckpt", "value"),
+    Input("ep-probe", "value"),
+    Input("ep-rule", "value"),
+    State("ep-trace", "data"),
+    State("ep-t", "data"),
+    prevent_initial_call=True,
+)
+def switch(checkpoint: int, probe: str, rule: str | None, trace_data: dict, t: int) -> str:
+    """Another checkpoint, probe or threshold rule is another URL (so it can be shared)."""
+    query = f"checkpoint={checkpoint}&probe={probe}&t={t or 0}"
+    if rule:
+        query += f"&rule={rule}"
+    return f"/episodes/{trace_data['episode']}?{query}"
+
+
+@callback(
+    Output("ep-sel", "data"),
+    Output("ep-slider", "value", allow_duplicate=True),
+    Input({"type": "ep-flag", "index": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+def select_flag(_clicks: list[int]) -> tuple[int, int]:
+    trigger = dash.ctx.triggered_id
+    if not trigger or not any(_clicks):
+        raise PreventUpdate
+    flag = review_store.get_flag(current().store, flag_id=trigger["index"])
+    return flag.id, flag.t0
+
+
+@callback(
+    Output("ep-facts", "children"),
+    Output("ep-category", "value"),
+    Output("ep-note", "value"),
+    Output("ep-history", "children"),
+    Output("ep-review", "style"),
+    Input("ep-sel", "data"),
+    Input("ep-rev", "data"),
+)
+def review_panel(flag_id: int | None, _version: int) -> tuple[Any, ...]:
+    store = current().store
+    flag = (
+        None
+        if flag_id is None
+        else data.get_or_none(review_store.get_flag, store=store, flag_id=flag_id)
+    )
+    history = review_store.flag_history(store, flag_id=flag.id) if flag else ()
+    return ui.review_fill(flag, history)
+
+
+@callback(
+    Output("ep-rev", "data"),
+    Output("ep-flags", "children"),
+    Output(GRAPH, "figure", allow_duplicate=True),
+    Output("bs-toast", "children", allow_duplicate=True),
+    Input("ep-confirm", "n_clicks"),
+    Input("ep-dismiss", "n_clicks"),
+    Input("ep-reopen", "n_clicks"),
+    Input("ep-category", "value"),
+    Input("ep-save-note", "n_clicks"),
+    Input("ep-mflag", "n_clicks"),
+    State("ep-note", "value"),
+    State("ep-sel", "data"),
+    State("ep-rev", "data"),
+    State("ep-trace", "data"),
+    State("ep-t", "data"),
+    State(GRAPH, "selectedData"),
+    prevent_initial_call=True,
+)
+def write(_c, _d, _r, category, _n, _m, note, flag_id, version, trace_data, t, selection):  # type: ignore[no-untyped-def]
+    """Every review write of the page: state, category, note, and manual flags."""
+    trigger = dash.ctx.triggered_id
+    if trigger is None or (trigger != "ep-category" and not dash.ctx.triggered[0]["value"]):
+        raise PreventUpdate
+    store = current().store
+    changes = None
+    if trigger != "ep-mflag":
+        changes = ui.review_changes(trigger, category=category, note=note)
+        if flag_id is None or changes is None:
+            raise PreventUpdate
+        if trigger == "ep-category" and (
+            review_store.get_flag(store, flag_id=flag_id).category == category
+        ):
+            raise PreventUpdate  # the panel showing a newly selected flag's category
+    try:
+        who = session.require_writer()
+        if changes is None:
+            span = ui.selected_span(selection)
+            if span is None:
+                raise session.NotAllowed(
+                    "box-select a step range on the plots first (Box Select in the toolbar)"
+                )
+            made = review_store.create_manual_flag(
+                store,
+                trace_id=trace_data["trace"],
+                t0=span[0],
+                t1=min(span[1], trace_data["length"] - 1),
+                who=who,
+            )
+            flag_id, message = made.id, f"flag #{made.id} created over steps {made.t0}–{made.t1}"
+        else:
+            review_store.review_flag(store, flag_id=flag_id, who=who, **changes)
+            message = f"flag #{flag_id}: {ui.describe_changes(changes)}"
+    except (session.NotAllowed, BeliefscopeError) as err:
+        return dash.no_update, dash.no_update, dash.no_update, session.toast(str(err), ok=False)
+    flags = data.flags_of(trace_data["trace"])
+    selected = next((f for f in flags if f.id == flag_id), None)
+    trace = current().queries.get_trace(trace_id=trace_data["trace"])
+    series, groups = data.trace_series(trace, max_points=8)  # only the panel layout is needed
+    line = tuple(trace_data["line"]) if trace_data.get("line") else None
+    fresh = episode_figure(
+        series,
+        length=trace.length,
+        kl_groups=groups,
+        bands=flags,
+        threshold=line,
+        cursor=t,
+        selected_flag=flag_id,
+    )  # type: ignore[arg-type]
+    patch = Patch()
+    patch["layout"]["shapes"] = fresh["layout"]["shapes"]
+    if trigger == "ep-mflag":
+        dash.set_props("ep-sel", {"data": flag_id})
+    return version + 1, _flag_table(flags, selected), patch, session.toast(message)
