@@ -23,7 +23,7 @@ import numpy as np
 from beliefscope.errors import BadInputError
 from beliefscope.replay import native
 from beliefscope.world.policy import ScriptedPolicy
-from beliefscope.world.scene import JOINTS, SceneParams, build_mjcf
+from beliefscope.world.scene import JOINTS, OFFSCREEN, SceneParams, build_mjcf
 from beliefscope.world.sim import OCCLUDED_BELOW, TabletopWorld
 
 KINDS = ("clear", "occlusion", "slip")
@@ -117,6 +117,8 @@ class Generator:
     def __init__(self, out: Path, config: WorldConfig) -> None:
         if config.length < 2:
             raise BadInputError(f"--length must be at least 2, got {config.length}")
+        if not 16 <= config.size <= OFFSCREEN:
+            raise BadInputError(f"--size must be in [16, {OFFSCREEN}], got {config.size}")
         self.out, self.config = out, config
         self.xml = build_mjcf(config.scene)
         self.manifest = self._open_manifest()

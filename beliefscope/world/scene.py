@@ -21,6 +21,8 @@ OCCLUDER_GEOM = "occluder"
 OCCLUDER_GROUP = 2
 """Geom group of the occluder, switched off to measure the box's unoccluded pixels."""
 CAMERAS = ("front", "overview")
+OFFSCREEN = 512
+"""The largest frame (height and width) the scene's offscreen buffer holds."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def build_mjcf(p: SceneParams) -> str:
   <compiler angle="degree"/>
   <option timestep="{p.timestep}" integrator="implicitfast"/>
   <visual>
-    <global offwidth="512" offheight="512"/>
+    <global offwidth="{OFFSCREEN}" offheight="{OFFSCREEN}"/>
     <quality shadowsize="0" offsamples="0"/>
     <headlight ambient="0.35 0.35 0.35" diffuse="0.5 0.5 0.5" specular="0 0 0"/>
   </visual>

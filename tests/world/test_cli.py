@@ -40,6 +40,8 @@ def test_bad_arguments_fail_with_one_line(
     out = tmp_path / "replay"
     assert main(["world", "generate", "--out", str(out), "--episodes", "1", "--length", "1"]) == 2
     assert "--length must be at least 2" in capsys.readouterr().err
+    assert main(["world", "generate", "--out", str(out), "--size", "1024"]) == 2
+    assert "--size must be in [16, 512], got 1024" in capsys.readouterr().err
     assert main(["world", "generate", "--out", str(out), "--episodes", "1", "--length", "3"]) == 0
     capsys.readouterr()
     before = sorted(p.name for p in out.iterdir())
