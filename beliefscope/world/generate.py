@@ -74,7 +74,8 @@ def roll_episode(
     )
     policy = ScriptedPolicy(world, rng, sweeps=kind != "clear")
     out: dict[str, list] = {
-        key: [] for key in ("image", "action", "reward", "qpos", "qvel", "visible_frac", "slip")
+        key: []
+        for key in ("image", "action", "reward", "qpos", "qvel", "visible_frac", "occluded", "slip")
     }
     hidden_for, kick_at, slipped = 0, -1, False
     for t in range(length):
@@ -85,6 +86,7 @@ def roll_episode(
         out["qpos"].append(world.data.qpos.copy())
         out["qvel"].append(world.data.qvel.copy())
         out["visible_frac"].append(obs.visible_frac)
+        out["occluded"].append(obs.occluded)
         out["slip"].append(slipped)
         if t == length - 1:
             break
@@ -93,7 +95,6 @@ def roll_episode(
             kick_at = int(rng.integers(1, 3))
         slipped = kind == "slip" and hidden_for == kick_at
         obs = world.step(action, _slip_kick(world, rng) if slipped else None)
-    visible = np.array(out["visible_frac"], np.float32)
     is_last = np.zeros(length, bool)
     is_last[-1] = True
     return {
@@ -105,8 +106,8 @@ def roll_episode(
         "is_terminal": np.zeros(length, bool),
         "qpos": np.stack(out["qpos"]),
         "qvel": np.stack(out["qvel"]),
-        "visible_frac": visible,
-        "occluded": visible < OCCLUDED_BELOW,
+        "visible_frac": np.array(out["visible_frac"], np.float32),
+        "occluded": np.array(out["occluded"], bool),
         "slip": np.array(out["slip"], bool),
     }
 
