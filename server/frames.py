@@ -51,18 +51,18 @@ class StepInfo:
 
 
 def as_uint8(image: np.ndarray) -> np.ndarray:
-    """A frame as (H, W, 3) uint8: decoder means in [0, 1] are clipped and scaled; gray and
-    single-channel frames are repeated to three channels."""
+    """A frame (H, W, C) or frames (N, H, W, C) as 3-channel uint8: decoder means in [0, 1]
+    are clipped and scaled; gray (H, W) and single-channel frames become three channels."""
     if image.ndim == 2:
         image = image[..., None]
-    assert image.ndim == 3, f"frame must be (H, W, C), got {image.shape}"
+    assert image.ndim in (3, 4), f"frame must be (H, W, C) or (N, H, W, C), got {image.shape}"
     if image.dtype != np.uint8:
         image = (np.clip(np.nan_to_num(image.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(
             np.uint8
         )
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    assert image.shape[2] == 3, f"frame must have 1 or 3 channels, got {image.shape}"
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    assert image.shape[-1] == 3, f"frame must have 1 or 3 channels, got {image.shape}"
     return image
 
 
