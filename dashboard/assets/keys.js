@@ -11,7 +11,7 @@
     );
     if (btn) {
       ev.preventDefault();
-      btn.click();
+      (btn.tagName === "BUTTON" ? btn : btn.querySelector("a") || btn).click();
     }
   });
 })();

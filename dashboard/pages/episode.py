@@ -82,7 +82,10 @@ def layout(
     figure["layout"]["selectdirection"] = "h"
     frame_url = current().frame_url(episode.id, checkpoint_id=trace.checkpoint_id)
     ckpt = checkpoints.get(trace.checkpoint_id)
-    caption = f"step {ckpt.step if ckpt else '?'} · {trace.probe}: observation · recon · prediction · error"
+    caption = (
+        f"{ui.ckpt_label(ckpt, trace.checkpoint_id)} · observation · reconstruction · "
+        "prediction · error"
+    )
     return html.Div(
         [
             header,
@@ -218,8 +221,8 @@ def _header(episode, run, traces, trace, checkpoints) -> html.Div:  # type: igno
                     ),
                     dcc.Link(
                         "Compare checkpoints →",
-                        href=f"/compare/{episode.id}"
-                        + (f"?a={trace.checkpoint_id}" if trace else ""),
+                        href=f"/compare?episode={episode.id}"
+                        + (f"&b={trace.checkpoint_id}" if trace else ""),
                         className="bs-btn",
                         style={"lineHeight": "24px"},
                     ),

@@ -1,0 +1,26 @@
+/* AG Grid helpers: severity ordering, and j / k to walk the review queue. */
+(function () {
+  "use strict";
+  const dagfuncs = (window.dashAgGridFunctions = window.dashAgGridFunctions || {});
+  const RANK = { low: 0, medium: 1, high: 2 };
+  dagfuncs.bsSeverity = function (a, b) {
+    return (RANK[a] ?? -1) - (RANK[b] ?? -1);
+  };
+
+  let row = -1;
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "j" && ev.key !== "k") return;
+    const tag = (ev.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || ev.target.isContentEditable) return;
+    if (!document.getElementById("rv-grid") || !window.dash_ag_grid) return;
+    const api = window.dash_ag_grid.getApi("rv-grid");
+    const n = api.getDisplayedRowCount();
+    if (!n) return;
+    row = Math.min(Math.max(row + (ev.key === "j" ? 1 : -1), 0), n - 1);
+    const node = api.getDisplayedRowAtIndex(row);
+    api.ensureIndexVisible(row);
+    api.setFocusedCell(row, "episode");
+    window.dash_clientside.set_props("rv-sel", { data: parseInt(node.id, 10) });
+    ev.preventDefault();
+  });
+})();

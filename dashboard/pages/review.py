@@ -1,0 +1,426 @@
+"""Review queue: flags across runs, filtered and sorted, with one-key review and bulk actions,
+and the episodes of a checkpoint ranked by review priority.
+
+URL: /review?run=<id>&checkpoint=<id>&state=<state>&category=<c>&severity=<s>&flag=<id>.
+Selecting a flag shows its frame at the peak, its facts and history; "Open episode" jumps to
+the episode page at the flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+import dash_ag_grid as dag
+from dash import Input, Output, State, callback, dcc, html
+from dash.exceptions import PreventUpdate
+
+from beliefscope.errors import BeliefscopeError
+from beliefscope.review.rules import SEVERITIES
+from beliefscope.store import review_store
+from beliefscope.store.queries import MAX_LIMIT
+from beliefscope.store.review_tables import FLAG_CATEGORIES, FLAG_STATES
+from dashboard import data, session, ui
+from dashboard.context import current
+
+dash.register_page(__name__, path="/review", title="Review · Beliefscope", name="Review")
+
+MAX_ROWS = 5000
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+def layout(
+    run: str | None = None,
+    checkpoint: str | None = None,
+    state: str | None = "open",
+    category: str | None = None,
+    severity: str | None = None,
+    flag: str | None = None,
+    **_: Any,
+) -> html.Div:
+    if not session.can_read():
+        return ui.sign_in_needed()
+    q = current().queries
+    runs = list(q.list_runs(limit=1000).items)
+    run_id = int(run) if run and run.isdigit() else None
+    ckpts = data.checkpoints_of(run_id) if run_id is not None else []
+    filters = html.Div(
+        [
+            ui.field(
+                "run",
+                dcc.Dropdown(
+                    id="rv-run",
+                    options=[{"label": r.name, "value": r.id} for r in runs],
+                    value=run_id,
+                    placeholder="all runs",
+                    className="bs-dd",
+                ),
+            ),
+            ui.field(
+                "checkpoint",
+                dcc.Dropdown(
+                    id="rv-ckpt",
+                    options=[{"label": ui.ckpt_label(c, c.id), "value": c.id} for c in ckpts],
+                    value=int(checkpoint) if checkpoint and checkpoint.isdigit() else None,
+                    placeholder="all checkpoints",
+                    className="bs-dd",
+                ),
+            ),
+            ui.field(
+                "state",
+                dcc.Dropdown(
+                    id="rv-state",
+                    options=list(FLAG_STATES),
+                    value=state or None,
+                    placeholder="any state",
+                    className="bs-dd",
+                ),
+            ),
+            ui.field(
+                "category",
+                dcc.Dropdown(
+                    id="rv-category",
+                    options=list(FLAG_CATEGORIES),
+                    value=category,
+                    placeholder="any category",
+                    className="bs-dd",
+                ),
+            ),
+            ui.field(
+                "severity",
+                dcc.Dropdown(
+                    id="rv-severity",
+                    options=list(SEVERITIES),
+                    value=severity,
+                    placeholder="any severity",
+                    className="bs-dd",
+                ),
+            ),
+            html.Span(id="rv-count", className="bs-sub"),
+        ],
+        className="bs-toolbar",
+    )
+    bulk = html.Div(
+        [
+            html.Span("Checked rows:", className="bs-sub"),
+            html.Button("Confirm", id="rv-bulk-confirm", className="bs-btn bs-btn-confirm"),
+            html.Button("Dismiss", id="rv-bulk-dismiss", className="bs-btn"),
+            dcc.Dropdown(
+                id="rv-bulk-category",
+                options=list(FLAG_CATEGORIES),
+                placeholder="set category…",
+                className="bs-dd",
+                style={"minWidth": "140px"},
+            ),
+            html.Span(
+                "keys: j / k move · c confirm · d dismiss · o reopen · Enter opens",
+                className="bs-sub",
+                style={"marginLeft": "auto"},
+            ),
+        ],
+        className="bs-toolbar",
+    )
+    grid = dag.AgGrid(
+        id="rv-grid",
+        columnDefs=[
+            {
+                "field": "id",
+                "headerName": "#",
+                "width": 80,
+                "checkboxSelection": True,
+                "headerCheckboxSelection": True,
+            },
+            {"field": "run", "width": 120},
+            {"field": "ckpt", "headerName": "checkpoint", "width": 110, "type": "rightAligned"},
+            {"field": "episode", "flex": 2, "minWidth": 160},
+            {"field": "steps", "width": 100},
+            {"field": "len", "width": 70, "type": "rightAligned"},
+            {"field": "peak", "width": 90, "type": "rightAligned"},
+            {
+                "field": "severity",
+                "width": 95,
+                "sort": "desc",
+                "comparator": {"function": "bsSeverity(valueA, valueB)"},
+            },
+            {"field": "state", "width": 105},
+            {"field": "category", "width": 105},
+            {"field": "rule", "width": 140},
+            {"field": "by", "width": 100},
+        ],
+        defaultColDef={"sortable": True, "filter": True, "resizable": True},
+        dashGridOptions={
+            "rowSelection": "multiple",
+            "suppressRowClickSelection": True,
+            "rowHeight": 28,
+            "headerHeight": 30,
+            "animateRows": False,
+        },
+        getRowId="params.data.id",
+        style={"height": "calc(100vh - 250px)", "minHeight": "360px"},
+    )
+    detail = html.Div(
+        [
+            html.Div([html.H2("Flag"), html.Span(id="rv-open")], className="bs-card-head"),
+            html.Div(
+                html.Img(id="rv-frame", className="bs-frame", alt="frame at the flag's peak"),
+                id="rv-frame-box",
+            ),
+            html.Div("Select a flag (click a row).", id="rv-hint", className="bs-sub"),
+            ui.review_controls("rv"),
+        ],
+        className="bs-card",
+        style={"width": "440px", "flex": "none"},
+    )
+    return html.Div(
+        [
+            html.Div([html.H1("Review queue")], className="bs-title"),
+            filters,
+            dcc.Tabs(
+                [
+                    dcc.Tab(
+                        html.Div(
+                            [
+                                html.Div([bulk, grid], className="bs-card bs-grow"),
+                                detail,
+                            ],
+                            className="bs-row",
+                            style={"marginTop": "10px"},
+                        ),
+                        label="Flags",
+                        value="flags",
+                    ),
+                    dcc.Tab(
+                        html.Div(id="rv-priority", style={"marginTop": "10px"}),
+                        label="Episode priority",
+                        value="priority",
+                    ),
+                ],
+                value="flags",
+                className="bs-tabs",
+            ),
+            dcc.Store(id="rv-sel", data=int(flag) if flag and flag.isdigit() else None),
+            dcc.Store(id="rv-rev", data=0),
+        ]
+    )
+
+
+def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    q = current().queries
+    page = review_store.list_flags(
+        current().store,
+        run_id=run_id,
+        checkpoint_id=checkpoint_id,
+        state=state,
+        category=category,
+        limit=MAX_ROWS,
+    )
+    flags = [f for f in page.items if severity is None or f.severity == severity]
+    episodes: dict[int, Any] = {}
+    checkpoints: dict[int, Any] = {}
+    runs: dict[int, str] = {}
+    rows = []
+    for f in flags:
+        if f.episode_id not in episodes:
+            episodes[f.episode_id] = q.get_episode(episode_id=f.episode_id)
+        if f.checkpoint_id not in checkpoints:
+            checkpoints[f.checkpoint_id] = q.get_checkpoint(checkpoint_id=f.checkpoint_id)
+        ckpt = checkpoints[f.checkpoint_id]
+        if ckpt.run_id not in runs:
+            runs[ckpt.run_id] = q.get_run(run_id=ckpt.run_id).name
+        rows.append(
+            {
+                "id": str(f.id),
+                "run": runs[ckpt.run_id],
+                "ckpt": ckpt.step,
+                "episode": episodes[f.episode_id].key,
+                "steps": f"{f.t0}–{f.t1}",
+                "len": f.t1 - f.t0 + 1,
+                "peak": None if f.peak is None else round(f.peak, 4),
+                "severity": f.severity,
+                "state": f.state + (" · stale" if f.stale else ""),
+                "category": f.category or "",
+                "rule": f.rule_name or "manual",
+                "by": f.updated_by,
+            }
+        )
+    return rows
+
+
+@callback(
+    Output("rv-grid", "rowData"),
+    Output("rv-count", "children"),
+    Output("rv-ckpt", "options"),
+    Input("rv-run", "value"),
+    Input("rv-ckpt", "value"),
+    Input("rv-state", "value"),
+    Input("rv-category", "value"),
+    Input("rv-severity", "value"),
+    Input("rv-rev", "data"),
+)
+def load(run_id, checkpoint_id, state, category, severity, _rev):  # type: ignore[no-untyped-def]
+    rows = _rows(run_id, checkpoint_id, state, category, severity)
+    options = (
+        [{"label": ui.ckpt_label(c, c.id), "value": c.id} for c in data.checkpoints_of(run_id)]
+        if run_id is not None
+        else []
+    )
+    return rows, f"{len(rows)} flags", options
+
+
+@callback(
+    Output("rv-sel", "data"),
+    Input("rv-grid", "cellClicked"),
+    prevent_initial_call=True,
+)
+def select(cell: dict | None) -> int:
+    if not cell or cell.get("colId") == "id" or cell.get("rowId") is None:
+        raise PreventUpdate
+    return int(cell["rowId"])
+
+
+@callback(
+    Output("rv-facts", "children"),
+    Output("rv-category", "value"),
+    Output("rv-note", "value"),
+    Output("rv-history", "children"),
+    Output("rv-review", "style"),
+    Output("rv-frame", "src"),
+    Output("rv-open", "children"),
+    Output("rv-hint", "style"),
+    Input("rv-sel", "data"),
+    Input("rv-rev", "data"),
+)
+def show(flag_id: int | None, _rev: int) -> tuple[Any, ...]:
+    store = current().store
+    flag = (
+        None
+        if flag_id is None
+        else data.get_or_none(review_store.get_flag, store=store, flag_id=flag_id)
+    )
+    if flag is None:
+        return (*ui.review_fill(None, ()), None, None, {})
+    history = review_store.flag_history(store, flag_id=flag.id)
+    at = flag.peak_t if flag.peak_t is not None else flag.t0
+    src = (
+        current()
+        .frame_url(flag.episode_id, checkpoint_id=flag.checkpoint_id)
+        .replace("{t}", str(at))
+    )
+    href = (
+        f"/episodes/{flag.episode_id}?checkpoint={flag.checkpoint_id}&probe={flag.probe}"
+        f"&t={flag.t0}&flag={flag.id}"
+    )
+    link = html.Span(
+        dcc.Link(
+            "Open episode at flag →",
+            href=href,
+            id="rv-open-link",
+            className="bs-btn",
+            style={"lineHeight": "24px", "display": "inline-block"},
+        ),
+        **{"data-bs-key": "Enter"},
+    )
+    return (*ui.review_fill(flag, history), src, link, {"display": "none"})
+
+
+@callback(
+    Output("rv-rev", "data"),
+    Output("bs-toast", "children", allow_duplicate=True),
+    Input("rv-confirm", "n_clicks"),
+    Input("rv-dismiss", "n_clicks"),
+    Input("rv-reopen", "n_clicks"),
+    Input("rv-category", "value"),
+    Input("rv-save-note", "n_clicks"),
+    Input("rv-bulk-confirm", "n_clicks"),
+    Input("rv-bulk-dismiss", "n_clicks"),
+    Input("rv-bulk-category", "value"),
+    State("rv-note", "value"),
+    State("rv-sel", "data"),
+    State("rv-grid", "selectedRows"),
+    State("rv-rev", "data"),
+    prevent_initial_call=True,
+)
+def write(_c, _d, _r, category, _n, _bc, _bd, bulk_category, note, flag_id, checked, rev):  # type: ignore[no-untyped-def]
+    """Review writes: the selected flag (one click or key) or every checked row (bulk)."""
+    trigger = dash.ctx.triggered_id
+    if trigger is None:
+        raise PreventUpdate
+    store = current().store
+    if trigger.startswith("rv-bulk"):
+        ids = [int(r["id"]) for r in checked or []]
+        changes = ui.review_changes(trigger.replace("bulk-", ""), category=bulk_category, note=None)
+        if not ids or changes is None or (trigger == "rv-bulk-category" and not bulk_category):
+            raise PreventUpdate
+    else:
+        if not dash.ctx.triggered[0]["value"] and trigger != "rv-category":
+            raise PreventUpdate
+        changes = ui.review_changes(trigger, category=category, note=note)
+        if flag_id is None or changes is None:
+            raise PreventUpdate
+        if trigger == "rv-category" and (
+            review_store.get_flag(store, flag_id=flag_id).category == category
+        ):
+            raise PreventUpdate  # the panel showing a newly selected flag's category
+        ids = [flag_id]
+    try:
+        who = session.require_writer()
+        for i in ids:
+            review_store.review_flag(store, flag_id=i, who=who, **changes)
+    except (session.NotAllowed, BeliefscopeError) as err:
+        return dash.no_update, session.toast(str(err), ok=False)
+    what = f"{len(ids)} flags" if len(ids) > 1 else f"flag #{ids[0]}"
+    return rev + 1, session.toast(f"{what}: {ui.describe_changes(changes)}")
+
+
+@callback(
+    Output("rv-priority", "children"),
+    Input("rv-run", "value"),
+    Input("rv-ckpt", "value"),
+    Input("rv-rev", "data"),
+)
+def priorities(run_id: int | None, checkpoint_id: int | None, _rev: int) -> Any:
+    if checkpoint_id is None:
+        ckpts = data.checkpoints_of(run_id) if run_id is not None else []
+        if not ckpts:
+            return ui.missing("Pick a run (and optionally a checkpoint) to rank its episodes.")
+        checkpoint_id = ckpts[-1].id
+    ranked = review_store.review_queue(
+        current().store, checkpoint_id=checkpoint_id, limit=MAX_LIMIT
+    )
+    rows = [
+        {
+            "id": str(e.episode_id),
+            "episode": e.episode_key,
+            "score": round(e.score, 3),
+            "flags": e.count,
+            "peak": round(e.peak, 4),
+            "flagged steps": e.duration,
+            "href": f"/episodes/{e.episode_id}?checkpoint={checkpoint_id}",
+        }
+        for e in ranked
+    ]
+    return html.Div(
+        dag.AgGrid(
+            id="rv-priority-grid",
+            rowData=rows,
+            columnDefs=[
+                {
+                    "field": "episode",
+                    "flex": 3,
+                    "cellRenderer": "markdown",
+                    "valueGetter": {
+                        "function": "'[' + params.data.episode + '](' + params.data.href + ')'"
+                    },
+                },
+                {"field": "score", "width": 100, "sort": "desc", "type": "rightAligned"},
+                {"field": "flags", "width": 90, "type": "rightAligned"},
+                {"field": "peak", "width": 100, "type": "rightAligned"},
+                {"field": "flagged steps", "width": 130, "type": "rightAligned"},
+            ],
+            defaultColDef={"sortable": True, "resizable": True},
+            dashGridOptions={"rowHeight": 28, "headerHeight": 30},
+            getRowId="params.data.id",
+            style={"height": "420px"},
+        ),
+        className="bs-card",
+    )
