@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.review import diagnostics, segments
@@ -35,6 +36,7 @@ from beliefscope.store.review_tables import (
     FLAG_STATES,
     Flag,
     FlagHistory,
+    MetricColumn,
     ProbeSummary,
     ReviewRule,
     ReviewScore,
@@ -255,8 +257,9 @@ def read_metric_columns(
     run_id: int | None = None,
     checkpoint_ids: Sequence[int] | None = None,
 ) -> MetricColumns:
-    """One metric column of every matching trace in two bulk queries (the traces, then the
-    step values in (trace, t) order, which is the steps table's primary-key order)."""
+    """One metric column of every matching trace, in trace-id order. Columns come from
+    `metric_columns` blobs; traces read for the first time are read from their step rows in
+    bulk and their blobs written, so the next rule change reads only blobs."""
     if metric not in STEP_METRICS:
         raise BadInputError(f"unknown metric {metric!r}; known: {', '.join(STEP_METRICS)}")
     scope = _trace_scope(
@@ -267,21 +270,57 @@ def read_metric_columns(
         .where(*scope)
         .order_by(Trace.id)
     )
-    values_q = (
-        sa.select(steps.c[metric])
-        .join(Trace, Trace.id == steps.c.trace_id)
-        .where(*scope)
-        .order_by(steps.c.trace_id, steps.c.t)
+    blobs_q = sa.select(MetricColumn.trace_id, MetricColumn.data).where(
+        MetricColumn.metric == metric,
+        MetricColumn.trace_id.in_(sa.select(Trace.id).where(*scope)),
     )
     with store.connect() as conn:
         traces = conn.execute(traces_q).all()
-        values = np.array(conn.execute(values_q).scalars().all(), dtype=np.float64)
-    table = np.array(traces, dtype=np.int64).reshape(len(traces), 4)  # (n, 4)
+        cached = {
+            trace_id: np.frombuffer(data, dtype="<f8") for trace_id, data in conn.execute(blobs_q)
+        }
+    table = np.array([tuple(r) for r in traces], dtype=np.int64).reshape(len(traces), 4)  # (n, 4)
+    missing = [int(i) for i in table[:, 0] if int(i) not in cached]
+    if missing:
+        cached.update(_cache_columns(store, metric, missing))
+    parts = [cached[int(i)] for i in table[:, 0]]
+    for (trace_id, length), part in zip(table[:, [0, 3]].tolist(), parts, strict=True):
+        assert len(part) == length, f"trace {trace_id}: {len(part)} stored steps, length {length}"
+    values = np.concatenate(parts) if parts else np.zeros(0)
     offsets = np.concatenate(([0], np.cumsum(table[:, 3]))).astype(np.int64)
-    assert offsets[-1] == len(values), (
-        f"steps of {len(traces)} traces: {len(values)} != {offsets[-1]}"
-    )
     return MetricColumns(table[:, 0], table[:, 1], table[:, 2], offsets, values)
+
+
+def _cache_columns(store: Store, metric: str, trace_ids: list[int]) -> dict[int, np.ndarray]:
+    """Read `metric` of these traces from their step rows and store the column blobs."""
+    out: dict[int, np.ndarray] = {}
+    for ids in _chunks(trace_ids):
+        query = (
+            sa.select(steps.c.trace_id, steps.c[metric])
+            .where(steps.c.trace_id.in_(ids))
+            .order_by(steps.c.trace_id, steps.c.t)
+        )
+        with store.connect() as conn:
+            rows = conn.execute(query).all()
+        # plain tuples: numpy probing SQLAlchemy rows for array interfaces is ~20x slower
+        table = np.array([tuple(r) for r in rows], dtype=np.float64).reshape(len(rows), 2)  # (n, 2)
+        owner = table[:, 0].astype(np.int64)
+        cuts = np.flatnonzero(np.diff(owner)) + 1
+        for chunk in np.split(np.arange(len(owner)), cuts):
+            if len(chunk):
+                out[int(owner[chunk[0]])] = np.ascontiguousarray(table[chunk, 1])
+        for trace_id in ids:
+            out.setdefault(trace_id, np.zeros(0))
+        with store.connect(write=True) as conn:
+            insert = sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert
+            conn.execute(
+                insert(MetricColumn).on_conflict_do_nothing(),
+                [
+                    {"trace_id": i, "metric": metric, "data": out[i].astype("<f8").tobytes()}
+                    for i in ids
+                ],
+            )
+    return out
 
 
 # -- applying rules ----------------------------------------------------------------------

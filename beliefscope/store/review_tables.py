@@ -1,5 +1,5 @@
 """Tables of the review workflow: flag rules (versioned), flags, their history, scores, probe
-summaries.
+summaries, and the metric columns re-flagging reads.
 
 Flag ids only ever grow (`AUTOINCREMENT` on SQLite, a sequence on PostgreSQL): a webhook that
 has seen flags up to id N must never meet a new flag that reuses a deleted id below it.
@@ -118,6 +118,24 @@ class ReviewScore(Base):
     episodes: Mapped[int] = mapped_column(sa.Integer)
     slip_episodes: Mapped[int] = mapped_column(sa.Integer)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MetricColumn(Base):
+    """One metric of one trace as a float64 blob (NaN kept): what re-flagging reads.
+
+    Derived from `steps` the first time a rule reads the trace; a trace is never rewritten
+    once stored, so the copy cannot go out of date, and it goes with its trace (cascade).
+    Reading a column of a million steps from the wide step rows costs seconds; from these
+    blobs, milliseconds.
+    """
+
+    __tablename__ = "metric_columns"
+
+    trace_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class ProbeSummary(Base):

@@ -219,3 +219,18 @@ def test_findings_from_stored_correction(store):
     findings = rs.run_findings(store, run_id=ids["run"][0])
     assert [(f.kind, f.checkpoint) for f in findings] == [("collapse", ids["checkpoints"][0])]
     assert rng is not None
+
+
+def test_metric_columns_read_the_same_cold_and_warm(store):
+    kl = spiky(20, [(3, 4, 9.0)])
+    kl[7], kl[8] = np.nan, np.inf
+    add_run(store, {1: [kl, spiky(5, [])], 2: [spiky(6, [(0, 1, 7.0)])]})
+    cold = rs.read_metric_columns(store, metric="kl")
+    warm = rs.read_metric_columns(store, metric="kl")
+    np.testing.assert_array_equal(cold.values, warm.values)
+    np.testing.assert_array_equal(cold.values[:20], kl)  # NaN and inf survive
+    assert cold.offsets.tolist() == [0, 20, 25, 31]
+    one = rs.read_metric_columns(store, metric="kl", checkpoint_ids=[int(cold.checkpoint_ids[2])])
+    np.testing.assert_array_equal(one.values, [7.0, 7.0, 1, 1, 1, 1])
+    with pytest.raises(BadInputError, match="unknown metric"):
+        rs.read_metric_columns(store, metric="klx")

@@ -1,4 +1,5 @@
-"""Review workflow: flag rules (versioned), flags, flag history, scores, probe summaries.
+"""Review workflow: flag rules (versioned), flags, flag history, scores, probe summaries,
+metric columns (re-flagging's bulk copy of step metrics).
 
 Revision ID: 0002
 Revises: 0001
@@ -116,6 +117,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_review_scores_checkpoint_id", "review_scores", ["checkpoint_id"])
     op.create_table(
+        "metric_columns",
+        sa.Column("trace_id", sa.Integer, nullable=False),
+        sa.Column("metric", sa.String(64), nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.PrimaryKeyConstraint("trace_id", "metric", name="pk_metric_columns"),
+        sa.ForeignKeyConstraint(
+            ["trace_id"],
+            ["traces.id"],
+            name="fk_metric_columns_trace_id_traces",
+            ondelete="CASCADE",
+        ),
+    )
+    op.create_table(
         "probe_summaries",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("checkpoint_id", sa.Integer, nullable=False),
@@ -136,5 +150,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("probe_summaries", "review_scores", "flag_history", "flags", "review_rules"):
+    for table in (
+        "probe_summaries",
+        "metric_columns",
+        "review_scores",
+        "flag_history",
+        "flags",
+        "review_rules",
+    ):
         op.drop_table(table)
