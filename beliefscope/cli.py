@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("beliefscope.review.cli_score", "score review flags against ground truth"),
     "export": ("beliefscope.export.cli", "export traces and flags (CSV, Parquet, TensorBoard, W&B)"),
     "serve": ("server.cli", "serve the REST API and the dashboard"),
-    "demo": ("dashboard.demo", "world + training + live ingest + dashboard in one command"),
+    "demo": ("server.demo", "world + training + live ingest + dashboard in one command"),
     "db": ("beliefscope.store.cli", "store schema: upgrade, current"),
     "token": ("server.tokens_cli", "API tokens: create, list, revoke"),
     "rules": ("beliefscope.review.cli_rules", "review-flag rules: list, set, apply"),

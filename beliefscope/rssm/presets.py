@@ -68,6 +68,8 @@ def _dreamer(name: str, deter: int, hidden: int, classes: int, depth: int) -> Pr
 PRESETS: dict[str, Preset] = {
     # Trains in minutes on 2 CPU cores (the occlusion-world prototype's sizes, ~3 M params).
     "tiny": Preset(),
+    # A quarter of tiny's width: the demo trains it live, so new checkpoints arrive in minutes.
+    "mini": Preset(name="mini", depth=8, deter=128, hidden=128, groups=8, classes=8, units=128),
     "small": Preset(
         name="small", depth=24, deter=512, hidden=384, groups=32, classes=16, units=384
     ),

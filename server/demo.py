@@ -1,0 +1,233 @@
+"""`beliefscope demo`: the whole product on one machine, in one command.
+
+It generates the MuJoCo occlusion world, lays out two runs (the shipped pretrained checkpoints
+of a `tiny` model, and a `mini` model that trains live and writes a checkpoint every few
+minutes), follows both with the ingest service, applies the default review rules and scores
+them against the world's ground truth after every ingest, and serves the dashboard.
+
+Why pretrained checkpoints: a CPU model needs ~800 updates (20+ minutes on 2 cores) before
+its KL means anything, so the demo ships the checkpoints of a documented, reproducible
+training command (`scripts/make-demo-checkpoints.sh`) and still trains live beside them.
+Threads: the trainer runs niced with one torch thread and the ingest with one, so the server
+stays responsive on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import webbrowser
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from beliefscope.config import Settings, get_settings
+from beliefscope.replay.native import MANIFEST
+from beliefscope.review.cli_score import format_row
+from beliefscope.review.evaluate import TruthCache, score_checkpoint
+from beliefscope.store import review_store
+from beliefscope.store.engine import Store, open_store, upgrade
+from beliefscope.world.generate import Generator, WorldConfig
+from ingest.service import Ingestor, IngestRequest, SnapshotCache
+
+ASSETS = Path(__file__).parent / "demo_checkpoints"
+"""Checkpoints of `scripts/make-demo-checkpoints.sh` (tiny preset, world seed 0)."""
+
+WORLD_SEED = 0
+PRETRAINED_RUN = "pretrained-tiny"
+LIVE_RUN = "live-mini"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    home: Path
+    episodes: int = 64
+    """The first 48 are the pretrained model's training episodes; the rest are held out."""
+    length: int = 150
+    live_steps: int = 1200
+    live_save_every: int = 100
+    pretrained: int = 0
+    """How many shipped checkpoints to use (0: all)."""
+    interval: float = 3.0
+
+    @classmethod
+    def quick(cls, home: Path) -> DemoConfig:
+        return cls(
+            home, episodes=4, length=50, live_steps=4, live_save_every=2, pretrained=2, interval=0.5
+        )
+
+    @property
+    def world(self) -> Path:
+        return self.home / "world"
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.home / 'beliefscope.db'}"
+
+
+def prepare(config: DemoConfig) -> Store:
+    """The store (migrated), the world and the pretrained run; idempotent."""
+    config.home.mkdir(parents=True, exist_ok=True)
+    upgrade(config.store_url)
+    store = open_store(config.store_url)
+    review_store.ensure_default_rules(store, who="demo")
+    if not (config.world / MANIFEST).exists():
+        print(f"demo: generating {config.episodes} episodes of the occlusion world ...", flush=True)
+        generator = Generator(config.world, WorldConfig(seed=WORLD_SEED, length=config.length))
+        try:
+            for _ in generator.episodes(config.episodes):
+                pass
+        finally:
+            generator.close()
+    shipped = sorted(ASSETS.glob("ckpt-*.safetensors"))
+    if not shipped:
+        raise FileNotFoundError(f"no demo checkpoints in {ASSETS}")
+    chosen = shipped[-config.pretrained :] if config.pretrained else shipped
+    pretrained = config.runs / PRETRAINED_RUN
+    pretrained.mkdir(parents=True, exist_ok=True)
+    for path in chosen:
+        if not (pretrained / path.name).exists():
+            shutil.copyfile(path, pretrained / path.name)
+    return store
+
+
+def start_trainer(config: DemoConfig) -> subprocess.Popen[bytes] | None:
+    """The live run, niced, one torch thread; None when it already finished earlier."""
+    out = config.runs / LIVE_RUN
+    if any(out.glob("ckpt-*.safetensors")):
+        print(f"demo: {out} already holds a live run; delete it to train again", flush=True)
+        return None
+    cmd = [
+        sys.executable, "-m", "beliefscope.cli", "train", "--replay", str(config.world),
+        "--out", str(out), "--steps", str(config.live_steps),
+        "--save-every", str(config.live_save_every), "--preset", "mini", "--seed", "1",
+        "--threads", "1",
+    ]  # fmt: skip
+    log = (config.home / "train.log").open("ab")
+    return subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.nice(10)
+    )
+
+
+class Follower(threading.Thread):
+    """Ingests new checkpoints and episodes of every run, then re-flags and re-scores it."""
+
+    def __init__(self, store: Store, config: DemoConfig, stop: threading.Event) -> None:
+        super().__init__(name="demo-ingest", daemon=True)
+        self.store, self.config, self.stop = store, config, stop
+        self.caches: dict[str, SnapshotCache] = {}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        torch.set_num_threads(1)
+        try:
+            while not self.stop.is_set():
+                self.cycle()
+                self.stop.wait(self.config.interval)
+        except BaseException as err:  # reported by the main thread
+            self.error = err
+
+    def cycle(self) -> int:
+        written = 0
+        for run_dir in sorted(p for p in self.config.runs.iterdir() if p.is_dir()):
+            request = IngestRequest(logdir=run_dir, replay=(self.config.world,), batch_size=8)
+            ingestor = Ingestor(self.store, request, self.caches.setdefault(run_dir.name, {}))
+            if not ingestor.pending():
+                continue
+            report = ingestor.run()
+            written += report.written
+            run_id = self.store.queries.find_run(name=request.name).id
+            review_store.apply_rules(self.store, who="demo", run_id=run_id)
+            self._score(run_id)
+            print(
+                f"demo: {request.name}: +{report.written} traces, flags and scores updated",
+                flush=True,
+            )
+        return written
+
+    def _score(self, run_id: int) -> None:
+        truth = TruthCache(self.store)
+        for ckpt in self.store.queries.list_checkpoints(run_id=run_id, limit=10_000).items:
+            score, rules = score_checkpoint(self.store, checkpoint_id=ckpt.id, truth=truth)
+            review_store.save_score(self.store, checkpoint_id=ckpt.id, score=score, rules=rules)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--home", type=Path, default=None, help="demo directory (default: BELIEFSCOPE_HOME/demo)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8050)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small world and a few updates; ingest, flag, score, exit (no server)",
+    )
+    parser.add_argument("--no-browser", action="store_true", help="don't open a browser")
+
+
+def run(args: argparse.Namespace) -> int:
+    home = args.home or get_settings().home / "demo"
+    config = DemoConfig.quick(home) if args.quick else DemoConfig(home)
+    started = time.monotonic()
+    store = prepare(config)
+    stop = threading.Event()
+    trainer = start_trainer(config)
+    if args.quick:
+        if trainer is not None and trainer.wait() != 0:
+            print(f"demo: live training failed, see {home / 'train.log'}", file=sys.stderr)
+            return 1
+        follower = Follower(store, config, stop)
+        follower.cycle()
+        _summary(store, time.monotonic() - started)
+        return 0
+    follower = Follower(store, config, stop)
+    follower.start()
+    try:
+        return _serve(config, store, args, follower)
+    finally:
+        stop.set()
+        if trainer is not None and trainer.poll() is None:
+            trainer.terminate()
+            trainer.wait(timeout=30)
+        follower.join(timeout=60)
+
+
+def _serve(config: DemoConfig, store: Store, args: argparse.Namespace, follower: Follower) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = Settings(home=config.home, store=config.store_url, host=args.host, port=args.port)
+    app = create_app(settings, store=store)
+    url = f"http://{args.host}:{args.port}/"
+    print(f"demo: dashboard at {url} (Ctrl-C to stop)", flush=True)
+    if not args.no_browser and os.environ.get("DISPLAY"):
+        threading.Timer(2.0, webbrowser.open, args=(url,)).start()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if follower.error is not None:
+        raise follower.error
+    return 0
+
+
+def _summary(store: Store, elapsed: float) -> None:
+    q = store.queries
+    for run_info in q.list_runs().items:
+        print(
+            f"demo: run {run_info.name}: {run_info.n_checkpoints} checkpoints, "
+            f"{run_info.n_traces} traces"
+        )
+        print("demo:      step slipR  prec allR   AUC    AP  slip plain  flags   eps")
+        for info in review_store.list_scores(store, run_id=run_info.id):
+            print(f"demo: {format_row(info.step, info.score)}")
+    print(f"demo: done in {elapsed:.0f} s")
