@@ -44,13 +44,13 @@ def _presented(request: Request) -> tuple[str | None, Literal["bearer", "cookie"
     if header is not None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
-            raise _unauthorized("malformed Authorization header: use 'Bearer <token>'")
+            raise unauthorized("malformed Authorization header: use 'Bearer <token>'")
         return secret.strip(), "bearer"
     cookie = request.cookies.get(COOKIE)
     return (cookie, "cookie") if cookie else (None, None)
 
 
-def _unauthorized(message: str) -> HTTPException:
+def unauthorized(message: str) -> HTTPException:
     return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -62,7 +62,7 @@ def identify(store: Store, request: Request) -> Principal | None:
         return None
     token = access_store.token_for_secret(store, secret)
     if token is None:
-        raise _unauthorized("invalid or revoked API token")
+        raise unauthorized("invalid or revoked API token")
     return Principal(token.name, via)
 
 
@@ -81,7 +81,7 @@ def authorize(store: Store, request: Request, *, write: bool, open_reads: bool) 
     principal = identify(store, request)
     if principal is None:
         if write or not open_reads:
-            raise _unauthorized(
+            raise unauthorized(
                 "this needs an API token (Authorization: Bearer <token>); "
                 "create one with `beliefscope token create NAME`"
             )

@@ -100,22 +100,26 @@ def _fmt(value: float | None) -> str:
     return "nan" if math.isnan(value) else f"{value:.3g}"
 
 
-def text_strip(width: int, info: StepInfo) -> np.ndarray:
-    """A dark strip with the step, KL, correction and flag state, sized to `width`."""
-    parts = [f"t={info.step}", f"KL={_fmt(info.kl)}", f"corr={_fmt(info.correction)}"]
-    parts.append(f"flag: {info.flag_state}" if info.flag_state else "no flag")
-    if info.label:
-        parts.insert(0, info.label)
-    text = "  ".join(parts)
+def caption_strip(width: int, text: str) -> np.ndarray:
+    """A dark strip of `width` with one line of text (shrunk to fit, never clipped)."""
     scale = 0.45
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
-    if tw > width - 8:  # shrink to fit narrow frames rather than clip the text
+    if tw > width - 8:
         scale *= (width - 8) / tw
         (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
     strip = np.empty((th + base + 10, width, 3), np.uint8)
     strip[:] = _STRIP_BG
     cv2.putText(strip, text, (4, th + 5), _FONT, scale, _TEXT, 1, cv2.LINE_AA)
     return strip
+
+
+def text_strip(width: int, info: StepInfo) -> np.ndarray:
+    """The strip under a step: step, KL, correction and flag state."""
+    parts = [f"t={info.step}", f"KL={_fmt(info.kl)}", f"corr={_fmt(info.correction)}"]
+    parts.append(f"flag: {info.flag_state}" if info.flag_state else "no flag")
+    if info.label:
+        parts.insert(0, info.label)
+    return caption_strip(width, "  ".join(parts))
 
 
 def panel_row(

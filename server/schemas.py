@@ -8,7 +8,7 @@ has no NaN, and turning NaN into null would confuse it with "not available".
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -227,7 +227,7 @@ class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://\S+$")
-    min_severity: str = "high"
+    min_severity: Literal["low", "medium", "high"] = "high"
 
 
 class WebhookPublic(Public):
@@ -261,3 +261,186 @@ class DeliveryPublic(Public):
 
 class DeliveriesPublic(Paged[DeliveryPublic]):
     pass
+
+
+# -- review: flags, history, rules, scores, findings -----------------------------------------
+
+Severity = Literal["low", "medium", "high"]
+FlagState = Literal["open", "confirmed", "dismissed"]
+Category = Literal["occlusion", "slip", "delay", "other"]
+
+
+class FlagPublic(Public):
+    id: int
+    trace_id: int
+    checkpoint_id: int
+    episode_id: int
+    probe: str
+    t0: int
+    t1: int
+    source: str
+    rule_name: str | None
+    rule_version: int | None
+    peak: float | None
+    peak_t: int | None
+    severity: str
+    state: str
+    category: str | None
+    tags: list[str]
+    notes: str
+    reviewed: bool
+    stale: bool
+    created: datetime
+    updated: datetime
+    updated_by: str
+
+
+class FlagsPublic(Paged[FlagPublic]):
+    pass
+
+
+class FlagCreate(BaseModel):
+    """A manual flag over steps t0..t1 of a trace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: int = Field(ge=1, le=2**31 - 1)
+    t0: int = Field(ge=0, le=2**31 - 1)
+    t1: int = Field(ge=0, le=2**31 - 1)
+    severity: Severity = "medium"
+    state: FlagState = "open"
+    category: Category | None = None
+    tags: list[Annotated[str, Field(max_length=50)]] = Field(default=[], max_length=20)
+    notes: str = Field(default="", max_length=10_000)
+
+
+class FlagUpdate(BaseModel):
+    """Review fields to change; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: FlagState | None = None
+    category: Category | None = None
+    clear_category: bool = False
+    tags: list[Annotated[str, Field(max_length=50)]] | None = Field(default=None, max_length=20)
+    notes: str | None = Field(default=None, max_length=10_000)
+
+
+class NoteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=10_000)
+
+
+class HistoryPublic(Public):
+    id: int
+    flag_id: int
+    at: datetime
+    who: str
+    action: str
+    changes: dict[str, list[Any]]
+
+
+class HistoriesPublic(Public):
+    data: list[HistoryPublic]
+    count: int
+
+
+class RulePublic(Public):
+    id: int
+    name: str
+    metric: str
+    threshold: float
+    mode: str
+    floor: float | None
+    normalise: str
+    min_duration: int
+    merge_gap: int
+    severity: str
+    probe: str
+    enabled: bool
+    version: int
+    created: datetime
+    created_by: str
+
+
+class RulesPublic(Public):
+    data: list[RulePublic]
+    count: int
+
+
+class RuleWrite(BaseModel):
+    """Fields of a rule; creating needs metric and threshold, editing changes what is given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = Field(default=None, max_length=50)
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    mode: Literal["absolute", "mad", "percentile"] | None = None
+    floor: float | None = Field(default=None, allow_inf_nan=False)
+    normalise: Literal["none", "episode"] | None = None
+    min_duration: int | None = Field(default=None, ge=1, le=1_000_000)
+    merge_gap: int | None = Field(default=None, ge=0, le=1_000_000)
+    severity: Severity | None = None
+    probe: str | None = Field(default=None, max_length=100)
+    enabled: bool | None = None
+
+
+class RuleCreate(RuleWrite):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.:-]+$")
+
+
+class RuleApply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    checkpoint_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
+        default=None, max_length=1000
+    )
+
+
+class ApplyPublic(Public):
+    rule: str
+    version: int
+    traces: int
+    steps: int
+    created: int
+    updated: int
+    stale: int
+    deleted: int
+
+
+class ScorePublic(Public):
+    id: int
+    checkpoint_id: int
+    step: int | None
+    rules: list[str]
+    slip_recall: float
+    reappearance_recall: float
+    precision: float
+    slip_auc: float
+    episode_ap: float
+    slip_events: int
+    plain_events: int
+    flags: int
+    episodes: int
+    slip_episodes: int
+    created: datetime
+
+
+class ScoresPublic(Public):
+    data: list[ScorePublic]
+    count: int
+
+
+class FindingPublic(Public):
+    kind: str
+    checkpoint: int
+    summary: str
+    evidence: dict[str, Any]
+    examples: list[list[int]]
+
+
+class FindingsPublic(Public):
+    data: list[FindingPublic]
+    count: int

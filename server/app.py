@@ -1,0 +1,145 @@
+"""The FastAPI application: API under `/api/v1`, `/healthz`, and the Dash dashboard at `/`.
+
+`create_app` is the only way to build it, so tests, the benchmark and `beliefscope serve` run
+the same app: a store (opened here from settings unless given), the auth policy derived from the
+bind address, a frame service, the ingest job runner and the webhook worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from beliefscope.config import Settings, get_settings
+from beliefscope.errors import NotFoundError
+from beliefscope.store.engine import Store, open_store
+from server import errors
+from server.auth import is_loopback
+from server.bodylimit import BodyLimit
+from server.deps import ServerContext, reader
+from server.frame_service import FrameService
+from server.jobs import IngestJobs
+from server.routes import (
+    access,
+    checkpoints,
+    episodes,
+    exports,
+    flags,
+    jobs,
+    rules,
+    runs,
+    scores,
+    traces,
+    webhooks,
+)
+from server.schemas import ErrorPublic
+from server.webhooks import WebhookWorker
+
+log = logging.getLogger("beliefscope.server")
+
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 1 << 20
+"""Request bodies over 1 MiB are refused (413): no legitimate request comes close."""
+
+_ERRORS = {code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 413, 422, 503)}
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    dashboard: bool = True,
+    webhook_interval_s: float = 2.0,
+) -> FastAPI:
+    """The app for `settings` (default: `get_settings()`); `store` overrides `settings.store`.
+    The store is closed on shutdown only when this function opened it."""
+    settings = settings or get_settings()
+    owns_store = store is None
+    store = store or open_store(settings.store or None)
+    open_reads = settings.open_reads
+    if open_reads is None:
+        open_reads = is_loopback(settings.host)
+    ctx = ServerContext(
+        settings=settings,
+        store=store,
+        open_reads=open_reads,
+        secure_cookies=is_loopback(settings.host),
+        frames=FrameService(store, settings),
+        jobs=IngestJobs(store, settings),
+        webhooks=WebhookWorker(store, base_url=public_url(settings), interval_s=webhook_interval_s),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        ctx.webhooks.start()
+        try:
+            yield
+        finally:
+            ctx.webhooks.stop()
+            ctx.jobs.shutdown()
+            if owns_store:
+                store.close()
+
+    app = FastAPI(
+        title="Beliefscope",
+        version="1",
+        summary="Belief-state forensics for RSSM world models",
+        lifespan=lifespan,
+        responses=_ERRORS,  # type: ignore[arg-type]
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        """Liveness plus a round trip to the store (503 when it cannot be reached)."""
+        store.revision()
+        return {"status": "ok", "store": store.backend}
+
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reader)])
+    for module in (
+        runs,
+        checkpoints,
+        episodes,
+        traces,
+        flags,
+        rules,
+        scores,
+        jobs,
+        exports,
+        webhooks,
+    ):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(access.router, prefix=API_PREFIX)  # login works without being logged in
+
+    @app.api_route(
+        API_PREFIX + "/{rest:path}",
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )
+    def unknown_api_path(request: Request) -> None:
+        """Unknown API paths answer 404 JSON (the dashboard's catch-all would answer HTML)."""
+        raise NotFoundError(f"no API endpoint {request.url.path}")
+
+    if dashboard:
+        _mount_dashboard(app, ctx)
+    return app
+
+
+def public_url(settings: Settings) -> str:
+    """The base URL links in webhooks point to."""
+    host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
+
+
+def _mount_dashboard(app: FastAPI, ctx: ServerContext) -> None:
+    from dashboard.app import create_dash
+
+    dash_app = create_dash(ctx.store, ctx.settings, api_prefix=API_PREFIX)
+    app.mount("/", dash_app.server)

@@ -1,0 +1,77 @@
+"""Typed dependencies: the server context, the read layer, who is asking, pagination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Query, Request
+
+from beliefscope.config import Settings
+from beliefscope.store.engine import Store
+from beliefscope.store.queries import Queries
+from server.auth import Principal, authorize
+
+if TYPE_CHECKING:
+    from server.frame_service import FrameService
+    from server.jobs import IngestJobs
+    from server.webhooks import WebhookWorker
+
+MAX_PAGE = 1000
+
+
+@dataclass
+class ServerContext:
+    """Everything a request may need, built once by `create_app`."""
+
+    settings: Settings
+    store: Store
+    open_reads: bool
+    """Reads without a token (default: only when bound to loopback)."""
+    secure_cookies: bool
+    frames: FrameService
+    jobs: IngestJobs
+    webhooks: WebhookWorker
+
+
+def get_context(request: Request) -> ServerContext:
+    ctx: ServerContext = request.app.state.ctx
+    return ctx
+
+
+ContextDep = Annotated[ServerContext, Depends(get_context)]
+
+
+def get_queries(ctx: ContextDep) -> Queries:
+    return ctx.store.queries
+
+
+QueriesDep = Annotated[Queries, Depends(get_queries)]
+
+
+def reader(request: Request, ctx: ContextDep) -> Principal:
+    return authorize(ctx.store, request, write=False, open_reads=ctx.open_reads)
+
+
+def writer(request: Request, ctx: ContextDep) -> Principal:
+    return authorize(ctx.store, request, write=True, open_reads=ctx.open_reads)
+
+
+ReaderDep = Annotated[Principal, Depends(reader)]
+WriterDep = Annotated[Principal, Depends(writer)]
+
+
+@dataclass(frozen=True)
+class Pagination:
+    limit: int
+    offset: int
+
+
+def pagination(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> Pagination:
+    return Pagination(limit, offset)
+
+
+PageDep = Annotated[Pagination, Depends(pagination)]

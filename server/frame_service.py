@@ -1,0 +1,356 @@
+"""Frames by episode id and step: observation files, model decodes, overlays, bounded caches.
+
+A client names an episode and a step, never a file. The episode's stored source path must
+resolve inside a registered data root (`paths.contained`) before its replay format reads it.
+Recon and prediction panels need the checkpoint re-run over the episode: its snapshot is loaded
+through the checkpoint-format registry (no code executed), the filter is run once over the
+whole episode, and both decodes are kept per (checkpoint, episode) in an LRU, so scrubbing
+through an episode costs one model run. Rendered images are kept in an LRU keyed by everything
+drawn on them (including the flag state, so a review change shows at once).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+import torch
+
+from beliefscope.config import Settings
+from beliefscope.errors import NotFoundError
+from beliefscope.replay.base import Episode, EpisodeRef, get_format
+from beliefscope.replay.native import SCENE as SCENE_FILE
+from beliefscope.rssm import formats as ckpt_formats
+from beliefscope.rssm.core import WorldModel, observe
+from beliefscope.rssm.formats import CheckpointRef
+from beliefscope.store import review_store
+from beliefscope.store.engine import Store
+from beliefscope.store.queries import MAX_LIMIT
+from beliefscope.store.values import CheckpointInfo, EpisodeInfo
+from server import frames
+from server.frames import ImageFormat, StepInfo
+from server.paths import contained
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+DECODE_CHUNK = 256
+"""Time steps decoded at once (bounds memory on long episodes)."""
+
+
+class LRU(Generic[K, V]):
+    """A thread-safe LRU of at most `size` entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
+        found = self.get(key)
+        return found if found is not None else self.put(key, make())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True, eq=False)
+class Decodes:
+    """A checkpoint's view of one episode: per-step images as uint8 (T, H, W, 3)."""
+
+    recon: np.ndarray  # posterior reconstruction
+    pred: np.ndarray  # prior one-step prediction
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes
+    media_type: str
+
+
+class FrameService:
+    """Renders frames for the API; safe to share between request threads."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        frame_cache: int = 1024,
+        model_cache: int = 4,
+        decode_cache: int = 8,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._frames: LRU[tuple, Rendered] = LRU(frame_cache)
+        self._models: LRU[int, WorldModel] = LRU(model_cache)
+        self._decodes: LRU[tuple[int, int], Decodes] = LRU(decode_cache)
+        self._truth: LRU[int, dict[str, np.ndarray]] = LRU(16)
+        self._refs: LRU[tuple[str, str], dict[str, EpisodeRef]] = LRU(64)
+        self._compute = threading.Lock()  # one model run at a time: they saturate the cores
+
+    # -- where files may be read from -----------------------------------------------------
+
+    def roots(self) -> list[Path]:
+        """Registered data roots: the configured ones, the ingested runs' log dirs, and the
+        server's home (checkpoint snapshots live there)."""
+        runs = self._store.queries.list_runs(limit=MAX_LIMIT).items
+        return [*self._settings.data_roots, *(Path(r.logdir) for r in runs), self._settings.home]
+
+    def episode_ref(self, episode: EpisodeInfo) -> EpisodeRef:
+        """The replay reference of a stored episode, after the containment check."""
+        path = contained(episode.source_path, self.roots())
+        listing = self._refs.get((episode.format, str(path.parent)))
+        if listing is None or episode.key not in listing:
+            refs = get_format(episode.format).list(path.parent)
+            listing = self._refs.put((episode.format, str(path.parent)), {r.key: r for r in refs})
+        ref = listing.get(episode.key)
+        return (
+            ref
+            if ref is not None
+            else EpisodeRef(episode.format, path, episode.key, episode.length)
+        )
+
+    # -- the pieces of a frame --------------------------------------------------------------
+
+    def episode(self, episode_id: int, t: int) -> EpisodeInfo:
+        episode = self._store.queries.get_episode(episode_id=episode_id)
+        if not 0 <= t < episode.length:
+            raise NotFoundError(f"episode {episode_id} has steps 0..{episode.length - 1}, not {t}")
+        return episode
+
+    def observation(self, episode: EpisodeInfo, t: int) -> np.ndarray:
+        ref = self.episode_ref(episode)
+        return get_format(ref.format).frame(ref, t)
+
+    def default_checkpoint(self, episode: EpisodeInfo) -> CheckpointInfo:
+        """The newest checkpoint of the episode's run with a filter trace on it, else the
+        run's newest checkpoint."""
+        queries = self._store.queries
+        traced = {
+            t.checkpoint_id
+            for t in queries.list_traces(
+                episode_id=episode.id, probe="filter", limit=MAX_LIMIT
+            ).items
+        }
+        ckpts = queries.list_checkpoints(run_id=episode.run_id, limit=MAX_LIMIT).items
+        if not ckpts:
+            raise NotFoundError(f"run {episode.run_id} has no checkpoints to decode with")
+        with_trace = [c for c in ckpts if c.id in traced]
+        return (with_trace or list(ckpts))[-1]
+
+    def checkpoint_for(self, episode: EpisodeInfo, checkpoint_id: int | None) -> CheckpointInfo:
+        if checkpoint_id is None:
+            return self.default_checkpoint(episode)
+        ckpt = self._store.queries.get_checkpoint(checkpoint_id=checkpoint_id)
+        if ckpt.run_id != episode.run_id:
+            raise NotFoundError(
+                f"checkpoint {checkpoint_id} is not of episode {episode.id}'s run {episode.run_id}"
+            )
+        return ckpt
+
+    def model(self, ckpt: CheckpointInfo) -> WorldModel:
+        def load() -> WorldModel:
+            path = contained(ckpt.source_path, self.roots())
+            return ckpt_formats.load(
+                CheckpointRef(ckpt.format, path, ckpt.step), config=dict(ckpt.config)
+            )
+
+        return self._models.get_or_make(ckpt.id, load)
+
+    def decodes(self, ckpt: CheckpointInfo, episode: EpisodeInfo) -> Decodes:
+        key = (ckpt.id, episode.id)
+        found = self._decodes.get(key)
+        if found is not None:
+            return found
+        with self._compute:
+            found = self._decodes.get(key)  # another request may have made it meanwhile
+            if found is None:
+                ref = self.episode_ref(episode)
+                found = self._decodes.put(
+                    key, decode_episode(self.model(ckpt), get_format(ref.format).load(ref))
+                )
+        return found
+
+    def step_info(self, episode: EpisodeInfo, ckpt: CheckpointInfo | None, t: int) -> StepInfo:
+        """KL and correction of the checkpoint's filter trace at t, and the flag state."""
+        if ckpt is None:
+            return StepInfo(step=t)
+        label = f"ckpt {ckpt.id}" + (f" @{ckpt.step}" if ckpt.step is not None else "")
+        queries = self._store.queries
+        found = queries.list_traces(
+            checkpoint_id=ckpt.id, episode_id=episode.id, probe="filter", posterior="mode", limit=1
+        ).items
+        kl = corr = state = None
+        if found:
+            series = queries.read_trace(
+                trace_id=found[0].id, metrics=["kl", "correction"], t0=t, t1=t
+            ).series
+            kl = _value_at(series.get("kl"))
+            corr = _value_at(series.get("correction"))
+            state = self.flag_state(found[0].id, t)
+        return StepInfo(step=t, kl=kl, correction=corr, flag_state=state, label=label)
+
+    def flag_state(self, trace_id: int, t: int) -> str | None:
+        """Review state of the flags of a trace covering step t; the most pressing wins
+        (confirmed, then open, then dismissed)."""
+        flags = review_store.list_flags(
+            self._store, trace_id=trace_id, include_stale=False, limit=MAX_LIMIT
+        ).items
+        states = {f.state for f in flags if f.t0 <= t <= f.t1}
+        return next((s for s in ("confirmed", "open", "dismissed") if s in states), None)
+
+    # -- whole frames -----------------------------------------------------------------------
+
+    def step_frame(
+        self,
+        episode_id: int,
+        t: int,
+        *,
+        panels: tuple[str, ...] = (),
+        checkpoint_id: int | None = None,
+        fmt: ImageFormat = "jpeg",
+        scale: int = 4,
+    ) -> Rendered:
+        episode = self.episode(episode_id, t)
+        needs_model = bool(panels) or checkpoint_id is not None
+        ckpt = self.checkpoint_for(episode, checkpoint_id) if needs_model else None
+        info = self.step_info(episode, ckpt, t)
+        key = ("step", episode_id, t, ckpt.id if ckpt else None, panels, fmt, scale, info)
+
+        def render() -> Rendered:
+            obs = self.observation(episode, t)
+            recon = pred = None
+            if panels:
+                assert ckpt is not None
+                dec = self.decodes(ckpt, episode)
+                recon, pred = dec.recon[t], dec.pred[t]
+            image = frames.step_frame(obs, info, recon=recon, pred=pred, panels=panels, scale=scale)
+            return Rendered(frames.encode(image, fmt), frames.MEDIA_TYPES[fmt])
+
+        return self._frames.get_or_make(key, render)
+
+    def compare_frame(
+        self,
+        episode_id: int,
+        t: int,
+        checkpoint_ids: tuple[int, int],
+        *,
+        panels: tuple[str, ...] = ("recon", "pred", "error"),
+        fmt: ImageFormat = "jpeg",
+        scale: int = 4,
+    ) -> Rendered:
+        """The same step under two checkpoints: one framed row per checkpoint, stacked."""
+        episode = self.episode(episode_id, t)
+        ckpts = [self.checkpoint_for(episode, c) for c in checkpoint_ids]
+        infos = tuple(self.step_info(episode, c, t) for c in ckpts)
+        key = ("compare", episode_id, t, tuple(c.id for c in ckpts), panels, fmt, scale, infos)
+
+        def render() -> Rendered:
+            obs = self.observation(episode, t)
+            rows = []
+            for ckpt, info in zip(ckpts, infos, strict=True):
+                dec = self.decodes(ckpt, episode)
+                rows.append(
+                    frames.step_frame(
+                        obs, info, recon=dec.recon[t], pred=dec.pred[t], panels=panels, scale=scale
+                    )
+                )
+            return Rendered(frames.encode(frames.stack_rows(rows), fmt), frames.MEDIA_TYPES[fmt])
+
+        return self._frames.get_or_make(key, render)
+
+    def truth_frame(
+        self,
+        episode_id: int,
+        t: int,
+        *,
+        camera: str = "overview",
+        size: int = 256,
+        fmt: ImageFormat = "jpeg",
+    ) -> Rendered:
+        """The saved MuJoCo state of step t re-rendered from `camera` (the overview sees what
+        the robot's camera could not), with the box's true position marked."""
+        from beliefscope.world import rerender
+
+        episode = self.episode(episode_id, t)
+        if not episode.has_truth:
+            raise NotFoundError(f"episode {episode_id} carries no MuJoCo state to re-render")
+
+        def render() -> Rendered:
+            ref = self.episode_ref(episode)
+            scene = contained(ref.path.parent / SCENE_FILE, self.roots())
+            truth = self._truth.get_or_make(
+                episode_id, lambda: get_format(ref.format).load(ref).truth
+            )
+            if "qpos" not in truth:
+                raise NotFoundError(f"episode {episode_id} has no saved qpos")
+            qpos = truth["qpos"][t]
+            view = rerender.scene_view(scene, size)
+            image = view.render(qpos, camera)
+            x, y = view.box_pixel(qpos, camera)
+            if np.isfinite(x) and np.isfinite(y):
+                image = frames.mark_point(image, (x, y), "box")
+            text = f"t={t}  {camera} camera (ground truth)"
+            if "visible_frac" in truth:
+                text += f"  box visible to robot: {float(truth['visible_frac'][t]):.0%}"
+            image = np.vstack([image, frames.caption_strip(image.shape[1], text)])
+            return Rendered(frames.encode(image, fmt), frames.MEDIA_TYPES[fmt])
+
+        return self._frames.get_or_make(("truth", episode_id, t, camera, size, fmt), render)
+
+    @property
+    def cached_frames(self) -> int:
+        return len(self._frames)
+
+
+def _value_at(series: object) -> float | None:
+    values = getattr(series, "values", None)
+    return None if values is None or len(values) == 0 else float(values[0])
+
+
+def decode_episode(model: WorldModel, episode: Episode) -> Decodes:
+    """Run the filter over one episode and decode the posterior and the prior's one-step
+    prediction at every step (uint8 images)."""
+    with torch.inference_mode():
+        image = torch.from_numpy(episode.image)[None]  # (1, T, H, W, C)
+        action = torch.from_numpy(episode.action.astype(np.float32))[None]  # (1, T, A)
+        is_first = torch.from_numpy(episode.is_first.astype(bool))[None]  # (1, T)
+        steps = image.shape[1]
+        embed = torch.cat(
+            [model.encode(image[:, s : s + DECODE_CHUNK]) for s in range(0, steps, DECODE_CHUNK)],
+            1,
+        )
+        traj = observe(model.cell, embed, action, is_first)
+        feats = {
+            "recon": model.feat(traj.deter, traj.stoch),
+            "pred": model.feat(traj.deter, traj.prior.mode()),
+        }
+        out = {}
+        for name, feat in feats.items():
+            parts = [
+                frames.as_uint8(model.decode(feat[0, s : s + DECODE_CHUNK]).float().numpy())
+                for s in range(0, steps, DECODE_CHUNK)
+            ]
+            out[name] = np.concatenate(parts)  # (T, H, W, C)
+    return Decodes(out["recon"], out["pred"])

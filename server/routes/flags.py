@@ -1,0 +1,112 @@
+"""Review flags: filtered lists, manual flags, review state, notes, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from beliefscope.store import review_store
+from server.deps import ContextDep, PageDep, WriterDep
+from server.schemas import (
+    Category,
+    FlagCreate,
+    FlagPublic,
+    FlagsPublic,
+    FlagState,
+    FlagUpdate,
+    HistoriesPublic,
+    NoteCreate,
+    Severity,
+)
+
+router = APIRouter(prefix="/flags", tags=["flags"])
+IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
+
+
+@router.get("")
+def list_flags(
+    ctx: ContextDep,
+    page: PageDep,
+    run_id: IdQuery = None,
+    checkpoint_id: IdQuery = None,
+    episode_id: IdQuery = None,
+    trace_id: IdQuery = None,
+    state: FlagState | None = None,
+    category: Category | None = None,
+    severity: Severity | None = None,
+    rule: Annotated[str | None, Query(max_length=100)] = None,
+    source: Annotated[str | None, Query(pattern="^(rule|manual)$")] = None,
+    include_stale: bool = True,
+) -> FlagsPublic:
+    found = review_store.list_flags(
+        ctx.store,
+        run_id=run_id,
+        checkpoint_id=checkpoint_id,
+        episode_id=episode_id,
+        trace_id=trace_id,
+        state=state,
+        category=category,
+        severity=severity,
+        rule_name=rule,
+        source=source,
+        include_stale=include_stale,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    return FlagsPublic.of(found)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_flag(ctx: ContextDep, who: WriterDep, body: FlagCreate) -> FlagPublic:
+    """A manual flag; the reviewer is the token's name."""
+    assert who.name is not None
+    flag = review_store.create_manual_flag(
+        ctx.store, who=who.name, **body.model_dump(exclude_none=False)
+    )
+    return FlagPublic.model_validate(flag)
+
+
+@router.get("/{flag_id}")
+def get_flag(ctx: ContextDep, flag_id: int) -> FlagPublic:
+    return FlagPublic.model_validate(review_store.get_flag(ctx.store, flag_id=flag_id))
+
+
+@router.patch("/{flag_id}")
+def review_flag(ctx: ContextDep, who: WriterDep, flag_id: int, body: FlagUpdate) -> FlagPublic:
+    """Change review state, category, tags or notes; history records who changed what."""
+    assert who.name is not None
+    flag = review_store.review_flag(
+        ctx.store,
+        flag_id=flag_id,
+        who=who.name,
+        state=body.state,
+        category=body.category,
+        clear_category=body.clear_category,
+        tags=body.tags,
+        notes=body.notes,
+    )
+    return FlagPublic.model_validate(flag)
+
+
+@router.post("/{flag_id}/notes")
+def add_note(ctx: ContextDep, who: WriterDep, flag_id: int, body: NoteCreate) -> FlagPublic:
+    """Append a signed line to the flag's notes."""
+    assert who.name is not None
+    current = review_store.get_flag(ctx.store, flag_id=flag_id)
+    line = f"{who.name}: {body.text.strip()}"
+    notes = f"{current.notes.rstrip()}\n{line}" if current.notes.strip() else line
+    flag = review_store.review_flag(ctx.store, flag_id=flag_id, who=who.name, notes=notes)
+    return FlagPublic.model_validate(flag)
+
+
+@router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_flag(ctx: ContextDep, _who: WriterDep, flag_id: int) -> None:
+    """Remove a manual flag (rule flags are dismissed, not deleted)."""
+    review_store.delete_manual_flag(ctx.store, flag_id=flag_id)
+
+
+@router.get("/{flag_id}/history")
+def flag_history(ctx: ContextDep, flag_id: int) -> HistoriesPublic:
+    found = review_store.flag_history(ctx.store, flag_id=flag_id)
+    return HistoriesPublic.model_validate({"data": list(found), "count": len(found)})
