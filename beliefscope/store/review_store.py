@@ -214,11 +214,10 @@ def set_rule(store: Store, *, name: str, changes: Mapping[str, Any], who: str) -
     if "version" in changes or "name" in changes and changes["name"] != name:
         raise BadInputError("rule: 'name' and 'version' cannot be changed")
     try:
-        current = get_rule(store, name=name).rule
-    except NotFoundError:
-        rule = make_rule({"name": name, **changes})
-    else:
-        rule = edit_rule(current, changes)
+        current: Rule | None = get_rule(store, name=name).rule
+    except NotFoundError:  # a shipped rule not stored yet is edited from its default
+        current = next((r for r in DEFAULT_RULES if r.name == name), None)
+    rule = make_rule({"name": name, **changes}) if current is None else edit_rule(current, changes)
     return save_rule(store, rule=rule, who=who)
 
 
@@ -534,6 +533,7 @@ def list_flags(
     trace_id: int | None = None,
     state: str | None = None,
     category: str | None = None,
+    severity: str | None = None,
     rule_name: str | None = None,
     source: str | None = None,
     include_stale: bool = True,
@@ -554,6 +554,7 @@ def list_flags(
         (Flag.trace_id, trace_id),
         (Flag.state, state),
         (Flag.category, category),
+        (Flag.severity, severity),
         (Flag.rule_name, rule_name),
         (Flag.source, source),
     ):

@@ -86,7 +86,7 @@ def test_rules_and_score_from_the_cli(world: Path, sqlite_url: str, capsys) -> N
     out = capsys.readouterr().out
     assert f"spike@1: 6 traces, 480 steps -> {n_slip + n_false} new" in out
     assert main(["rules", "list", "--store", sqlite_url]) == 0
-    assert "kl-spike@2 (disabled)" in capsys.readouterr().out
+    assert "kl-spike@1 (disabled)" in capsys.readouterr().out
 
     assert main(["score", "--store", sqlite_url]) == 0
     out = capsys.readouterr().out
