@@ -148,13 +148,18 @@ class Trace(Base):
 steps = sa.Table(
     "steps",
     Base.metadata,
-    sa.Column("trace_id", sa.ForeignKey("traces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("trace_id", sa.Integer, primary_key=True),
     sa.Column("t", sa.Integer, primary_key=True),
     sa.Column("nan_mask", sa.Integer, nullable=False, server_default="0"),
     *(sa.Column(name, sa.Double, nullable=True) for name in STEP_METRICS),
     sqlite_with_rowid=False,
 )
-"""Per-step rows, written and read in bulk through Core only (no ORM class: millions of rows)."""
+"""Per-step rows, written and read in bulk through Core only (no ORM class: millions of rows).
+
+`trace_id` has no foreign key on purpose: the per-row check halves bulk-insert speed on both
+backends (measured: PostgreSQL COPY 60k vs 115k rows/s). The writer only ever inserts steps in
+the transaction that inserts their trace; whoever deletes traces deletes their steps in the same
+transaction (`trace_arrays` keeps its cascading key: a few rows per trace)."""
 
 
 class TraceArray(Base):

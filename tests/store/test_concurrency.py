@@ -18,8 +18,8 @@ def test_readers_never_block_on_a_writing_ingest(sqlite_url: str) -> None:
         run_id, content_hash="a" * 64, format="native", source_path="/logs/live/latest.pt"
     )
     episodes = [
-        w.ensure_episode(run_id, key=f"ep-{i}", format="native", source_path=f"/e{i}", length=3000)
-        for i in range(30)
+        w.ensure_episode(run_id, key=f"ep-{i}", format="native", source_path=f"/e{i}", length=2000)
+        for i in range(12)
     ]
     done = threading.Event()
     errors: list[BaseException] = []
@@ -44,7 +44,7 @@ def test_readers_never_block_on_a_writing_ingest(sqlite_url: str) -> None:
     try:
         for i, episode_id in enumerate(episodes):
             job = w.create_job("ingest", run_id=run_id, total=1)
-            w.write_trace(checkpoint_id, episode_id, "filter", "mode", make_trace(3000, i))
+            w.write_trace(checkpoint_id, episode_id, "filter", "mode", make_trace(2000, i))
             w.update_job(job, add_done=1)
     finally:
         done.set()

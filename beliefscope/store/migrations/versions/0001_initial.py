@@ -127,10 +127,7 @@ def upgrade() -> None:
         sa.Column("t", sa.Integer, nullable=False),
         sa.Column("nan_mask", sa.Integer, nullable=False, server_default="0"),
         *(sa.Column(name, sa.Double) for name in METRICS_0001),
-        sa.PrimaryKeyConstraint("trace_id", "t", name="pk_steps"),
-        sa.ForeignKeyConstraint(
-            ["trace_id"], ["traces.id"], name="fk_steps_trace_id_traces", ondelete="CASCADE"
-        ),
+        sa.PrimaryKeyConstraint("trace_id", "t", name="pk_steps"),  # no FK: see tables.steps
         sqlite_with_rowid=False,
     )
     op.create_table(

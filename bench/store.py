@@ -1,0 +1,183 @@
+"""Store write and read speed, SQLite and PostgreSQL, with ratios measured in the same run.
+
+    python bench/store.py [--pg URL] [--rows 200000] [--fill 1000000]
+
+Writes: step-rows/s of `StoreWriter.write_trace` (bulk: executemany on SQLite, binary COPY on
+PostgreSQL; traces of 1000 steps, every metric, arrays included) against a naive per-row
+insert through a SQLAlchemy session in the same run. Reads: latency of `read_trace` (all
+metrics) of a 1000-step trace with `--fill` step rows in the store (p50/p95 over 200 reads).
+PostgreSQL uses a scratch database created on the server at `--pg` (default: the tests' server)
+and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from beliefscope.config import get_settings  # noqa: E402
+from beliefscope.store.engine import Store, open_store, upgrade  # noqa: E402
+from beliefscope.store.tables import STEP_METRICS, steps  # noqa: E402
+from beliefscope.store.writer import _write_steps  # noqa: E402
+from beliefscope.trace import METRICS, TraceData  # noqa: E402
+
+STEPS_PER_TRACE = 1000
+
+
+def trace(seed: int) -> TraceData:
+    rng = np.random.default_rng(seed)
+    metrics = {name: rng.random(STEPS_PER_TRACE) for name in METRICS}
+    metrics["kl"][::97] = np.nan
+    return TraceData(
+        metrics=metrics,
+        kl_groups=rng.random((STEPS_PER_TRACE, 32)),  # the `small` preset: 32 groups x 16
+        post_probs=rng.random((STEPS_PER_TRACE, 4, 16)),  # ingest keeps 4 groups' probs
+        prior_probs=rng.random((STEPS_PER_TRACE, 4, 16)),
+    )
+
+
+def seed_units(store: Store, n: int, offset: int = 0) -> tuple[int, list[int]]:
+    w = store.writer
+    run_id = w.ensure_run("bench", logdir="/bench")
+    checkpoint_id = w.ensure_checkpoint(
+        run_id, content_hash=f"{offset:064d}", format="native", source_path="/bench/c"
+    )
+    episodes = [
+        w.ensure_episode(
+            run_id, key=f"ep-{offset + i}", format="native", source_path="/e", length=1000
+        )
+        for i in range(n)
+    ]
+    return checkpoint_id, episodes
+
+
+def bulk_rows_per_s(store: Store, rows: int, offset: int) -> float:
+    n = rows // STEPS_PER_TRACE
+    checkpoint_id, episodes = seed_units(store, n, offset)
+    data = [trace(i) for i in range(min(n, 20))]
+    start = time.perf_counter()
+    for i, episode_id in enumerate(episodes):
+        store.writer.write_trace(checkpoint_id, episode_id, "filter", "mode", data[i % len(data)])
+    return n * STEPS_PER_TRACE / (time.perf_counter() - start)
+
+
+def naive_rows_per_s(store: Store, rows: int, offset: int) -> float:
+    """What a straightforward implementation does: one INSERT per step row, one transaction
+    per trace, through an ORM session."""
+    n = max(1, rows // STEPS_PER_TRACE)
+    checkpoint_id, episodes = seed_units(store, n, offset)
+    data = trace(0)
+    all_metrics = (1 << len(STEP_METRICS)) - 1
+    start = time.perf_counter()
+    for episode_id in episodes:
+        with Session(store.engine) as session, session.begin():
+            trace_id = session.execute(
+                sa.text(
+                    "INSERT INTO traces (checkpoint_id, episode_id, probe, posterior, length,"
+                    " metrics_mask, created) VALUES (:c, :e, 'filter', 'mode', :n, :mask,"
+                    " CURRENT_TIMESTAMP) RETURNING id"
+                ),
+                {"c": checkpoint_id, "e": episode_id, "n": STEPS_PER_TRACE, "mask": all_metrics},
+            ).scalar_one()
+            for t in range(STEPS_PER_TRACE):
+                values = {name: float(data.metrics[name][t]) for name in STEP_METRICS}
+                session.execute(sa.insert(steps).values(trace_id=trace_id, t=t, **values))
+    return n * STEPS_PER_TRACE / (time.perf_counter() - start)
+
+
+def ceiling_rows_per_s(store: Store, rows: int) -> float:
+    """The driver alone: the same step rows into a scratch copy of `steps` (executemany or
+    binary COPY, one commit per 1000 rows), no trace row, no arrays, no SQLAlchemy."""
+    data = trace(0)
+    columns = {name: data.metrics[name] for name in STEP_METRICS}
+    nan_mask = np.zeros(STEPS_PER_TRACE, dtype=np.int64)
+    with store.connect(write=True) as conn:
+        conn.exec_driver_sql("CREATE TABLE scratch_steps AS SELECT * FROM steps WHERE 1 = 0")
+        conn.exec_driver_sql("CREATE UNIQUE INDEX scratch_pk ON scratch_steps (trace_id, t)")
+    start = time.perf_counter()
+    for trace_id in range(rows // STEPS_PER_TRACE):
+        with store.connect(write=True) as conn:
+            _write_steps(conn, trace_id, columns, nan_mask, table="scratch_steps")
+    seconds = time.perf_counter() - start
+    with store.connect(write=True) as conn:
+        conn.exec_driver_sql("DROP TABLE scratch_steps")
+    return rows // STEPS_PER_TRACE * STEPS_PER_TRACE / seconds
+
+
+def read_latency_ms(store: Store, fill: int) -> tuple[float, float]:
+    have = store.queries.list_runs().items[0].n_traces * STEPS_PER_TRACE
+    missing = max(0, fill - have)
+    if missing:
+        bulk_rows_per_s(store, missing, offset=10_000)
+    traces = store.queries.list_traces(limit=10_000).items
+    ids = np.random.default_rng(0).choice([t.id for t in traces], 200)
+    times = []
+    for trace_id in ids:
+        start = time.perf_counter()
+        got = store.queries.read_trace(trace_id=int(trace_id))
+        times.append(time.perf_counter() - start)
+        assert len(got.series) == len(STEP_METRICS) and len(got.series["kl"].t) == 1000
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 95) * 1e3)
+
+
+def measure(name: str, url: str, rows: int, fill: int) -> None:
+    upgrade(url)
+    store = open_store(url)
+    try:
+        naive = naive_rows_per_s(store, rows // 20, offset=0)
+        ceiling = ceiling_rows_per_s(store, rows)
+        bulk = bulk_rows_per_s(store, rows, offset=1_000)
+        p50, p95 = read_latency_ms(store, fill)
+        total = store.queries.list_runs().items[0].n_traces * STEPS_PER_TRACE
+    finally:
+        store.close()
+    print(
+        f"{name:<10} write_trace {bulk:>9,.0f} step-rows/s = {bulk / naive:5.1f}x naive per-row "
+        f"({naive:,.0f}/s), {bulk / ceiling:4.2f}x bare driver bulk ({ceiling:,.0f}/s) | "
+        f"read 1000-step trace, all metrics, {total:,} rows stored: "
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms",
+        flush=True,
+    )
+
+
+@contextmanager
+def scratch_pg(server: str) -> Iterator[str]:
+    libpq = server.replace("postgresql+psycopg://", "postgresql://", 1)
+    name = f"bs_bench_{os.getpid()}"
+    with psycopg.connect(libpq, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default_pg = get_settings().test_pg or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    parser.add_argument("--pg", default=default_pg, help="PostgreSQL server URL")
+    parser.add_argument("--rows", type=int, default=200_000, help="step rows per bulk write run")
+    parser.add_argument("--fill", type=int, default=1_000_000, help="step rows before reads")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        measure("sqlite", f"sqlite:///{tmp}/bench.db", args.rows, args.fill)
+    with scratch_pg(args.pg) as url:
+        measure("postgresql", url, args.rows, args.fill)
+
+
+if __name__ == "__main__":
+    main()
