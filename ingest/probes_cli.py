@@ -1,0 +1,248 @@
+"""`beliefscope probe KIND RUN_DIR`: what-if replays of recorded episodes, stored like traces.
+
+- `dropout` / `delay` run through the ingest service as trace variants (`dropout:A-B`,
+  `dropout:occluded`, `delay:D`) beside the plain `filter` trace, then summarise the drift per
+  checkpoint (and, with `--control`, the same for the model with its memory ablated);
+- `openloop` stores each checkpoint's horizon curve;
+- `decode` fits the belief probe per checkpoint, stores its error against steps since
+  occlusion, and a `decode` trace per episode carrying the decoded position and the spread of
+  imagined futures (`extra:decoded_pos`, `extra:futures_mean`, `extra:futures_spread`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from beliefscope.errors import BadInputError, NotFoundError
+from beliefscope.replay.base import Episode, EpisodeRef, get_format
+from beliefscope.rssm import formats as ckpt_formats
+from beliefscope.rssm.core import WorldModel
+from beliefscope.store import review_store as rs
+from beliefscope.store.engine import Store, open_store
+from beliefscope.store.values import CheckpointInfo, EpisodeInfo
+from ingest import probes
+from ingest.cli import add_request_arguments, request_from
+from ingest.compute import compute_traces, pad_batch
+from ingest.progress import Progress
+from ingest.service import Ingestor
+from ingest.variants import parse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds = {
+        "dropout": "withhold frames (a window or the occluded steps) and measure the drift",
+        "delay": "show frame t - D at step t",
+        "openloop": "decode error vs imagination horizon 1..H",
+        "decode": "belief decoding of the hidden object + imagined futures",
+    }
+    for kind, help_text in kinds.items():
+        p = sub.add_parser(kind, help=help_text, description=help_text)
+        p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="training log dir")
+        add_request_arguments(p)
+        if kind == "dropout":
+            group = p.add_mutually_exclusive_group(required=True)
+            group.add_argument("--window", metavar="A-B", help="withhold frames of steps A..B-1")
+            group.add_argument("--occluded", action="store_true", help="withhold occluded steps")
+            p.add_argument(
+                "--control", action="store_true", help="also measure the memory-ablated model"
+            )
+        elif kind == "delay":
+            p.add_argument("--steps", type=int, required=True, metavar="D", help="delay in steps")
+        elif kind == "openloop":
+            p.add_argument("--horizon", type=int, default=15)
+            p.add_argument("--stride", type=int, default=5, help="steps between start points")
+        else:
+            p.add_argument("--train-frac", type=float, default=0.5, help="episodes to fit on")
+            p.add_argument("--samples", type=int, default=8, help="imagined rollouts per step")
+            p.add_argument("--future", type=int, default=10, help="imagined steps per rollout")
+            p.add_argument("--alpha", type=float, default=1.0, help="ridge regularisation")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = None
+    if args.kind == "dropout":
+        spec = "dropout:occluded" if args.occluded else f"dropout:{args.window}"
+    elif args.kind == "delay":
+        spec = f"delay:{args.steps}"
+    if spec is not None:
+        parse(spec)  # a bad window is an error before anything runs
+    args.probe = [*args.probe, spec] if spec else args.probe
+    request = request_from(args, args.run_dir)
+    store = open_store(args.store)
+    try:
+        with Progress(f"probe {args.kind} {request.name}") as progress:
+            report = Ingestor(store, request).run(progress)
+        for line in report.errors[:20]:
+            print(f"  error: {line}")
+        run_id = store.queries.find_run(name=request.name).id
+        checkpoints = store.queries.list_checkpoints(run_id=run_id, limit=10_000).items
+        episodes = store.queries.list_episodes(run_id=run_id, limit=10_000).items
+        if spec is not None:
+            _summarise_variant(store, args, spec, checkpoints, episodes)
+        elif args.kind == "openloop":
+            _openloop(store, args, checkpoints, episodes)
+        else:
+            _decode(store, args, checkpoints, episodes)
+    finally:
+        store.close()
+    return 0
+
+
+def _load_model(ckpt: CheckpointInfo, device: str) -> WorldModel:
+    model = ckpt_formats.load(
+        ckpt_formats.CheckpointRef(ckpt.format, Path(ckpt.source_path), ckpt.step)
+    )
+    if isinstance(model, torch.nn.Module):
+        model.to(device).eval()
+    return model
+
+
+def _load_episode(info: EpisodeInfo) -> Episode:
+    ref = EpisodeRef(
+        info.format,
+        Path(info.source_path),
+        info.key,
+        info.length,
+        int(info.locator.get("part", 0)),
+        tuple(info.locator.get("extra", ())),
+    )
+    return get_format(info.format).load(ref)
+
+
+def _hidden(spec: str, ep: Episode) -> np.ndarray:
+    variant = parse(spec)
+    if variant.kind != "dropout":
+        return np.zeros(ep.length, bool)
+    if variant.args:
+        a, b = variant.args
+        t = np.arange(ep.length)
+        return (t >= a) & (t < b) & ~ep.is_first
+    return np.asarray(ep.truth["occluded"], bool) & ~ep.is_first
+
+
+def _summarise_variant(
+    store: Store,
+    args: argparse.Namespace,
+    spec: str,
+    checkpoints: tuple[CheckpointInfo, ...],
+    episodes: tuple[EpisodeInfo, ...],
+) -> None:
+    """Drift per checkpoint from the stored traces (and the ablated control, recomputed)."""
+    loaded = {e.id: _load_episode(e) for e in episodes}
+    print(f"{spec}: checkpoint step, resume correction, gap decode error (filter on those steps)")
+    for ckpt in checkpoints:
+        drifts = []
+        for info in episodes:
+            try:
+                probe = store.queries.find_trace(
+                    checkpoint_id=ckpt.id, episode_id=info.id, probe=spec
+                )
+                plain = store.queries.find_trace(checkpoint_id=ckpt.id, episode_id=info.id)
+            except NotFoundError:
+                continue
+            p = store.queries.read_trace(trace_id=probe.id, metrics=["correction", "recon_error"])
+            f = store.queries.read_trace(trace_id=plain.id, metrics=["correction", "recon_error"])
+            drifts.append(
+                probes.dropout_drift(
+                    _hidden(spec, loaded[info.id]),
+                    {k: v.values for k, v in p.series.items()},
+                    {k: v.values for k, v in f.series.items()},
+                )
+            )
+        summary = _mean_drift(drifts)
+        if getattr(args, "control", False):
+            summary["control"] = _mean_drift(
+                _control_drift(_load_model(ckpt, args.device), spec, list(loaded.values()))
+            )
+        rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe=spec, data=summary)
+        control = summary.get("control")
+        extra = f"  ablated memory: {control['resume_correction']:.3f}" if control else ""
+        print(
+            f"  {ckpt.step}: {summary['resume_correction']:.3f}, {summary['gap_pred_error']:.4f} "
+            f"({summary['filter_pred_error']:.4f}){extra}"
+        )
+
+
+def _mean_drift(drifts: list[probes.Drift]) -> dict:
+    out: dict = {"episodes": len(drifts)}
+    for key in ("gap_steps", "resume_correction", "gap_pred_error", "filter_pred_error"):
+        values = [getattr(d, key) for d in drifts if not math.isnan(getattr(d, key))]
+        out[key] = float(np.mean(values)) if values else float("nan")
+    return out
+
+
+def _control_drift(model: WorldModel, spec: str, eps: list[Episode]) -> list[probes.Drift]:
+    ablated = probes.ablate_memory(model)
+    variant = parse(spec)
+    out = []
+    with torch.inference_mode():
+        for ep in eps:
+            batch = pad_batch([ep])
+            (plain,) = compute_traces(ablated, batch)
+            (probe,) = compute_traces(ablated, variant.apply(batch, [ep]))
+            out.append(probes.dropout_drift(_hidden(spec, ep), probe.metrics, plain.metrics))
+    return out
+
+
+def _openloop(
+    store: Store,
+    args: argparse.Namespace,
+    checkpoints: tuple[CheckpointInfo, ...],
+    episodes: tuple[EpisodeInfo, ...],
+) -> None:
+    eps = [_load_episode(e) for e in episodes]
+    for ckpt in checkpoints:
+        curve = probes.horizon_curve(_load_model(ckpt, args.device), eps, args.horizon, args.stride)
+        data = {k: np.asarray(v).tolist() for k, v in asdict(curve).items()}
+        rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe="openloop", data=data)
+        shown = " ".join(f"{e:.4f}" for e in curve.error[:: max(1, args.horizon // 5)])
+        print(f"  {ckpt.step}: error by horizon {shown}")
+
+
+def _decode(
+    store: Store,
+    args: argparse.Namespace,
+    checkpoints: tuple[CheckpointInfo, ...],
+    episodes: tuple[EpisodeInfo, ...],
+) -> None:
+    with_truth = [e for e in episodes if e.has_truth]
+    eps = [_load_episode(e) for e in with_truth]
+    n_train = int(round(len(eps) * args.train_frac))
+    if n_train < 1 or n_train >= len(eps):
+        raise BadInputError(
+            f"belief decoding needs episodes with ground truth to fit and to test: {len(eps)} "
+            f"found, --train-frac {args.train_frac} gives {n_train} to fit"
+        )
+    for ckpt in checkpoints:
+        model = _load_model(ckpt, args.device)
+        probe, result = probes.decode_beliefs(model, eps[:n_train], eps[n_train:], alpha=args.alpha)
+        data = {
+            "since_occlusion": result.since_occlusion.tolist(),
+            "error": [None if math.isnan(e) else float(e) for e in result.error],
+            "count": result.count.tolist(),
+            "visible_error": result.visible_error,
+            "baseline_error": result.baseline_error,
+            "train_episodes": [e.key for e in with_truth[:n_train]],
+        }
+        rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe="decode", data=data)
+        for info, ep in zip(with_truth, eps, strict=True):
+            (trace,) = compute_traces(model, pad_batch([ep]))
+            futures = probes.imagined_futures(model, probe, ep, args.samples, args.future)
+            trace.extra.update(
+                decoded_pos=probe.predict(probes.episode_features(model, ep)).astype(np.float32),
+                futures_mean=futures.mean,
+                futures_spread=futures.spread,
+            )
+            store.writer.write_trace(ckpt.id, info.id, "decode", "mode", trace)
+        shown = " ".join("n/a" if e is None else f"{e:.3f}" for e in data["error"][:10])
+        print(
+            f"  {ckpt.step}: visible {result.visible_error:.3f} m, hidden by steps since "
+            f"occlusion {shown} (mean-position baseline {result.baseline_error:.3f} m)"
+        )
