@@ -123,6 +123,8 @@ class Store:
                 with conn.begin():
                     yield conn
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+            if not _unavailable(err):
+                raise
             raise StoreUnavailableError(
                 f"store {self.url} is unavailable: {_first_line(err.orig or err)}"
             ) from err
@@ -148,6 +150,19 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "malformed")
+
+
+def _unavailable(err: sa.exc.DBAPIError) -> bool:
+    """Whether the error means the database cannot be used right now (as opposed to a bug in a
+    statement, which SQLite also reports as an OperationalError, e.g. "no such column")."""
+    if err.connection_invalidated or isinstance(err, sa.exc.InterfaceError):
+        return True
+    if err.orig is not None and type(err.orig).__module__.startswith("sqlite3"):
+        return any(word in str(err.orig).lower() for word in _SQLITE_UNAVAILABLE)
+    return True
 
 
 def _first_line(err: BaseException) -> str:

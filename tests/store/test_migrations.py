@@ -83,3 +83,16 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
             assert pragma("synchronous") == 1  # NORMAL
     finally:
         store.close()
+
+
+def test_locked_sqlite_is_unavailable_but_a_bad_statement_is_a_bug(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    with (
+        pytest.raises(sa.exc.OperationalError, match="no such table"),  # a bug, not a 503
+        store.connect() as conn,
+    ):
+        conn.execute(sa.text("SELECT * FROM nowhere"))
+    store.close()
+    missing = f"sqlite:///{sqlite_url.split('///')[1]}.d/nested/store.db"
+    with pytest.raises(StoreUnavailableError, match="unable to open"):
+        open_store(missing)
