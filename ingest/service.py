@@ -25,7 +25,7 @@ from beliefscope.errors import BadInputError, BeliefscopeError
 from beliefscope.replay.base import Episode, EpisodeRef
 from beliefscope.replay.base import get_format as replay_format
 from beliefscope.rssm import formats as ckpt_formats
-from beliefscope.rssm.core import WorldModel
+from beliefscope.rssm.core import WorldModel, action_input
 from beliefscope.store.engine import Store
 from beliefscope.store.writer import StoreWriter
 from ingest import sources
@@ -101,7 +101,7 @@ class Ingestor:
     def pending(self) -> int:
         """Units not stored yet (0 when a watcher has nothing to do); loads no model."""
         req = self.request
-        run_id = self.writer.ensure_run(req.name, logdir=str(req.logdir.resolve()))
+        run_id = self._ensure_run()
         keys = {ref.key for ref in self._episodes(None)}
         count = 0
         for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format):
@@ -120,6 +120,18 @@ class Ingestor:
                 count += len(keys - done)
         return count
 
+    def _ensure_run(self) -> int:
+        """The run's id; a new run records the checkpoint format(s) found in its log dir and
+        their model family (each checkpoint format is named for the family it rebuilds)."""
+        req = self.request
+        found = sorted(
+            {ref.format for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format)}
+        )
+        source = "+".join(found) or None
+        return self.writer.ensure_run(
+            req.name, logdir=str(req.logdir.resolve()), format=source, family=source
+        )
+
     def _snapshot(self, ref: ckpt_formats.CheckpointRef) -> sources.Snapshot | str:
         try:
             files = ckpt_formats.get_format(ref.format).content_files(ref)
@@ -135,7 +147,7 @@ class Ingestor:
 
     def run(self, progress: ProgressSink | None = None, job_id: int | None = None) -> IngestReport:
         req = self.request
-        run_id = self.writer.ensure_run(req.name, logdir=str(req.logdir.resolve()))
+        run_id = self._ensure_run()
         if job_id is None:
             job_id = self.writer.create_job(
                 "ingest",
@@ -332,7 +344,9 @@ def _check_compatible(ep: Episode, model: WorldModel) -> None:
             f"frames are {tuple(ep.image.shape[1:])} but the model takes {tuple(spec.image_shape)}",
             path=ep.ref.path,
         )
-    if ep.action.shape[1] != spec.action_dim:
+    # the cell's own encoding first: official DreamerV3 replay stores one action index column
+    width = action_input(model.cell, torch.as_tensor(ep.action[:1])).shape[-1]
+    if width != spec.action_dim:
         raise BadInputError(
             f"actions have {ep.action.shape[1]} dims but the model takes {spec.action_dim}",
             path=ep.ref.path,

@@ -36,24 +36,27 @@ def content_hash(files: list[Path]) -> str:
 
 
 def snapshot(ref: CheckpointRef, snapshots: Path) -> Snapshot:
-    """Copy a checkpoint's content files under `snapshots/<hash>/`, keeping their layout.
+    """Copy a checkpoint under `snapshots/<hash>/`, keeping its layout, and hash its content.
 
-    The hash is taken over the copy, so the snapshot holds exactly the bytes hashed even when
-    the trainer rewrites the original in the meantime.
+    A folder checkpoint is copied whole (its markers, e.g. DreamerV3's `done`, go with it);
+    content files outside it (a run's `config.yaml`) keep their place relative to it, so the
+    format loads the copy exactly as it would the original. The hash is taken over the copied
+    content files, so the snapshot holds exactly the bytes hashed even when the trainer
+    rewrites the original in the meantime.
     """
-    files = ckpt_formats.get_format(ref.format).content_files(ref)
-    missing = [f for f in files if not f.is_file()]
+    content = ckpt_formats.get_format(ref.format).content_files(ref)
+    missing = [f for f in content if not f.is_file()]
     if missing:
         raise BadInputError("checkpoint file disappeared before it could be read", path=missing[0])
+    extra = sorted(p for p in ref.path.rglob("*") if p.is_file()) if ref.path.is_dir() else []
+    root = Path(os.path.commonpath([ref.path.parent, *(f.parent for f in content)]))
     staging = snapshots / f".staging-{os.getpid()}-{ref.path.name}"
     shutil.rmtree(staging, ignore_errors=True)
-    copied = []
-    for f in files:
-        dest = staging / _layout(ref.path, f)
+    for f in dict.fromkeys([*content, *extra]):
+        dest = staging / f.relative_to(root)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(f, dest)
-        copied.append(dest)
-    digest = content_hash(copied)
+    digest = content_hash([staging / f.relative_to(root) for f in content])
     final = snapshots / digest[:32]
     try:
         staging.rename(final)
@@ -61,12 +64,7 @@ def snapshot(ref: CheckpointRef, snapshots: Path) -> Snapshot:
         if not final.is_dir():
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    return Snapshot(replace(ref, path=final / ref.path.name), ref, digest)
-
-
-def _layout(root: Path, file: Path) -> Path:
-    """Where `file` goes inside a snapshot: a folder checkpoint keeps its folder."""
-    return Path(root.name) / file.relative_to(root) if root.is_dir() else Path(file.name)
+    return Snapshot(replace(ref, path=final / ref.path.relative_to(root)), ref, digest)
 
 
 def replay_dirs(
