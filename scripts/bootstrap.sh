@@ -17,14 +17,14 @@ for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
-  if [[ $(id -u) == 0 ]]; then
-    echo "bootstrap: installing system packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  else
-    echo "bootstrap: missing system packages (run as root or install them): ${missing[*]}" >&2
-    exit 1
+  sudo=""
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null || { echo "bootstrap: missing system packages (run as root): ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
   fi
+  echo "bootstrap: installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 python=${PYTHON:-python3}

@@ -1,0 +1,263 @@
+"""Ingest speed and memory, every figure a ratio measured in the same run.
+
+    python bench/ingest.py [--preset small] [--episodes 64] [--steps 500] [--baseline 4]
+                           [--memory 64,256] [--pg URL]
+
+Workload: a `--preset` native model on 64x64 frames of the MuJoCo occlusion world,
+`--episodes` x `--steps`.
+1. Batched recompute (`ingest.compute`, batches of 16 episodes) vs a per-episode, batch-1
+   step loop (how the reference implementations' `observe` runs: one step at a time, each
+   step's decodes and open-loop rollout on their own), on `--baseline` episodes; metrics of
+   both must agree to 1e-5.
+2. End-to-end ingest (read files -> compute -> commit to SQLite) vs model compute alone.
+3. Store writes: step-rows/s into SQLite and PostgreSQL (`bench/store.py`'s bulk paths).
+4. Peak memory (max RSS of a fresh ingest process) at each of `--memory` episode counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from beliefscope.config import get_settings  # noqa: E402
+from beliefscope.replay.base import Episode, detect_format  # noqa: E402
+from beliefscope.rssm import core  # noqa: E402
+from beliefscope.rssm.checkpoint import save_checkpoint  # noqa: E402
+from beliefscope.rssm.dist import correction  # noqa: E402
+from beliefscope.rssm.native import NativeWorldModel  # noqa: E402
+from beliefscope.rssm.presets import get_preset  # noqa: E402
+from beliefscope.store.engine import open_store, upgrade  # noqa: E402
+from beliefscope.world.generate import Generator, WorldConfig  # noqa: E402
+from bench import store as store_bench  # noqa: E402
+from ingest.compute import ComputeOptions, compute_traces, pad_batch  # noqa: E402
+from ingest.service import Ingestor, IngestRequest  # noqa: E402
+
+BATCH = 16
+OPENLOOP = 5
+
+
+def world(cache: Path, episodes: int, steps: int) -> Path:
+    out = cache / f"world-{steps}"
+    have = len(list(out.glob("*.npz"))) if out.exists() else 0
+    if have < episodes:
+        gen = Generator(out, WorldConfig(seed=11, length=steps))
+        try:
+            for i, _ in enumerate(gen.episodes(episodes)):
+                if i < have:
+                    continue
+        finally:
+            gen.close()
+    return out
+
+
+def subset(root: Path, count: int, into: Path) -> Path:
+    """A replay dir with the first `count` episodes (hard links: no copies)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for name in ("world.json", "scene.xml"):
+        (into / name).write_bytes((root / name).read_bytes())
+    for path in sorted(root.glob("*.npz"))[:count]:
+        target = into / path.name
+        if not target.exists():
+            target.hardlink_to(path)
+    return into
+
+
+def step_loop(model: NativeWorldModel, ep: Episode) -> dict[str, np.ndarray]:
+    """The baseline: one episode, one step at a time, batch of one."""
+    cell = model.cell
+    image = torch.from_numpy(ep.image)[None]  # (1, T, H, W, C)
+    action = torch.from_numpy(ep.action)[None]
+    is_first = torch.from_numpy(ep.is_first)[None]
+    state = cell.initial(1)
+    states: list[core.State] = []
+    out: dict[str, list[float]] = {
+        k: [] for k in ("kl", "correction", "recon_error", "pred_error", "openloop_error")
+    }
+    for t in range(ep.length):
+        state, act = core.reset(cell, state, action[:, t], is_first[:, t])
+        deter, prior = cell.img_step(state, act)
+        post = cell.obs_dist(deter, model.encode(image[:, t : t + 1])[:, 0])
+        state = {"deter": deter, "stoch": post.mode()}
+        states.append(state)
+        frame = image[:, t].float() / 255.0
+        recon = model.decode(model.feat(deter, state["stoch"]))
+        pred = model.decode(model.feat(deter, prior.mode()))
+        out["kl"].append(float(post.kl(prior)))
+        out["correction"].append(float(correction(post, prior)))
+        out["recon_error"].append(float(((recon - frame) ** 2).mean()))
+        out["pred_error"].append(float(((pred - frame) ** 2).mean()))
+        err = float("nan")
+        if t >= OPENLOOP and not bool(is_first[0, t - OPENLOOP + 1 : t + 1].any()):
+            imag = core.imagine(cell, states[t - OPENLOOP], action[:, t - OPENLOOP + 1 : t + 1])
+            dec = model.decode(model.feat(imag.deter[:, -1], imag.stoch[:, -1]))
+            err = float(((dec - frame) ** 2).mean())
+        out["openloop_error"].append(err)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def compare(model: NativeWorldModel, replay: Path, count: int) -> tuple[float, float, float]:
+    fmt = detect_format(replay)
+    episodes = [fmt.load(ref) for ref in fmt.list(replay)[:count]]
+    options = ComputeOptions(openloop=OPENLOOP)
+    with torch.inference_mode():
+        began = time.perf_counter()
+        loops = [step_loop(model, ep) for ep in episodes]
+        loop_s = time.perf_counter() - began
+    began = time.perf_counter()
+    batched = compute_traces(model, pad_batch(episodes), options)
+    batch_s = time.perf_counter() - began
+    diff = max(
+        float(np.nanmax(np.abs(trace.metrics[k] - loop[k])))
+        for trace, loop in zip(batched, loops, strict=True)
+        for k in loop
+    )
+    steps = sum(ep.length for ep in episodes)
+    return steps / loop_s, steps / batch_s, diff
+
+
+def compute_alone(model: NativeWorldModel, replay: Path) -> float:
+    fmt = detect_format(replay)
+    refs = sorted(fmt.list(replay), key=lambda r: r.length)
+    episodes = [fmt.load(ref) for ref in refs]  # loaded up front: compute only is timed
+    began = time.perf_counter()
+    for i in range(0, len(episodes), BATCH):
+        compute_traces(model, pad_batch(episodes[i : i + BATCH]), ComputeOptions(openloop=OPENLOOP))
+    return sum(ep.length for ep in episodes) / (time.perf_counter() - began)
+
+
+def end_to_end(run: Path, replay: Path, url: str) -> float:
+    upgrade(url)
+    request = IngestRequest(logdir=run, replay=(replay,), batch_size=BATCH)
+    began = time.perf_counter()
+    report = Ingestor(open_store(url), request).run()
+    elapsed = time.perf_counter() - began
+    assert not report.errors, report.errors
+    fmt = detect_format(replay)
+    return sum(ref.length for ref in fmt.list(replay)) / elapsed
+
+
+_MEASURE = (
+    "import resource, subprocess, sys;"
+    " subprocess.run(sys.argv[1:], check=True, capture_output=True);"
+    " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_rss_mb(run: Path, replay: Path, url: str) -> float:
+    """Max RSS of a fresh `beliefscope ingest` process (what a user runs), measured by a fresh
+    parent so earlier measurements don't leak into this one."""
+    upgrade(url)
+    cmd = [
+        sys.executable,
+        "-m",
+        "beliefscope.cli",
+        "ingest",
+        str(run),
+        "--replay",
+        str(replay),
+        "--store",
+        url,
+        "--threads",
+        "1",
+        "--batch-size",
+        str(BATCH),
+    ]
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *cmd], check=True, capture_output=True, text=True
+    )
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def store_rows_per_s(url: str) -> float:
+    upgrade(url)
+    store = open_store(url)
+    try:
+        return store_bench.bulk_rows_per_s(store, 200_000, offset=0)
+    finally:
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--baseline", type=int, default=4, help="episodes for the step loop")
+    parser.add_argument("--memory", default="64,256", help="episode counts for peak memory")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "beliefscope-bench"
+    )
+    parser.add_argument(
+        "--pg",
+        default=get_settings().test_pg or "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="PostgreSQL server URL (a scratch database is created and dropped)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    memory_counts = [int(n) for n in args.memory.split(",") if n]
+    root = world(args.cache, max([args.episodes, *memory_counts]), args.steps)
+    model = NativeWorldModel(get_preset(args.preset), action_dim=3).eval()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        run = tmp / "run"
+        save_checkpoint(model, run, 1)
+        replay = subset(root, args.episodes, tmp / f"replay-{args.episodes}")
+        results: dict[str, float] = {}
+        loop_sps, batch_sps, diff = compare(model, replay, args.baseline)
+        results |= {
+            "loop_steps_per_s": loop_sps,
+            "batched_steps_per_s": batch_sps,
+            "max_abs_diff": diff,
+        }
+        print(
+            f"recompute  batch-1 step loop {loop_sps:8.0f} steps/s | "
+            f"batched {batch_sps:8.0f} steps/s "
+            f"| speedup {batch_sps / loop_sps:5.1f}x (target >= 8x) | max |diff| {diff:.1e}",
+            flush=True,
+        )
+        alone = compute_alone(model, replay)
+        e2e = end_to_end(run, replay, f"sqlite:///{tmp / 'e2e.db'}")
+        results |= {"compute_steps_per_s": alone, "e2e_steps_per_s": e2e}
+        print(
+            f"ingest     compute alone {alone:8.0f} steps/s | end to end (files -> SQLite) "
+            f"{e2e:8.0f} steps/s | ratio {e2e / alone:4.2f} (target >= 0.8)",
+            flush=True,
+        )
+        for n in memory_counts:
+            mem_replay = subset(root, n, tmp / f"replay-{n}")
+            results[f"peak_rss_mb_{n}"] = peak_rss_mb(
+                run, mem_replay, f"sqlite:///{tmp / f'mem{n}.db'}"
+            )
+        if memory_counts:
+            line = " | ".join(
+                f"{n} episodes {results[f'peak_rss_mb_{n}']:6.0f} MB" for n in memory_counts
+            )
+            print(f"memory     peak RSS of `beliefscope ingest`: {line} (target: flat, < 2048 MB)")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        results["sqlite_rows_per_s"] = store_rows_per_s(f"sqlite:///{tmp_name}/w.db")
+    with store_bench.scratch_pg(args.pg) as url:
+        results["postgresql_rows_per_s"] = store_rows_per_s(url)
+    print(
+        f"store      bulk writes: SQLite {results['sqlite_rows_per_s']:9.0f} step-rows/s "
+        f"(target >= 200k) | PostgreSQL {results['postgresql_rows_per_s']:9.0f} step-rows/s "
+        "(target >= 500k)",
+        flush=True,
+    )
+    print(json.dumps({k: float(f"{v:.6g}") for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
