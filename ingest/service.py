@@ -1,11 +1,12 @@
 """The ingest service: checkpoints x episodes x probes -> traces in the store.
 
-The unit of work is (checkpoint, episode, probe), written in one transaction, so a re-run
-skips what is done and a killed run leaves no partial trace. Work is checkpoint-major: a model
-is loaded once, then episodes stream through it in fixed-size batches grouped by length, so
-memory is bounded by the batch, not by the number of episodes. A unit that fails (a corrupt
-episode, a checkpoint that does not load, frames the model can't take) is recorded on the job
-with its file and reason, and the rest goes on.
+The unit of storage is (checkpoint, episode, probe), written in one transaction, so a re-run
+skips what is done and a killed run leaves no partial trace. The driver plans `WorkUnit`s
+(a checkpoint version, a probe and a batch of episodes of similar length), checkpoint-major,
+and an `Executor` runs them: in this process, or fanned out over a cluster. Memory is bounded
+by the batch, not by the number of episodes. Whatever fails (a corrupt episode, a checkpoint
+that does not load, frames the model can't take) is recorded on the job with its file and
+reason, and the rest goes on.
 """
 
 from __future__ import annotations
@@ -145,7 +146,13 @@ class Ingestor:
                 return str(err)
         return self.cache[key]
 
-    def run(self, progress: ProgressSink | None = None, job_id: int | None = None) -> IngestReport:
+    def run(
+        self,
+        progress: ProgressSink | None = None,
+        job_id: int | None = None,
+        executor: Executor | None = None,
+    ) -> IngestReport:
+        """Plan the units, run them (locally, or on `executor`), and keep the job's state."""
         req = self.request
         run_id = self._ensure_run()
         if job_id is None:
@@ -161,8 +168,15 @@ class Ingestor:
             )
         self.writer.start_job(job_id)
         report = IngestReport(job_id)
+        progress = progress or _Silent()
         try:
-            self._ingest(run_id, report, progress or _Silent())
+            units = self._plan(run_id, report, progress)
+            for unit, result in (executor or LocalExecutor()).map(self.store, req, units):
+                report.written += result.written
+                report.skipped += result.skipped
+                report.errors += result.errors
+                progress.advance(len(unit.episodes), unit.probe)
+                self.writer.update_job(job_id, add_done=len(unit.episodes))
         except BaseException as err:
             self.writer.finish_job(job_id, failed=True, message=f"{type(err).__name__}: {err}")
             raise
@@ -175,7 +189,8 @@ class Ingestor:
 
     # -- the plan -------------------------------------------------------------------------
 
-    def _ingest(self, run_id: int, report: IngestReport, progress: ProgressSink) -> None:
+    def _plan(self, run_id: int, report: IngestReport, progress: ProgressSink) -> list[WorkUnit]:
+        """Register every checkpoint version, skip stored units, batch the rest by length."""
         req = self.request
         episodes = self._episodes(report)
         checkpoints = ckpt_formats.discover(req.logdir, req.checkpoint_format)
@@ -184,15 +199,30 @@ class Ingestor:
         total = len(checkpoints) * len(episodes) * len(self.variants)
         self.writer.update_job(report.job_id, total=total)
         progress.start(total)
+        # one episode per batch when sampling: a seeded draw must not depend on batch neighbours
+        size = 1 if req.posterior == "sample" else req.batch_size
+        units: list[WorkUnit] = []
         for ref in sorted(checkpoints, key=lambda r: (r.step is None, r.step or 0, str(r.path))):
-            loaded = self._load_checkpoint(run_id, ref, report)
-            if loaded is None:
-                progress.advance(len(episodes) * len(self.variants), f"skipped {ref.path.name}")
-                self.writer.update_job(report.job_id, add_done=len(episodes) * len(self.variants))
-                continue
-            checkpoint_id, model = loaded
+            registered = self._register_checkpoint(run_id, ref, report)
             for variant in self.variants:
-                self._run_variant(run_id, checkpoint_id, model, variant, episodes, report, progress)
+                if registered is None:  # its error is recorded; count its units as finished
+                    progress.advance(len(episodes), "checkpoint not loadable")
+                    self.writer.update_job(report.job_id, add_done=len(episodes))
+                    continue
+                checkpoint_id, snapshot = registered
+                done = self.writer.done_episode_keys(
+                    checkpoint_id, probe=variant.spec, posterior=req.posterior_label
+                )
+                todo = [e for e in episodes if e.key not in done]
+                if skipped := len(episodes) - len(todo):
+                    report.skipped += skipped
+                    progress.advance(skipped, "already stored")
+                    self.writer.update_job(report.job_id, add_done=skipped)
+                units += [
+                    WorkUnit(report.job_id, run_id, checkpoint_id, snapshot, variant.spec, tuple(b))
+                    for b in _batches(todo, size)
+                ]
+        return units
 
     def _episodes(self, report: IngestReport | None) -> list[EpisodeRef]:
         req = self.request
@@ -213,9 +243,11 @@ class Ingestor:
             self._error(report, unit="replay", file=req.logdir, reason="no episodes found")
         return refs
 
-    def _load_checkpoint(
+    def _register_checkpoint(
         self, run_id: int, ref: ckpt_formats.CheckpointRef, report: IngestReport
-    ) -> tuple[int, WorldModel] | None:
+    ) -> tuple[int, ckpt_formats.CheckpointRef] | None:
+        """Snapshot, load once (to check it and read its spec) and register a checkpoint
+        version; returns its id and snapshot, or None (error recorded) if it doesn't load."""
         snap = self._snapshot(ref)
         try:
             if isinstance(snap, str):
@@ -246,66 +278,95 @@ class Ingestor:
                 "image_shape": list(spec.image_shape),
             },
         )
-        if isinstance(model, torch.nn.Module):
-            model.to(self.request.device).eval()
-        return checkpoint_id, model
+        return checkpoint_id, snap.ref
 
-    # -- the work -------------------------------------------------------------------------
+    def _error(self, report: IngestReport, *, unit: str, file: Path, reason: str) -> None:
+        report.errors.append(reason)
+        self.writer.record_job_error(report.job_id, unit=unit, file=str(file), reason=reason)
 
-    def _run_variant(
-        self,
-        run_id: int,
-        checkpoint_id: int,
-        model: WorldModel,
-        variant: Variant,
-        episodes: list[EpisodeRef],
-        report: IngestReport,
-        progress: ProgressSink,
-    ) -> None:
+
+# -- the work: units, and where they run ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One model batch: a checkpoint version, a trace variant, episodes of similar length.
+    Each of its traces commits on its own, so a unit can be retried or re-run safely."""
+
+    job_id: int
+    run_id: int
+    checkpoint_id: int
+    checkpoint: ckpt_formats.CheckpointRef  # the snapshot
+    probe: str
+    episodes: tuple[EpisodeRef, ...]
+
+
+@dataclass
+class UnitResult:
+    written: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class UnitRunner:
+    """Runs work units against a store. It keeps the last model loaded, since units arrive
+    grouped by checkpoint (locally, and on each distributed worker)."""
+
+    def __init__(self, store: Store, request: IngestRequest) -> None:
+        self.store, self.request = store, request
+        self.writer: StoreWriter = store.writer
+        self._model: tuple[ckpt_formats.CheckpointRef, WorldModel] | None = None
+
+    def model(self, ref: ckpt_formats.CheckpointRef) -> WorldModel:
+        if self._model is None or self._model[0] != ref:
+            self._model = None  # free the previous one first
+            model = ckpt_formats.load(ref)
+            if isinstance(model, torch.nn.Module):
+                model.to(self.request.device).eval()
+            self._model = (ref, model)
+        return self._model[1]
+
+    def __call__(self, unit: WorkUnit) -> UnitResult:
         req = self.request
-        done = self.writer.done_episode_keys(
-            checkpoint_id, probe=variant.spec, posterior=req.posterior_label
-        )
-        todo = [ref for ref in episodes if ref.key not in done]
-        skipped = len(episodes) - len(todo)
-        report.skipped += skipped
-        if skipped:
-            progress.advance(skipped, "already stored")
-            self.writer.update_job(report.job_id, add_done=skipped)
-        # one episode per batch when sampling: a seeded draw must not depend on batch neighbours
-        size = 1 if req.posterior == "sample" else req.batch_size
+        result = UnitResult()
+        variant = parse(unit.probe)
+        try:
+            model = self.model(unit.checkpoint)
+        except BeliefscopeError as err:
+            self._error(
+                unit, result, f"checkpoint {unit.checkpoint.path.name}", unit.checkpoint.path, err
+            )
+            return result
+        loaded = [
+            ep
+            for ep in (
+                self._load_episode(unit, ref, model, variant, result) for ref in unit.episodes
+            )
+            if ep
+        ]
+        if not loaded:
+            return result
+        episodes = [ep for ep, _ in loaded]
+        batch = variant.apply(pad_batch(episodes, req.device), episodes)
         options = replace(variant.options(req.options), posterior=req.posterior, seed=req.seed)  # type: ignore[arg-type]
-        for group in _batches(todo, size):
-            loaded = [
-                ep
-                for ep in (self._load_episode(run_id, ref, model, variant, report) for ref in group)
-                if ep
-            ]
-            if loaded:
-                batch = variant.apply(
-                    pad_batch([ep for ep, _ in loaded], req.device), [ep for ep, _ in loaded]
-                )
-                traces = compute_traces(model, batch, options)
-                for (_, episode_id), data in zip(loaded, traces, strict=True):
-                    if (
-                        self.writer.write_trace(
-                            checkpoint_id, episode_id, variant.spec, req.posterior_label, data
-                        )
-                        is None
-                    ):
-                        report.skipped += 1
-                    else:
-                        report.written += 1
-            progress.advance(len(group), variant.spec)
-            self.writer.update_job(report.job_id, add_done=len(group))
+        traces = compute_traces(model, batch, options)
+        for (_, episode_id), data in zip(loaded, traces, strict=True):
+            stored = self.writer.write_trace(
+                unit.checkpoint_id, episode_id, unit.probe, req.posterior_label, data
+            )
+            if stored is None:
+                result.skipped += 1
+            else:
+                result.written += 1
+        return result
 
     def _load_episode(
         self,
-        run_id: int,
+        unit: WorkUnit,
         ref: EpisodeRef,
         model: WorldModel,
         variant: Variant,
-        report: IngestReport,
+        result: UnitResult,
     ) -> tuple[Episode, int] | None:
         try:
             ep = replay_format(ref.format).load(ref)
@@ -315,12 +376,10 @@ class Ingestor:
                     f"probe {variant.spec} needs ground truth 'occluded'", path=ref.path
                 )
         except BeliefscopeError as err:
-            self._error(
-                report, unit=f"episode {ref.key} / {variant.spec}", file=ref.path, reason=str(err)
-            )
+            self._error(unit, result, f"episode {ref.key} / {variant.spec}", ref.path, err)
             return None
         episode_id = self.writer.ensure_episode(
-            run_id,
+            unit.run_id,
             key=ref.key,
             format=ref.format,
             source_path=str(ref.path),
@@ -332,9 +391,30 @@ class Ingestor:
         )
         return ep, episode_id
 
-    def _error(self, report: IngestReport, *, unit: str, file: Path, reason: str) -> None:
-        report.errors.append(reason)
-        self.writer.record_job_error(report.job_id, unit=unit, file=str(file), reason=reason)
+    def _error(
+        self, unit: WorkUnit, result: UnitResult, what: str, file: Path, err: Exception
+    ) -> None:
+        result.errors.append(str(err))
+        self.writer.record_job_error(unit.job_id, unit=what, file=str(file), reason=str(err))
+
+
+class Executor(Protocol):
+    """Where work units run. Results may come back in any order."""
+
+    def map(
+        self, store: Store, request: IngestRequest, units: Sequence[WorkUnit]
+    ) -> Iterator[tuple[WorkUnit, UnitResult]]: ...
+
+
+class LocalExecutor:
+    """In this process, in plan order (one model load per checkpoint)."""
+
+    def map(
+        self, store: Store, request: IngestRequest, units: Sequence[WorkUnit]
+    ) -> Iterator[tuple[WorkUnit, UnitResult]]:
+        runner = UnitRunner(store, request)
+        for unit in units:
+            yield unit, runner(unit)
 
 
 def _check_compatible(ep: Episode, model: WorldModel) -> None:
