@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("ingest.watch", "keep ingesting new checkpoints and episodes of a log dir"),
     "probe": ("ingest.probes_cli", "what-if replays: dropout, delay, open-loop, belief decoding"),
     "score": ("beliefscope.review.cli_score", "score review flags against ground truth"),
-    "export": ("beliefscope.export.cli", "export traces and flags (CSV, Parquet, TensorBoard, W&B)"),
+    "export": ("beliefscope.export.cli", "export traces and flags: CSV, Parquet, TensorBoard, W&B"),
     "serve": ("server.cli", "serve the REST API and the dashboard"),
     "demo": ("server.demo", "world + training + live ingest + dashboard in one command"),
     "db": ("beliefscope.store.cli", "store schema: upgrade, current"),

@@ -125,7 +125,9 @@ def action_input(cell: RSSMCell, action: Tensor) -> Tensor:
     return action if convert is None else convert(action)
 
 
-def _latent(dist: LatentDist, posterior: PosteriorMode, generator: torch.Generator | None) -> Tensor:
+def _latent(
+    dist: LatentDist, posterior: PosteriorMode, generator: torch.Generator | None
+) -> Tensor:
     return dist.mode() if posterior == "mode" else dist.sample(generator)
 
 
@@ -164,7 +166,10 @@ def observe(
         post = cell.obs_dist(deter, embed[:, t])
         if observed is not None:
             post = post.where(observed[:, t], prior)
-        stoch = _latent(post, posterior, generator) if stoch_override is None else stoch_override[:, t]
+        if stoch_override is None:
+            stoch = _latent(post, posterior, generator)
+        else:
+            stoch = stoch_override[:, t]
         state = {"deter": deter, "stoch": stoch}
         deters.append(deter)
         stochs.append(stoch)

@@ -85,7 +85,8 @@ class Categorical:
     def where(self, mask: Tensor, other: LatentDist) -> Categorical:
         """Rows where `mask` (batch shape) is true keep `self`, the others take `other`."""
         assert isinstance(other, Categorical), type(other)
-        return Categorical(torch.where(mask[..., None, None], self.logits, other.logits), self.unimix)
+        logits = torch.where(mask[..., None, None], self.logits, other.logits)
+        return Categorical(logits, self.unimix)
 
 
 class Gaussian:

@@ -50,7 +50,8 @@ def get_format(name: str) -> CheckpointFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise BadInputError(f"unknown checkpoint format {name!r}; known: {sorted(FORMATS)}") from None
+        known = sorted(FORMATS)
+        raise BadInputError(f"unknown checkpoint format {name!r}; known: {known}") from None
 
 
 def discover(logdir: Path, format: str | None = None) -> list[CheckpointRef]:
