@@ -38,15 +38,21 @@ def create_dash(store: Store, settings: Settings, *, api_prefix: str = "/api/v1"
         update_title=None,
         suppress_callback_exceptions=True,
         compress=False,
+        use_async=False,  # sync setup hooks, run below
     )
     app.server.state.beliefscope_dashboard = Context(
         store=store, settings=settings, api_prefix=api_prefix
     )
     app.layout = _shell
-    # Deep links (/episodes/12?t=40) are answered by Dash's catch-all route, which Dash adds on
-    # the ASGI lifespan event; a mounted sub-app never receives that event, so add it now.
-    app.backend._setup_catchall()  # type: ignore[attr-defined]
     _register_shell_callbacks(app)
+    # Dash finishes its setup (assets, the pages' callbacks) on its first request through its
+    # middleware, and adds the catch-all route for deep links (/episodes/12?t=40) on the ASGI
+    # lifespan event. A mounted sub-app gets no lifespan event, and a deep link opened first
+    # would be served before that setup (a page without its scripts), so do both now. Setting up
+    # now also binds the pages' callbacks to this app even when a process builds several.
+    for hook in app.backend._before_request_funcs:  # type: ignore[attr-defined]
+        hook()  # Dash's own first-request setup: assets, pages router, page callbacks
+    app.backend._setup_catchall()  # type: ignore[attr-defined]
     return app
 
 
@@ -85,7 +91,7 @@ def _shell() -> html.Div:
             ),
             html.Main(dash.page_container, className="bs-main"),
             html.Div(id="bs-toast", className="bs-toast", role="status"),
-            dcc.Location(id="bs-url", refresh=False),
+            dcc.Location(id="bs-url", refresh="callback-nav"),
         ],
         className="bs-app",
     )

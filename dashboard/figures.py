@@ -464,6 +464,18 @@ def compare_figure(
             }
         )
     lane = len(titles)
+    # an empty trace on the lane's axis: Plotly only lays out (and anchors x to) axes with data
+    data.append(
+        {
+            "type": "scatter",
+            "x": [],
+            "y": [],
+            "xaxis": "x",
+            "yaxis": _ax(lane),
+            "showlegend": False,
+            "hoverinfo": "skip",
+        }
+    )
     only = (set(only_a), set(only_b))
     shapes = []
     for y, bands, unique, color in ((1, bands_a, only[0], A_COLOR), (0, bands_b, only[1], B_COLOR)):

@@ -212,7 +212,9 @@
 
   window.bsPlayer = { seek: seek, act: act, state: state, waitSettled: waitSettled };
 
-  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+  // extend the namespace object in place: Dash's renderer and its inline scripts share it
+  window.dash_clientside = window.dash_clientside || {};
+  Object.assign(window.dash_clientside, {
     bsPlayer: {
       show: function (value, prefixId) {
         const prefix = prefixId.replace(/-player$/, "");
