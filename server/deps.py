@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 
 from beliefscope.config import Settings
 from beliefscope.store.engine import Store
@@ -75,3 +75,10 @@ def pagination(
 
 
 PageDep = Annotated[Pagination, Depends(pagination)]
+
+
+MAX_ID = 2**31 - 1
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+"""A resource id in the URL (out of range answers 404, like any id that names nothing)."""
+StepPath = Annotated[int, Path(ge=0, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 
 from beliefscope.errors import BadInputError
-from server.deps import ContextDep, PageDep, QueriesDep
+from server.deps import ContextDep, IdPath, IdQuery, PageDep, QueriesDep, StepPath
 from server.frame_service import Rendered
 from server.frames import PANELS
 from server.schemas import EpisodePublic, TracesPublic
@@ -19,7 +19,6 @@ from server.schemas import EpisodePublic, TracesPublic
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 
 _IMAGE = {200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the frame"}}
-IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 Format = Literal["jpeg", "png"]
 ALL_PANELS = ",".join(PANELS)
 Scale = Annotated[int, Query(ge=1, le=8)]
@@ -43,14 +42,14 @@ def _image(rendered: Rendered) -> Response:
 
 
 @router.get("/{episode_id}")
-def get_episode(queries: QueriesDep, episode_id: int) -> EpisodePublic:
+def get_episode(queries: QueriesDep, episode_id: IdPath) -> EpisodePublic:
     return EpisodePublic.model_validate(queries.get_episode(episode_id=episode_id))
 
 
 @router.get("/{episode_id}/traces")
 def episode_traces(
     queries: QueriesDep,
-    episode_id: int,
+    episode_id: IdPath,
     page: PageDep,
     checkpoint_id: IdQuery = None,
     probe: Annotated[str | None, Query(max_length=100)] = None,
@@ -69,8 +68,8 @@ def episode_traces(
 @router.get("/{episode_id}/frames/{t}", response_class=Response, responses=_IMAGE)
 def frame(
     ctx: ContextDep,
-    episode_id: int,
-    t: int,
+    episode_id: IdPath,
+    t: StepPath,
     panels: PanelsQuery = "",
     checkpoint: IdQuery = None,
     format: Format = "jpeg",
@@ -89,8 +88,8 @@ def frame(
 @router.get("/{episode_id}/compare/{t}", response_class=Response, responses=_IMAGE)
 def compare(
     ctx: ContextDep,
-    episode_id: int,
-    t: int,
+    episode_id: IdPath,
+    t: StepPath,
     a: Annotated[int, Query(ge=1, le=2**31 - 1, description="first checkpoint id")],
     b: Annotated[int, Query(ge=1, le=2**31 - 1, description="second checkpoint id")],
     panels: PanelsQuery = ALL_PANELS,
@@ -108,8 +107,8 @@ def compare(
 @router.get("/{episode_id}/truth/{t}", response_class=Response, responses=_IMAGE)
 def truth(
     ctx: ContextDep,
-    episode_id: int,
-    t: int,
+    episode_id: IdPath,
+    t: StepPath,
     camera: Annotated[str, Query(pattern=r"^[A-Za-z0-9_]{1,50}$")] = "overview",
     size: Annotated[int, Query(ge=64, le=512)] = 256,
     format: Format = "jpeg",

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from beliefscope.store import review_store
-from server.deps import ContextDep, PageDep, WriterDep
+from server.deps import ContextDep, IdPath, IdQuery, PageDep, WriterDep
 from server.schemas import (
     Category,
     FlagCreate,
@@ -21,7 +21,6 @@ from server.schemas import (
 )
 
 router = APIRouter(prefix="/flags", tags=["flags"])
-IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 
 
 @router.get("")
@@ -68,12 +67,12 @@ def create_flag(ctx: ContextDep, who: WriterDep, body: FlagCreate) -> FlagPublic
 
 
 @router.get("/{flag_id}")
-def get_flag(ctx: ContextDep, flag_id: int) -> FlagPublic:
+def get_flag(ctx: ContextDep, flag_id: IdPath) -> FlagPublic:
     return FlagPublic.model_validate(review_store.get_flag(ctx.store, flag_id=flag_id))
 
 
 @router.patch("/{flag_id}")
-def review_flag(ctx: ContextDep, who: WriterDep, flag_id: int, body: FlagUpdate) -> FlagPublic:
+def review_flag(ctx: ContextDep, who: WriterDep, flag_id: IdPath, body: FlagUpdate) -> FlagPublic:
     """Change review state, category, tags or notes; history records who changed what."""
     assert who.name is not None
     flag = review_store.review_flag(
@@ -90,7 +89,7 @@ def review_flag(ctx: ContextDep, who: WriterDep, flag_id: int, body: FlagUpdate)
 
 
 @router.post("/{flag_id}/notes")
-def add_note(ctx: ContextDep, who: WriterDep, flag_id: int, body: NoteCreate) -> FlagPublic:
+def add_note(ctx: ContextDep, who: WriterDep, flag_id: IdPath, body: NoteCreate) -> FlagPublic:
     """Append a signed line to the flag's notes."""
     assert who.name is not None
     current = review_store.get_flag(ctx.store, flag_id=flag_id)
@@ -101,12 +100,12 @@ def add_note(ctx: ContextDep, who: WriterDep, flag_id: int, body: NoteCreate) ->
 
 
 @router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_flag(ctx: ContextDep, _who: WriterDep, flag_id: int) -> None:
+def delete_flag(ctx: ContextDep, _who: WriterDep, flag_id: IdPath) -> None:
     """Remove a manual flag (rule flags are dismissed, not deleted)."""
     review_store.delete_manual_flag(ctx.store, flag_id=flag_id)
 
 
 @router.get("/{flag_id}/history")
-def flag_history(ctx: ContextDep, flag_id: int) -> HistoriesPublic:
+def flag_history(ctx: ContextDep, flag_id: IdPath) -> HistoriesPublic:
     found = review_store.flag_history(ctx.store, flag_id=flag_id)
     return HistoriesPublic.model_validate({"data": list(found), "count": len(found)})

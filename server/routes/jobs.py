@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from server.deps import ContextDep, PageDep, QueriesDep, WriterDep
+from server.deps import ContextDep, IdPath, PageDep, QueriesDep, WriterDep
 from server.schemas import IngestCreate, JobErrorsPublic, JobPublic, JobsPublic
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -33,12 +33,12 @@ def start_ingest(ctx: ContextDep, who: WriterDep, body: IngestCreate) -> JobPubl
 
 
 @router.get("/{job_id}")
-def get_job(queries: QueriesDep, job_id: int) -> JobPublic:
+def get_job(queries: QueriesDep, job_id: IdPath) -> JobPublic:
     return JobPublic.model_validate(queries.get_job(job_id=job_id))
 
 
 @router.get("/{job_id}/errors")
-def list_job_errors(queries: QueriesDep, job_id: int, page: PageDep) -> JobErrorsPublic:
+def list_job_errors(queries: QueriesDep, job_id: IdPath, page: PageDep) -> JobErrorsPublic:
     queries.get_job(job_id=job_id, errors_limit=1)
     found = queries.list_job_errors(job_id=job_id, limit=page.limit, offset=page.offset)
     return JobErrorsPublic.of(found)

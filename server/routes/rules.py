@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, status
 
 from beliefscope.store import review_store
 from beliefscope.store.review_store import RuleInfo
-from server.deps import ContextDep, WriterDep
+from server.deps import ContextDep, IdQuery, WriterDep
 from server.schemas import ApplyPublic, RuleApply, RuleCreate, RulePublic, RulesPublic, RuleWrite
 
 router = APIRouter(prefix="/rules", tags=["rules"])
@@ -37,7 +37,7 @@ def create_rule(ctx: ContextDep, who: WriterDep, body: RuleCreate) -> RulePublic
 
 
 @router.get("/{name}")
-def get_rule(ctx: ContextDep, name: RuleName, version: int | None = None) -> RulePublic:
+def get_rule(ctx: ContextDep, name: RuleName, version: IdQuery = None) -> RulePublic:
     return _public(review_store.get_rule(ctx.store, name=name, version=version))
 
 

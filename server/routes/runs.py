@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from beliefscope.store import review_store
-from server.deps import ContextDep, PageDep, QueriesDep
+from server.deps import ContextDep, IdPath, PageDep, QueriesDep
 from server.schemas import (
     CheckpointsPublic,
     EpisodesPublic,
@@ -28,12 +28,12 @@ def list_runs(queries: QueriesDep, page: PageDep) -> RunsPublic:
 
 
 @router.get("/{run_id}")
-def get_run(queries: QueriesDep, run_id: int) -> RunPublic:
+def get_run(queries: QueriesDep, run_id: IdPath) -> RunPublic:
     return RunPublic.model_validate(queries.get_run(run_id=run_id))
 
 
 @router.get("/{run_id}/checkpoints")
-def list_checkpoints(queries: QueriesDep, run_id: int, page: PageDep) -> CheckpointsPublic:
+def list_checkpoints(queries: QueriesDep, run_id: IdPath, page: PageDep) -> CheckpointsPublic:
     queries.get_run(run_id=run_id)
     found = queries.list_checkpoints(run_id=run_id, limit=page.limit, offset=page.offset)
     return CheckpointsPublic.of(found)
@@ -42,7 +42,7 @@ def list_checkpoints(queries: QueriesDep, run_id: int, page: PageDep) -> Checkpo
 @router.get("/{run_id}/episodes")
 def list_episodes(
     queries: QueriesDep,
-    run_id: int,
+    run_id: IdPath,
     page: PageDep,
     has_truth: bool | None = None,
     key_contains: Annotated[str | None, Query(max_length=500)] = None,
@@ -65,14 +65,14 @@ def list_episodes(
 
 
 @router.get("/{run_id}/summaries")
-def run_summaries(queries: QueriesDep, run_id: int) -> SummariesPublic:
+def run_summaries(queries: QueriesDep, run_id: IdPath) -> SummariesPublic:
     """KL and correction statistics of every checkpoint of the run, by training step."""
     found = queries.checkpoint_summaries(run_id=run_id)
     return SummariesPublic.model_validate({"data": list(found), "count": len(found)})
 
 
 @router.get("/{run_id}/findings")
-def run_findings(ctx: ContextDep, run_id: int) -> FindingsPublic:
+def run_findings(ctx: ContextDep, run_id: IdPath) -> FindingsPublic:
     """Chronic diagnostics of the run's checkpoints (posterior collapse, no memory, rising
     correction), computed from the stored correction."""
     ctx.store.queries.get_run(run_id=run_id)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from beliefscope.store import review_store
-from server.deps import ContextDep
+from server.deps import ContextDep, IdQuery
 from server.schemas import ScorePublic, ScoresPublic
 
 router = APIRouter(prefix="/scores", tags=["scores"])
-IdQuery = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 
 
 @router.get("")

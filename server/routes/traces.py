@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from beliefscope.errors import BadInputError
-from server.deps import PageDep, QueriesDep
+from server.deps import IdPath, IdQuery, PageDep, QueriesDep
 from server.schemas import TraceArrayPublic, TracePublic, TraceSeriesPublic, TracesPublic
 
 router = APIRouter(prefix="/traces", tags=["traces"])
@@ -20,8 +20,8 @@ MAX_POINTS = 100_000
 def list_traces(
     queries: QueriesDep,
     page: PageDep,
-    checkpoint_id: int | None = None,
-    episode_id: int | None = None,
+    checkpoint_id: IdQuery = None,
+    episode_id: IdQuery = None,
     probe: Annotated[str | None, Query(max_length=100)] = None,
     posterior: Annotated[str | None, Query(max_length=50)] = None,
 ) -> TracesPublic:
@@ -37,14 +37,14 @@ def list_traces(
 
 
 @router.get("/{trace_id}")
-def get_trace(queries: QueriesDep, trace_id: int) -> TracePublic:
+def get_trace(queries: QueriesDep, trace_id: IdPath) -> TracePublic:
     return TracePublic.model_validate(queries.get_trace(trace_id=trace_id))
 
 
 @router.get("/{trace_id}/series")
 def read_series(
     queries: QueriesDep,
-    trace_id: int,
+    trace_id: IdPath,
     metrics: Annotated[
         str | None, Query(max_length=1000, description="comma-separated; default all")
     ] = None,
@@ -77,7 +77,7 @@ def read_series(
 @router.get("/{trace_id}/arrays/{name}")
 def read_array(
     queries: QueriesDep,
-    trace_id: int,
+    trace_id: IdPath,
     name: Annotated[str, Path(max_length=100)],
     t0: StepQuery = None,
     t1: StepQuery = None,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, status
 
 from beliefscope.store import access_store
-from server.deps import ContextDep, PageDep, WriterDep
+from server.deps import ContextDep, IdPath, PageDep, WriterDep
 from server.schemas import DeliveriesPublic, WebhookCreate, WebhookPublic, WebhooksPublic
 from server.webhooks import newest_flag_id
 
@@ -36,19 +36,19 @@ def create_webhook(ctx: ContextDep, who: WriterDep, body: WebhookCreate) -> Webh
 
 
 @router.get("/{webhook_id}")
-def get_webhook(ctx: ContextDep, webhook_id: int) -> WebhookPublic:
+def get_webhook(ctx: ContextDep, webhook_id: IdPath) -> WebhookPublic:
     return WebhookPublic.model_validate(access_store.get_webhook(ctx.store, webhook_id))
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_webhook(ctx: ContextDep, _who: WriterDep, webhook_id: int) -> None:
+def delete_webhook(ctx: ContextDep, _who: WriterDep, webhook_id: IdPath) -> None:
     access_store.delete_webhook(ctx.store, webhook_id)
 
 
 @router.get("/{webhook_id}/deliveries")
 def list_deliveries(
     ctx: ContextDep,
-    webhook_id: int,
+    webhook_id: IdPath,
     page: PageDep,
     state: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
 ) -> DeliveriesPublic:
