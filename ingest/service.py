@@ -27,6 +27,7 @@ from beliefscope.replay.base import Episode, EpisodeRef
 from beliefscope.replay.base import get_format as replay_format
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel, action_input
+from beliefscope.store import review_store
 from beliefscope.store.engine import Store
 from beliefscope.store.writer import StoreWriter
 from ingest import sources
@@ -177,6 +178,9 @@ class Ingestor:
                 report.errors += result.errors
                 progress.advance(len(unit.episodes), unit.probe)
                 self.writer.update_job(job_id, add_done=len(unit.episodes))
+            if report.written:  # new traces get their flags now, not at the next rule change
+                review_store.ensure_default_rules(self.store)
+                review_store.apply_rules(self.store, who="ingest", run_id=run_id)
         except BaseException as err:
             self.writer.finish_job(job_id, failed=True, message=f"{type(err).__name__}: {err}")
             raise

@@ -120,7 +120,7 @@ def start_trainer(config: DemoConfig) -> subprocess.Popen[bytes] | None:
 
 
 class Follower(threading.Thread):
-    """Ingests new checkpoints and episodes of every run, then re-flags and re-scores it."""
+    """Ingests new checkpoints and episodes of every run (which flags them), then re-scores."""
 
     def __init__(self, store: Store, config: DemoConfig, stop: threading.Event) -> None:
         super().__init__(name="demo-ingest", daemon=True)
@@ -146,9 +146,7 @@ class Follower(threading.Thread):
                 continue
             report = ingestor.run()
             written += report.written
-            run_id = self.store.queries.find_run(name=request.name).id
-            review_store.apply_rules(self.store, who="demo", run_id=run_id)
-            self._score(run_id)
+            self._score(self.store.queries.find_run(name=request.name).id)
             print(
                 f"demo: {request.name}: +{report.written} traces, flags and scores updated",
                 flush=True,
