@@ -33,7 +33,7 @@ def test_no_server_errors(app: FastAPI, token: str) -> None:
         def check(case: schemathesis.Case) -> None:
             response = case.call(headers=headers)
             assert response.status_code < 500, (
-                operation.label,
+                case.operation.label,
                 case.formatted_path,
                 case.query,
                 case.body,
