@@ -11,7 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from beliefscope.store.engine import Store
 
 TOKEN_PREFIX = "bsk_"
+_TOKENS = cast(sa.Table, ApiToken.__table__)
+_HOOKS = cast(sa.Table, Webhook.__table__)
+_DELIVERIES = cast(sa.Table, WebhookDelivery.__table__)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def create_token(store: Store, name: str) -> tuple[TokenInfo, str]:
     if not name or len(name) > 100:
         raise BadInputError("token name must be 1-100 characters")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    table = ApiToken.__table__
+    table = _TOKENS
     with store.connect(write=True) as conn:
         if conn.execute(sa.select(table.c.id).where(table.c.name == name)).first():
             raise BadInputError(f"a token named {name!r} exists; revoke it or pick another name")
@@ -95,14 +98,14 @@ def create_token(store: Store, name: str) -> tuple[TokenInfo, str]:
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:
-    table = ApiToken.__table__
+    table = _TOKENS
     with store.connect() as conn:
         return [_token(r) for r in conn.execute(sa.select(table).order_by(table.c.id))]
 
 
 def revoke_token(store: Store, name: str) -> TokenInfo:
     """Revoke the live token named `name` (the row stays, for the record)."""
-    table = ApiToken.__table__
+    table = _TOKENS
     with store.connect(write=True) as conn:
         row = conn.execute(
             sa.select(table).where(table.c.name == name, table.c.revoked.is_(None))
@@ -118,7 +121,7 @@ def token_for_secret(store: Store, secret: str) -> TokenInfo | None:
     """The live token whose secret this is, or None."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    table = ApiToken.__table__
+    table = _TOKENS
     with store.connect() as conn:
         row = conn.execute(
             sa.select(table).where(
@@ -132,7 +135,7 @@ def token_for_secret(store: Store, secret: str) -> TokenInfo | None:
 
 
 def _webhook_select() -> sa.Select[Any]:
-    hooks, deliveries = Webhook.__table__, WebhookDelivery.__table__
+    hooks, deliveries = _HOOKS, _DELIVERIES
 
     def count(state: str) -> sa.ScalarSelect[Any]:
         return (
@@ -161,7 +164,7 @@ def _webhook(row: Any) -> WebhookInfo:
 def create_webhook(
     store: Store, *, url: str, min_severity: str, created_by: str, after_flag_id: int
 ) -> WebhookInfo:
-    table = Webhook.__table__
+    table = _HOOKS
     with store.connect(write=True) as conn:
         new_id = conn.execute(
             sa.insert(table)
@@ -180,7 +183,7 @@ def create_webhook(
 
 def get_webhook(store: Store, webhook_id: int) -> WebhookInfo:
     with store.connect() as conn:
-        row = conn.execute(_webhook_select().where(Webhook.__table__.c.id == webhook_id)).first()
+        row = conn.execute(_webhook_select().where(_HOOKS.c.id == webhook_id)).first()
     if row is None:
         raise NotFoundError(f"no webhook {webhook_id}")
     return _webhook(row)
@@ -189,7 +192,7 @@ def get_webhook(store: Store, webhook_id: int) -> WebhookInfo:
 def list_webhooks(
     store: Store, *, limit: int = 100, offset: int = 0, active: bool | None = None
 ) -> Page[WebhookInfo]:
-    table = Webhook.__table__
+    table = _HOOKS
     where = [] if active is None else [table.c.active.is_(active)]
     with store.connect() as conn:
         total = conn.execute(
@@ -202,7 +205,7 @@ def list_webhooks(
 
 
 def delete_webhook(store: Store, webhook_id: int) -> None:
-    table = Webhook.__table__
+    table = _HOOKS
     with store.connect(write=True) as conn:
         if conn.execute(sa.delete(table).where(table.c.id == webhook_id)).rowcount == 0:
             raise NotFoundError(f"no webhook {webhook_id}")
@@ -214,7 +217,7 @@ def advance_webhook(
     """Queue one delivery per flag in `payloads` (flag id -> JSON body) and move the hook's
     cursor to `after_flag_id`, in one transaction; returns how many were queued (a flag already
     queued for this hook is skipped)."""
-    hooks, deliveries = Webhook.__table__, WebhookDelivery.__table__
+    hooks, deliveries = _HOOKS, _DELIVERIES
     now = utcnow()
     with store.connect(write=True) as conn:
         done = set(
@@ -270,7 +273,7 @@ def list_deliveries(
     limit: int = 100,
     offset: int = 0,
 ) -> Page[DeliveryInfo]:
-    table = WebhookDelivery.__table__
+    table = _DELIVERIES
     where = []
     if webhook_id is not None:
         where.append(table.c.webhook_id == webhook_id)
@@ -288,7 +291,7 @@ def list_deliveries(
 
 def due_deliveries(store: Store, *, limit: int = 50) -> list[tuple[DeliveryInfo, str]]:
     """Pending deliveries whose next attempt is due, each with its hook's URL."""
-    deliveries, hooks = WebhookDelivery.__table__, Webhook.__table__
+    deliveries, hooks = _DELIVERIES, _HOOKS
     with store.connect() as conn:
         rows = conn.execute(
             sa.select(deliveries, hooks.c.url.label("url"))
@@ -310,7 +313,7 @@ def record_attempt(
     retry_in: timedelta | None,
 ) -> None:
     """Record one attempt: delivered, retried after `retry_in`, or failed for good (None)."""
-    table = WebhookDelivery.__table__
+    table = _DELIVERIES
     now = utcnow()
     values: dict[str, Any] = {
         "attempts": table.c.attempts + 1,

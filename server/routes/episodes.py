@@ -6,7 +6,7 @@ the registered data roots.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
@@ -18,7 +18,9 @@ from server.schemas import EpisodePublic, TracesPublic
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 
-_IMAGE = {200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the frame"}}
+_IMAGE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the frame"}
+}
 Format = Literal["jpeg", "png"]
 ALL_PANELS = ",".join(PANELS)
 Scale = Annotated[int, Query(ge=1, le=8)]

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
@@ -26,7 +26,9 @@ router = APIRouter(prefix="/exports", tags=["exports"])
 
 Name = Annotated[str | None, Query(max_length=500)]
 MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
-_FILE = {200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}}
+_FILE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}
+}
 
 
 def _download(
