@@ -40,12 +40,13 @@ def test_offline_run_holds_series_and_flags(tmp_path: Path, store: Store, seeded
     assert main(["export", "wandb", "--store", store.url, "--out", str(out), "--run", "alpha"]) == 0
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     rows = history(run_dir)
-    series = [r for r in rows if any("/" in k for k in r)]  # the tables' rows carry t too
+    # the tables' rows carry t too (and their media as `traces/...` keys): keep series rows
+    series = [r for r in rows if any(k.startswith("step-") for k in r)]
     assert len(series) == sum(len(seeded.traces[i][6]["kl"]) for i in alpha)
     by_key: dict[str, dict[int, float]] = {}
     for row in series:
         for key, value in row.items():
-            if "/" in key:
+            if key.startswith("step-"):
                 by_key.setdefault(key, {})[int(row["t"])] = value  # type: ignore[arg-type]
     for trace_id in alpha:
         _, step, _, episode, _, probe, metrics = seeded.traces[trace_id]
