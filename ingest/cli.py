@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
+from beliefscope.errors import BadInputError
 from beliefscope.store.engine import open_store
 from ingest.compute import ComputeOptions
 from ingest.progress import Progress
-from ingest.service import Ingestor, IngestRequest, default_threads
+from ingest.service import Executor, Ingestor, IngestRequest, LocalExecutor, default_threads
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,8 +61,6 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
 
 def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        from beliefscope.errors import BadInputError
-
         raise BadInputError(f"--device {args.device}: no CUDA device is available here")
     torch.set_num_threads(args.threads or default_threads())
     return IngestRequest(
@@ -81,13 +80,38 @@ def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="training log dir")
     add_request_arguments(parser)
+    parser.add_argument(
+        "--executor",
+        choices=["local", "dask"],
+        default="local",
+        help="where work units run: this process, or a Dask cluster (beliefscope[cluster])",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        metavar="URL",
+        help="Dask scheduler, e.g. tcp://head:8786 (default: start a local cluster)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="workers of the local Dask cluster (default 2)"
+    )
+
+
+def executor_from(args: argparse.Namespace) -> Executor:
+    if args.executor == "local":
+        if args.address:
+            raise BadInputError("--address needs --executor dask")
+        return LocalExecutor()
+    from ingest.executors import DaskExecutor
+
+    return DaskExecutor(address=args.address, workers=args.workers, threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:
     request = request_from(args, args.run_dir)
     store = open_store(args.store)
     with Progress(f"ingest {request.name}") as progress:
-        report = Ingestor(store, request).run(progress)
+        report = Ingestor(store, request).run(progress, executor=executor_from(args))
     print(
         f"ingest {request.name}: {report.written} traces written, {report.skipped} already stored, "
         f"{len(report.errors)} errors (job {report.job_id})"

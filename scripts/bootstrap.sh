@@ -30,5 +30,5 @@ fi
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 extra=""
-[[ $dev == 1 ]] && extra="[dev]"
+[[ $dev == 1 ]] && extra="[dev,cluster]"
 .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".${extra}"
