@@ -48,6 +48,9 @@ class IngestRequest:
     batch_size: int = 16
     checkpoint_format: str | None = None
     options: ComputeOptions = field(default_factory=ComputeOptions)
+    snapshots: Path | None = None
+    """Where checkpoint versions are copied (default: `<BELIEFSCOPE_HOME>/snapshots`); the
+    server reads them back for its overlays, so it must lie inside the server's data roots."""
 
     @property
     def name(self) -> str:
@@ -97,7 +100,7 @@ class Ingestor:
         self.writer: StoreWriter = store.writer
         self.request = request
         self.variants: list[Variant] = [parse(p) for p in dict.fromkeys(request.probes)]
-        self.snapshots = get_settings().home / "snapshots"
+        self.snapshots = request.snapshots or get_settings().home / "snapshots"
         self.cache: SnapshotCache = {} if cache is None else cache
 
     def pending(self) -> int:

@@ -140,7 +140,12 @@ class Follower(threading.Thread):
     def cycle(self) -> int:
         written = 0
         for run_dir in sorted(p for p in self.config.runs.iterdir() if p.is_dir()):
-            request = IngestRequest(logdir=run_dir, replay=(self.config.world,), batch_size=8)
+            request = IngestRequest(
+                logdir=run_dir,
+                replay=(self.config.world,),
+                batch_size=8,
+                snapshots=self.config.home / "snapshots",
+            )
             ingestor = Ingestor(self.store, request, self.caches.setdefault(run_dir.name, {}))
             if not ingestor.pending():
                 continue
