@@ -58,6 +58,8 @@ STATE_COLOR: dict[str, str] = {
 """Flag band color per review state (the frame overlay's border uses the same meaning)."""
 
 A_COLOR, B_COLOR = "#1f6feb", "#bc4c00"
+LANE_RANGE = (-0.1, 2.1)
+"""y range of the compare figure's flag lanes: B's lane is 0..1, A's 1..2."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,8 @@ def _stack(heights: Sequence[float], titles: Sequence[str], gap: float) -> dict[
         top = bottom - gap
     axes["xaxis"] = {
         **_axis_style(),
-        "anchor": _ax(len(heights)),
+        "anchor": "free",  # at the bottom of the figure, not tied to the last row's layout
+        "position": 0,
         "domain": [0, 1],
         "title": {"text": "step", "font": {"size": 10, "color": MUTED}, "standoff": 2},
         "showspikes": True,
@@ -464,16 +467,18 @@ def compare_figure(
             }
         )
     lane = len(titles)
-    # an empty trace on the lane's axis: Plotly only lays out (and anchors x to) axes with data
+    # one transparent point keeps the lane's axis (and its A/B labels) in the figure; an empty
+    # trace would draw a path with NaN coordinates
     data.append(
         {
             "type": "scatter",
-            "x": [],
-            "y": [],
-            "xaxis": "x",
+            "mode": "markers",
+            "x": [0],
+            "y": [1.0],
             "yaxis": _ax(lane),
-            "showlegend": False,
+            "marker": {"opacity": 0},
             "hoverinfo": "skip",
+            "showlegend": False,
         }
     )
     only = (set(only_a), set(only_b))
@@ -485,11 +490,13 @@ def compare_figure(
                 {
                     "type": "rect",
                     "xref": "x",
-                    "yref": _ax(lane),
+                    # domain coordinates: an axis without traces has no data scale yet when
+                    # Plotly first draws shapes (data coordinates came out NaN)
+                    "yref": f"{_ax(lane)} domain",
                     "x0": band.t0 - 0.5,
                     "x1": band.t1 + 0.5,
-                    "y0": y + 0.15,
-                    "y1": y + 0.85,
+                    "y0": (y + 0.15 - LANE_RANGE[0]) / (LANE_RANGE[1] - LANE_RANGE[0]),
+                    "y1": (y + 0.85 - LANE_RANGE[0]) / (LANE_RANGE[1] - LANE_RANGE[0]),
                     "fillcolor": color if solo else "white",
                     "line": {"color": color, "width": 1.2},
                     "name": f"flag-{getattr(band, 'id', '')}",
@@ -497,7 +504,7 @@ def compare_figure(
             )
     axes = _stack(heights, titles, gap=0.02)
     axes[_axis_key(lane)].update(
-        range=[-0.1, 2.1],
+        range=list(LANE_RANGE),
         tickvals=[0.5, 1.5],
         ticktext=["B", "A"],
         showgrid=False,

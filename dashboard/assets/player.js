@@ -265,7 +265,6 @@
             });
           });
           const s = st(prefix);
-          if (s.t !== null) graphsOf(prefix).forEach((id) => moveCursor(graphDiv(id), s.t));
         })();
         return window.dash_clientside.no_update;
       },

@@ -130,6 +130,8 @@ def layout(
                     "b": trace_b.id,
                     "labels": [label_a, label_b],
                     "length": ep.length,
+                    "episode": ep.id,
+                    "checkpoints": [a_id, b_id],
                 },
             ),
             html.Div(
@@ -305,9 +307,12 @@ def _summary(a_id: int, b_id: int) -> dag.AgGrid:
     Input("cmp-a", "value"),
     Input("cmp-b", "value"),
     State("cmp-t", "data"),
+    State("cmp-traces", "data"),
     prevent_initial_call=True,
 )
-def switch(episode_id: int, a: int, b: int, t: int | None) -> str:
+def switch(episode_id: int, a: int, b: int, t: int | None, shown: dict) -> str:
+    if (episode_id, a, b) == (shown["episode"], shown["checkpoints"][0], shown["checkpoints"][1]):
+        raise PreventUpdate  # the dropdowns reporting the values they were rendered with
     if dash.ctx.triggered_id == "cmp-episode":
         return f"/compare?episode={episode_id}&a={a}&b={b}"
     return f"/compare?episode={episode_id}&a={a}&b={b}&t={t or 0}"

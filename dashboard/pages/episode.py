@@ -54,7 +54,8 @@ def layout(
     traces = data.traces_of_episode(episode.id)
     trace = data.pick_trace(traces, _int(checkpoint), probe)
     checkpoints = {c.id: c for c in data.checkpoints_of(run.id)}
-    header = _header(episode, run, traces, trace, checkpoints)
+    active = data.rule_for() if rule is None else _rule_named(rule)
+    header = _header(episode, run, traces, trace, checkpoints, active)
     if trace is None:
         return html.Div([header, ui.missing("No checkpoint has been run over this episode yet.")])
     flags = data.flags_of(trace.id)
@@ -64,7 +65,6 @@ def layout(
     if selected is not None:
         pad = max(20, (selected.t1 - selected.t0) * 2)
         x_range = (max(selected.t0 - pad, 0) - 0.5, min(selected.t1 + pad, trace.length - 1) + 0.5)
-    active = data.rule_for() if rule is None else _rule_named(rule)
     threshold = data.rule_threshold(active, trace) if active is not None else None
     line = (active.metric, threshold) if active is not None and threshold is not None else None
     t0, t1 = (None, None) if x_range is None else (int(x_range[0] + 0.5), int(x_range[1] - 0.5))
@@ -96,10 +96,12 @@ def layout(
                     "length": trace.length,
                     "line": line,
                     "episode": episode.id,
+                    "shown": [trace.checkpoint_id, trace.probe, active.name if active else None],
                 },
             ),
             dcc.Store(id="ep-sel", data=selected.id if selected else None),
             dcc.Store(id="ep-rev", data=0),
+            dcc.Store(id="ep-catrev", data=0),
             html.Div(
                 [
                     html.Div(
@@ -158,7 +160,7 @@ def _rule_named(name: str):  # type: ignore[no-untyped-def]
     return next((i.rule for i in review_store.list_rules(current().store, name=name)), None)
 
 
-def _header(episode, run, traces, trace, checkpoints) -> html.Div:  # type: ignore[no-untyped-def]
+def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:  # type: ignore[no-untyped-def]
     ckpt_ids = sorted(
         {t.checkpoint_id for t in traces},
         key=lambda i: (checkpoints[i].step or 0, i) if i in checkpoints else (0, i),
@@ -213,7 +215,7 @@ def _header(episode, run, traces, trace, checkpoints) -> html.Div:  # type: igno
                         dcc.Dropdown(
                             id="ep-rule",
                             options=[r.name for r in rules],
-                            value=(data.rule_for().name if data.rule_for() else None),
+                            value=active.name if active else None,
                             clearable=True,
                             className="bs-dd",
                             placeholder="no rule",
@@ -289,9 +291,10 @@ def zoom(window: dict | None, trace_data: dict | None) -> Patch:
 )
 def switch(checkpoint: int, probe: str, rule: str | None, trace_data: dict, t: int) -> str:
     """Another checkpoint, probe or threshold rule is another URL (so it can be shared)."""
+    if [checkpoint, probe, rule] == trace_data["shown"]:
+        raise PreventUpdate  # the dropdowns reporting the values they were rendered with
     query = f"checkpoint={checkpoint}&probe={probe}&t={t or 0}"
-    if rule:
-        query += f"&rule={rule}"
+    query += f"&rule={rule or 'none'}"  # "none": no threshold line (absent: the default)
     return f"/episodes/{trace_data['episode']}?{query}"
 
 
@@ -310,23 +313,60 @@ def select_flag(_clicks: list[int]) -> tuple[int, int]:
 
 
 @callback(
-    Output("ep-facts", "children"),
     Output("ep-category", "value"),
     Output("ep-note", "value"),
-    Output("ep-history", "children"),
     Output("ep-review", "style"),
     Input("ep-sel", "data"),
     Input("ep-rev", "data"),
 )
 def review_panel(flag_id: int | None, _version: int) -> tuple[Any, ...]:
-    store = current().store
-    flag = (
-        None
-        if flag_id is None
-        else data.get_or_none(review_store.get_flag, store=store, flag_id=flag_id)
-    )
-    history = review_store.flag_history(store, flag_id=flag.id) if flag else ()
-    return ui.review_fill(flag, history)
+    _, category, note, _, style = ui.review_fill(_flag(flag_id), ())
+    return category, note, style
+
+
+@callback(
+    Output("ep-facts", "children"),
+    Output("ep-history", "children"),
+    Input("ep-sel", "data"),
+    Input("ep-rev", "data"),
+    Input("ep-catrev", "data"),
+)
+def review_log(flag_id: int | None, _version: int, _catrev: int) -> tuple[Any, ...]:
+    """Facts and history apart from the controls: a category edit refreshes only these, so the
+    category dropdown is never both an input and an output of one callback chain."""
+    flag = _flag(flag_id)
+    history = review_store.flag_history(current().store, flag_id=flag.id) if flag else ()
+    facts, _, _, items, _ = ui.review_fill(flag, history)
+    return facts, items
+
+
+@callback(
+    Output("ep-catrev", "data"),
+    Output("bs-toast", "children", allow_duplicate=True),
+    Input("ep-category", "value"),
+    State("ep-sel", "data"),
+    State("ep-catrev", "data"),
+    prevent_initial_call=True,
+)
+def categorize(category: str | None, flag_id: int | None, rev: int) -> tuple[Any, ...]:
+    flag = _flag(flag_id)
+    if flag is None or flag.category == category:
+        raise PreventUpdate  # the panel showing a newly selected flag's category
+    changes = ui.review_changes("ep-category", category=category, note=None)
+    assert changes is not None
+    try:
+        review_store.review_flag(
+            current().store, flag_id=flag.id, who=session.require_writer(), **changes
+        )
+    except (session.NotAllowed, BeliefscopeError) as err:
+        return dash.no_update, session.toast(str(err), ok=False)
+    return rev + 1, session.toast(f"flag #{flag.id}: {ui.describe_changes(changes)}")
+
+
+def _flag(flag_id: int | None):  # type: ignore[no-untyped-def]
+    if flag_id is None:
+        return None
+    return data.get_or_none(review_store.get_flag, store=current().store, flag_id=flag_id)
 
 
 @callback(
@@ -337,7 +377,6 @@ def review_panel(flag_id: int | None, _version: int) -> tuple[Any, ...]:
     Input("ep-confirm", "n_clicks"),
     Input("ep-dismiss", "n_clicks"),
     Input("ep-reopen", "n_clicks"),
-    Input("ep-category", "value"),
     Input("ep-save-note", "n_clicks"),
     Input("ep-mflag", "n_clicks"),
     State("ep-note", "value"),
@@ -348,21 +387,17 @@ def review_panel(flag_id: int | None, _version: int) -> tuple[Any, ...]:
     State(GRAPH, "selectedData"),
     prevent_initial_call=True,
 )
-def write(_c, _d, _r, category, _n, _m, note, flag_id, version, trace_data, t, selection):  # type: ignore[no-untyped-def]
-    """Every review write of the page: state, category, note, and manual flags."""
+def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):  # type: ignore[no-untyped-def]
+    """The page's review writes: state, note, and manual flags from a box selection."""
     trigger = dash.ctx.triggered_id
-    if trigger is None or (trigger != "ep-category" and not dash.ctx.triggered[0]["value"]):
+    if trigger is None or not dash.ctx.triggered[0]["value"]:
         raise PreventUpdate
     store = current().store
     changes = None
     if trigger != "ep-mflag":
-        changes = ui.review_changes(trigger, category=category, note=note)
+        changes = ui.review_changes(trigger, category=None, note=note)
         if flag_id is None or changes is None:
             raise PreventUpdate
-        if trigger == "ep-category" and (
-            review_store.get_flag(store, flag_id=flag_id).category == category
-        ):
-            raise PreventUpdate  # the panel showing a newly selected flag's category
     try:
         who = session.require_writer()
         if changes is None:

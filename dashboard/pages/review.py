@@ -200,6 +200,7 @@ def layout(
             ),
             dcc.Store(id="rv-sel", data=int(flag) if flag and flag.isdigit() else None),
             dcc.Store(id="rv-rev", data=0),
+            dcc.Store(id="rv-catrev", data=0),
         ]
     )
 
@@ -256,8 +257,9 @@ def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, An
     Input("rv-category", "value"),
     Input("rv-severity", "value"),
     Input("rv-rev", "data"),
+    Input("rv-catrev", "data"),
 )
-def load(run_id, checkpoint_id, state, category, severity, _rev):  # type: ignore[no-untyped-def]
+def load(run_id, checkpoint_id, state, category, severity, _rev, _catrev):  # type: ignore[no-untyped-def]
     rows = _rows(run_id, checkpoint_id, state, category, severity)
     options = (
         [{"label": ui.ckpt_label(c, c.id), "value": c.id} for c in data.checkpoints_of(run_id)]
@@ -279,10 +281,8 @@ def select(cell: dict | None) -> int:
 
 
 @callback(
-    Output("rv-facts", "children"),
     Output("rv-category", "value"),
     Output("rv-note", "value"),
-    Output("rv-history", "children"),
     Output("rv-review", "style"),
     Output("rv-frame", "src"),
     Output("rv-open", "children"),
@@ -291,15 +291,10 @@ def select(cell: dict | None) -> int:
     Input("rv-rev", "data"),
 )
 def show(flag_id: int | None, _rev: int) -> tuple[Any, ...]:
-    store = current().store
-    flag = (
-        None
-        if flag_id is None
-        else data.get_or_none(review_store.get_flag, store=store, flag_id=flag_id)
-    )
+    flag = _flag(flag_id)
+    _, category, note, _, style = ui.review_fill(flag, ())
     if flag is None:
-        return (*ui.review_fill(None, ()), None, None, {})
-    history = review_store.flag_history(store, flag_id=flag.id)
+        return category, note, style, None, None, {}
     at = flag.peak_t if flag.peak_t is not None else flag.t0
     src = (
         current()
@@ -320,7 +315,29 @@ def show(flag_id: int | None, _rev: int) -> tuple[Any, ...]:
         ),
         **{"data-bs-key": "Enter"},
     )
-    return (*ui.review_fill(flag, history), src, link, {"display": "none"})
+    return category, note, style, src, link, {"display": "none"}
+
+
+@callback(
+    Output("rv-facts", "children"),
+    Output("rv-history", "children"),
+    Input("rv-sel", "data"),
+    Input("rv-rev", "data"),
+    Input("rv-catrev", "data"),
+)
+def log(flag_id: int | None, _rev: int, _catrev: int) -> tuple[Any, ...]:
+    """The flag's facts and history (apart from `show`: a category edit refreshes only these,
+    so the category dropdown is never both an input and an output of one chain)."""
+    flag = _flag(flag_id)
+    history = review_store.flag_history(current().store, flag_id=flag.id) if flag else ()
+    facts, _, _, items, _ = ui.review_fill(flag, history)
+    return facts, items
+
+
+def _flag(flag_id: int | None):  # type: ignore[no-untyped-def]
+    if flag_id is None:
+        return None
+    return data.get_or_none(review_store.get_flag, store=current().store, flag_id=flag_id)
 
 
 @callback(
@@ -329,7 +346,6 @@ def show(flag_id: int | None, _rev: int) -> tuple[Any, ...]:
     Input("rv-confirm", "n_clicks"),
     Input("rv-dismiss", "n_clicks"),
     Input("rv-reopen", "n_clicks"),
-    Input("rv-category", "value"),
     Input("rv-save-note", "n_clicks"),
     Input("rv-bulk-confirm", "n_clicks"),
     Input("rv-bulk-dismiss", "n_clicks"),
@@ -340,32 +356,45 @@ def show(flag_id: int | None, _rev: int) -> tuple[Any, ...]:
     State("rv-rev", "data"),
     prevent_initial_call=True,
 )
-def write(_c, _d, _r, category, _n, _bc, _bd, bulk_category, note, flag_id, checked, rev):  # type: ignore[no-untyped-def]
+def write(_c, _d, _r, _n, _bc, _bd, bulk_category, note, flag_id, checked, rev):  # type: ignore[no-untyped-def]
     """Review writes: the selected flag (one click or key) or every checked row (bulk)."""
     trigger = dash.ctx.triggered_id
     if trigger is None:
         raise PreventUpdate
-    store = current().store
     if trigger.startswith("rv-bulk"):
         ids = [int(r["id"]) for r in checked or []]
         changes = ui.review_changes(trigger.replace("bulk-", ""), category=bulk_category, note=None)
         if not ids or changes is None or (trigger == "rv-bulk-category" and not bulk_category):
             raise PreventUpdate
     else:
-        if not dash.ctx.triggered[0]["value"] and trigger != "rv-category":
+        changes = ui.review_changes(trigger, category=None, note=note)
+        if flag_id is None or changes is None or not dash.ctx.triggered[0]["value"]:
             raise PreventUpdate
-        changes = ui.review_changes(trigger, category=category, note=note)
-        if flag_id is None or changes is None:
-            raise PreventUpdate
-        if trigger == "rv-category" and (
-            review_store.get_flag(store, flag_id=flag_id).category == category
-        ):
-            raise PreventUpdate  # the panel showing a newly selected flag's category
         ids = [flag_id]
+    return _review(ids, changes, rev)
+
+
+@callback(
+    Output("rv-catrev", "data"),
+    Output("bs-toast", "children", allow_duplicate=True),
+    Input("rv-category", "value"),
+    State("rv-sel", "data"),
+    State("rv-catrev", "data"),
+    prevent_initial_call=True,
+)
+def categorize(category: str | None, flag_id: int | None, rev: int) -> tuple[Any, ...]:
+    flag = _flag(flag_id)
+    if flag is None or flag.category == category:
+        raise PreventUpdate  # the panel showing a newly selected flag's category
+    return _review([flag.id], ui.review_changes("rv-category", category=category, note=None), rev)
+
+
+def _review(ids: list[int], changes: dict | None, rev: int) -> tuple[Any, ...]:
+    assert changes is not None
     try:
         who = session.require_writer()
         for i in ids:
-            review_store.review_flag(store, flag_id=i, who=who, **changes)
+            review_store.review_flag(current().store, flag_id=i, who=who, **changes)
     except (session.NotAllowed, BeliefscopeError) as err:
         return dash.no_update, session.toast(str(err), ok=False)
     what = f"{len(ids)} flags" if len(ids) > 1 else f"flag #{ids[0]}"
