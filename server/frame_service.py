@@ -107,19 +107,29 @@ class FrameService:
         self._decodes: LRU[tuple[int, int], Decodes] = LRU(decode_cache)
         self._truth: LRU[int, dict[str, np.ndarray]] = LRU(16)
         self._refs: LRU[tuple[str, str], dict[str, EpisodeRef]] = LRU(64)
+        self._run_roots: list[Path] | None = None
         self._compute = threading.Lock()  # one model run at a time: they saturate the cores
 
     # -- where files may be read from -----------------------------------------------------
 
-    def roots(self) -> list[Path]:
+    def roots(self, *, fresh: bool = False) -> list[Path]:
         """Registered data roots: the configured ones, the ingested runs' log dirs, and the
-        server's home (checkpoint snapshots live there)."""
-        runs = self._store.queries.list_runs(limit=MAX_LIMIT).items
-        return [*self._settings.data_roots, *(Path(r.logdir) for r in runs), self._settings.home]
+        server's home (checkpoint snapshots live there). The runs' part is kept between calls
+        and re-read on demand (`contained_path` does when a path is outside the known roots)."""
+        if fresh or self._run_roots is None:
+            runs = self._store.queries.list_runs(limit=MAX_LIMIT).items
+            self._run_roots = [Path(r.logdir) for r in runs]
+        return [*self._settings.data_roots, *self._run_roots, self._settings.home]
+
+    def contained_path(self, raw: str | Path) -> Path:
+        try:
+            return contained(raw, self.roots())
+        except NotFoundError:  # maybe a run ingested since the roots were read
+            return contained(raw, self.roots(fresh=True))
 
     def episode_ref(self, episode: EpisodeInfo) -> EpisodeRef:
         """The replay reference of a stored episode, after the containment check."""
-        path = contained(episode.source_path, self.roots())
+        path = self.contained_path(episode.source_path)
         listing = self._refs.get((episode.format, str(path.parent)))
         if listing is None or episode.key not in listing:
             refs = get_format(episode.format).list(path.parent)
@@ -171,7 +181,7 @@ class FrameService:
 
     def model(self, ckpt: CheckpointInfo) -> WorldModel:
         def load() -> WorldModel:
-            path = contained(ckpt.source_path, self.roots())
+            path = self.contained_path(ckpt.source_path)
             return ckpt_formats.load(
                 CheckpointRef(ckpt.format, path, ckpt.step), config=dict(ckpt.config)
             )
@@ -198,17 +208,14 @@ class FrameService:
             return StepInfo(step=t)
         label = f"ckpt {ckpt.id}" + (f" @{ckpt.step}" if ckpt.step is not None else "")
         queries = self._store.queries
-        found = queries.list_traces(
-            checkpoint_id=ckpt.id, episode_id=episode.id, probe="filter", posterior="mode", limit=1
-        ).items
-        kl = corr = state = None
-        if found:
-            series = queries.read_trace(
-                trace_id=found[0].id, metrics=["kl", "correction"], t0=t, t1=t
-            ).series
-            kl = _value_at(series.get("kl"))
-            corr = _value_at(series.get("correction"))
-            state = self.flag_state(found[0].id, t)
+        try:
+            trace = queries.find_trace(checkpoint_id=ckpt.id, episode_id=episode.id)
+        except NotFoundError:  # decodable, but not ingested for this episode yet
+            return StepInfo(step=t, label=label)
+        series = queries.read_trace(trace_id=trace.id, metrics=["kl", "correction"], t0=t, t1=t)
+        kl = _value_at(series.series.get("kl"))
+        corr = _value_at(series.series.get("correction"))
+        state = self.flag_state(trace.id, t)
         return StepInfo(step=t, kl=kl, correction=corr, flag_state=state, label=label)
 
     def flag_state(self, trace_id: int, t: int) -> str | None:
@@ -299,7 +306,7 @@ class FrameService:
 
         def render() -> Rendered:
             ref = self.episode_ref(episode)
-            scene = contained(ref.path.parent / SCENE_FILE, self.roots())
+            scene = self.contained_path(ref.path.parent / SCENE_FILE)
             truth = self._truth.get_or_make(
                 episode_id, lambda: get_format(ref.format).load(ref).truth
             )
