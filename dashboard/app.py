@@ -35,7 +35,7 @@ def create_dash(store: Store, settings: Settings, *, api_prefix: str = "/api/v1"
         pages_folder=str(HERE / "pages"),
         assets_folder=str(HERE / "assets"),
         title="Beliefscope",
-        update_title=None,
+        update_title="",
         suppress_callback_exceptions=True,
         compress=False,
         use_async=False,  # sync setup hooks, run below
@@ -113,7 +113,7 @@ def _register_shell_callbacks(app: Dash) -> None:
         State("bs-token", "value"),
         prevent_initial_call="initial_duplicate",
     )
-    def auth_bar(_path, _signin, _signout, _submit, token):  # type: ignore[no-untyped-def]
+    def auth_bar(_path, _signin, _signout, _submit, token):
         trigger = dash.ctx.triggered_id
         message: str | html.Span = ""
         name = session.reviewer_name()
@@ -125,7 +125,8 @@ def _register_shell_callbacks(app: Dash) -> None:
         elif trigger == "bs-signout":
             session.sign_out()
             name, message = None, session.toast("signed out")
-        hidden, shown = {"display": "none"}, {}
+        hidden: dict[str, str] = {"display": "none"}
+        shown: dict[str, str] = {}
         if name:
             return f"● {name}", hidden, hidden, shown, message
         return "read-only", shown, shown, hidden, message

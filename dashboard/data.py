@@ -127,7 +127,7 @@ def only_in_one(a: Iterable[FlagInfo], b: Iterable[FlagInfo]) -> tuple[set[int],
     return only_a, only_b
 
 
-def get_or_none(fn, **kwargs):  # type: ignore[no-untyped-def]
+def get_or_none(fn, **kwargs):
     """`fn(**kwargs)`, or None for a missing id (a stale deep link shows a message)."""
     try:
         return fn(**kwargs)

@@ -16,12 +16,17 @@ from beliefscope.store.review_tables import FLAG_CATEGORIES
 from beliefscope.store.values import CheckpointInfo
 from dashboard.figures import STATE_COLOR
 
-GRAPH_CONFIG: dict[str, Any] = {
+GRAPH_CONFIG: Any = {
     "displaylogo": False,
     "responsive": True,
     "modeBarButtonsToRemove": ["lasso2d", "autoScale2d", "toImage"],
     "doubleClick": "reset",
 }
+
+
+def data_attrs(**values: str) -> dict[str, Any]:
+    """`data-*` attributes for a Dash html component (`bs_key="c"` -> `data-bs-key="c"`)."""
+    return {"data-" + k.replace("_", "-"): v for k, v in values.items()}
 
 
 def field(label: str, control: Any) -> html.Label:
@@ -71,19 +76,19 @@ def review_controls(prefix: str) -> html.Div:
                 ["Confirm", html.Kbd("c")],
                 id=f"{prefix}-confirm",
                 className="bs-btn bs-btn-confirm",
-                **{"data-bs-key": "c"},
+                **data_attrs(bs_key="c"),
             ),
             html.Button(
                 ["Dismiss", html.Kbd("d")],
                 id=f"{prefix}-dismiss",
                 className="bs-btn bs-btn-dismiss",
-                **{"data-bs-key": "d"},
+                **data_attrs(bs_key="d"),
             ),
             html.Button(
                 ["Reopen", html.Kbd("o")],
                 id=f"{prefix}-reopen",
                 className="bs-btn",
-                **{"data-bs-key": "o"},
+                **data_attrs(bs_key="o"),
             ),
             dcc.Dropdown(
                 id=f"{prefix}-category",

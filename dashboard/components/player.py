@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 from dash import ClientsideFunction, Input, Output, clientside_callback, dcc, html
 
+from dashboard.ui import data_attrs
+
 
 def frame_player(
     prefix: str,
@@ -37,7 +39,7 @@ def frame_player(
                     className="bs-frame",
                     src=template.replace("{t}", str(t)),
                     alt=f"{caption} frame",
-                    **{"data-src": template},
+                    **data_attrs(src=template),
                 ),
                 html.Figcaption(caption) if caption else None,
             ],
@@ -46,7 +48,7 @@ def frame_player(
         for caption, template in sources
     ]
     button = lambda act, label, title: html.Button(  # noqa: E731
-        label, className="bs-pbtn", title=title, **{"data-bs-act": act}
+        label, className="bs-pbtn", title=title, **data_attrs(bs_act=act)
     )
     controls = html.Div(
         [
@@ -88,12 +90,7 @@ def frame_player(
         id=f"{prefix}-player",
         className="bs-player",
         tabIndex="0",
-        **{
-            "data-prefix": prefix,
-            "data-length": str(length),
-            "data-graphs": ",".join(graphs),
-            "data-t": str(t),
-        },
+        **data_attrs(prefix=prefix, length=str(length), graphs=",".join(graphs), t=str(t)),
     )
 
 

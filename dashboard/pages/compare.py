@@ -179,7 +179,7 @@ def layout(
     )
 
 
-def _default_episode():  # type: ignore[no-untyped-def]
+def _default_episode():
     q = current().queries
     for run in q.list_runs(limit=1000).items:
         episodes = q.list_episodes(run_id=run.id, limit=1).items
@@ -197,7 +197,7 @@ def _figure(
     flags_b,
     only_a,
     only_b,
-    step,  # type: ignore[no-untyped-def]
+    step,
     t0=None,
     t1=None,
     x_range=None,
@@ -219,7 +219,7 @@ def _figure(
     )
 
 
-def _flag_diff(flags_a, flags_b, only_a, only_b) -> html.Table | html.Div:  # type: ignore[no-untyped-def]
+def _flag_diff(flags_a, flags_b, only_a, only_b) -> html.Table | html.Div:
     rows = [("A", f, f.id in only_a) for f in flags_a] + [("B", f, f.id in only_b) for f in flags_b]
     if not rows:
         return html.Div("Neither checkpoint has flags on this episode.", className="bs-empty")
@@ -331,7 +331,8 @@ def zoom(window: dict | None, traces: dict | None) -> Patch:
     ta, tb = q.get_trace(trace_id=traces["a"]), q.get_trace(trace_id=traces["b"])
     t0 = None if window.get("x0") is None else max(int(window["x0"]), 0)
     t1 = None if window.get("x1") is None else int(window["x1"]) + 1
-    fresh = _figure(ta, tb, *traces["labels"], (), (), (), (), None, t0=t0, t1=t1)
+    label_a, label_b = traces["labels"]
+    fresh = _figure(ta, tb, label_a, label_b, (), (), (), (), None, t0=t0, t1=t1)
     patch = Patch()
     patch["data"] = fresh["data"]
     return patch

@@ -156,11 +156,11 @@ def layout(
     )
 
 
-def _rule_named(name: str):  # type: ignore[no-untyped-def]
+def _rule_named(name: str):
     return next((i.rule for i in review_store.list_rules(current().store, name=name)), None)
 
 
-def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:  # type: ignore[no-untyped-def]
+def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
     ckpt_ids = sorted(
         {t.checkpoint_id for t in traces},
         key=lambda i: (checkpoints[i].step or 0, i) if i in checkpoints else (0, i),
@@ -235,7 +235,7 @@ def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:  # ty
     )
 
 
-def _flag_table(flags, selected) -> html.Table | html.Div:  # type: ignore[no-untyped-def]
+def _flag_table(flags, selected) -> html.Table | html.Div:
     if not flags:
         return html.Div("No flags on this trace.", className="bs-empty")
     head = html.Tr([html.Th(h) for h in ("#", "steps", "peak", "rule", "sev", "state")])
@@ -274,7 +274,7 @@ def zoom(window: dict | None, trace_data: dict | None) -> Patch:
     t1 = None if window.get("x1") is None else int(window["x1"]) + 1
     series, groups = data.trace_series(trace, t0=t0, t1=t1)
     line = tuple(trace_data["line"]) if trace_data.get("line") else None
-    fresh = episode_figure(series, length=trace.length, kl_groups=groups, threshold=line)  # type: ignore[arg-type]
+    fresh = episode_figure(series, length=trace.length, kl_groups=groups, threshold=line)
     patch = Patch()
     patch["data"] = fresh["data"]
     return patch
@@ -363,7 +363,7 @@ def categorize(category: str | None, flag_id: int | None, rev: int) -> tuple[Any
     return rev + 1, session.toast(f"flag #{flag.id}: {ui.describe_changes(changes)}")
 
 
-def _flag(flag_id: int | None):  # type: ignore[no-untyped-def]
+def _flag(flag_id: int | None):
     if flag_id is None:
         return None
     return data.get_or_none(review_store.get_flag, store=current().store, flag_id=flag_id)
@@ -387,7 +387,7 @@ def _flag(flag_id: int | None):  # type: ignore[no-untyped-def]
     State(GRAPH, "selectedData"),
     prevent_initial_call=True,
 )
-def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):  # type: ignore[no-untyped-def]
+def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
     """The page's review writes: state, note, and manual flags from a box selection."""
     trigger = dash.ctx.triggered_id
     if trigger is None or not dash.ctx.triggered[0]["value"]:
@@ -432,7 +432,7 @@ def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
         threshold=line,
         cursor=t,
         selected_flag=flag_id,
-    )  # type: ignore[arg-type]
+    )
     patch = Patch()
     patch["layout"]["shapes"] = fresh["layout"]["shapes"]
     if trigger == "ep-mflag":

@@ -205,7 +205,7 @@ def layout(
     )
 
 
-def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, Any]]:
     q = current().queries
     page = review_store.list_flags(
         current().store,
@@ -259,7 +259,7 @@ def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, An
     Input("rv-rev", "data"),
     Input("rv-catrev", "data"),
 )
-def load(run_id, checkpoint_id, state, category, severity, _rev, _catrev):  # type: ignore[no-untyped-def]
+def load(run_id, checkpoint_id, state, category, severity, _rev, _catrev):
     rows = _rows(run_id, checkpoint_id, state, category, severity)
     options = (
         [{"label": ui.ckpt_label(c, c.id), "value": c.id} for c in data.checkpoints_of(run_id)]
@@ -313,7 +313,7 @@ def show(flag_id: int | None, _rev: int) -> tuple[Any, ...]:
             className="bs-btn",
             style={"lineHeight": "24px", "display": "inline-block"},
         ),
-        **{"data-bs-key": "Enter"},
+        **ui.data_attrs(bs_key="Enter"),
     )
     return category, note, style, src, link, {"display": "none"}
 
@@ -334,7 +334,7 @@ def log(flag_id: int | None, _rev: int, _catrev: int) -> tuple[Any, ...]:
     return facts, items
 
 
-def _flag(flag_id: int | None):  # type: ignore[no-untyped-def]
+def _flag(flag_id: int | None):
     if flag_id is None:
         return None
     return data.get_or_none(review_store.get_flag, store=current().store, flag_id=flag_id)
@@ -356,7 +356,7 @@ def _flag(flag_id: int | None):  # type: ignore[no-untyped-def]
     State("rv-rev", "data"),
     prevent_initial_call=True,
 )
-def write(_c, _d, _r, _n, _bc, _bd, bulk_category, note, flag_id, checked, rev):  # type: ignore[no-untyped-def]
+def write(_c, _d, _r, _n, _bc, _bd, bulk_category, note, flag_id, checked, rev):
     """Review writes: the selected flag (one click or key) or every checked row (bulk)."""
     trigger = dash.ctx.triggered_id
     if trigger is None:

@@ -103,7 +103,7 @@ def _run_detail(run_id: int) -> html.Div:
     steps = [c.step if c.step is not None else i for i, c in enumerate(checkpoints)]
     by_id = {c.id: s for c, s in zip(checkpoints, steps, strict=True)}
 
-    def col(fn) -> list[float | None]:  # type: ignore[no-untyped-def]
+    def col(fn) -> list[float | None]:
         return [fn(c) for c in checkpoints]
 
     rows: dict[str, dict[str, list[float | None]]] = {
@@ -161,7 +161,7 @@ def _run_detail(run_id: int) -> html.Div:
     )
 
 
-def _episodes(run_id: int, latest) -> list[Any]:  # type: ignore[no-untyped-def]
+def _episodes(run_id: int, latest) -> list[Any]:
     q = current().queries
     episodes = q.list_episodes(run_id=run_id, limit=MAX_LIMIT).items
     priority = (
@@ -180,7 +180,7 @@ def _episodes(run_id: int, latest) -> list[Any]:  # type: ignore[no-untyped-def]
         }
         for e in episodes
     ]
-    rows.sort(key=lambda r: -r["priority"])
+    rows.sort(key=lambda r: -float(r["priority"] or 0))
     label = ui.ckpt_label(latest, latest.id) if latest else "—"
     return [
         html.Div(
