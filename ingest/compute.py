@@ -20,6 +20,9 @@ from beliefscope.rssm.core import PosteriorMode, Trajectory, WorldModel, imagine
 from beliefscope.rssm.dist import Categorical, correction
 from beliefscope.trace import TraceData
 
+HEADS = frozenset({"decode", "reward", "cont"})
+"""A model's heads unless it names fewer in a `heads` attribute (see `WorldModel`)."""
+
 
 @dataclass(frozen=True)
 class ComputeOptions:
@@ -155,16 +158,22 @@ def compute_traces(
             "correction": correction(post, prior),
             "prior_entropy": prior.entropy(),
             "post_entropy": post.entropy(),
-            "recon_error": _decode_error(model, feat_post, batch.image, options.chunk),
-            "pred_error": _decode_error(model, feat_prior, batch.image, options.chunk),
-            "reward_pred": model.reward(feat_post),
             "reward": batch.reward,
-            "cont_pred": model.cont(feat_post),
             "cont": batch.cont,
             "deter_norm": torch.linalg.vector_norm(traj.deter, dim=-1),
             "deter_delta": deter_delta,
-            "openloop_error": openloop_error(model, traj, batch, options.openloop, options.chunk),
         }
+        heads = getattr(model, "heads", HEADS)  # metrics of a missing head stay absent
+        if "decode" in heads:
+            metrics["recon_error"] = _decode_error(model, feat_post, batch.image, options.chunk)
+            metrics["pred_error"] = _decode_error(model, feat_prior, batch.image, options.chunk)
+            metrics["openloop_error"] = openloop_error(
+                model, traj, batch, options.openloop, options.chunk
+            )
+        if "reward" in heads:
+            metrics["reward_pred"] = model.reward(feat_post)
+        if "cont" in heads:
+            metrics["cont_pred"] = model.cont(feat_post)
         kl_groups = post.kl_groups(prior)
         probs = None
         if isinstance(post, Categorical) and isinstance(prior, Categorical):

@@ -26,6 +26,7 @@ in the pickle (a consolidated or lazily stacked TensorDict, a tensorclass) is re
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,10 +141,14 @@ def _saved_td(path: Path) -> dict:
         with torch.serialization.safe_globals(globals_):
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # torch raises many kinds for corrupt or unsafe files
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        if "Unsupported global" in str(error):
-            first = first[first.find("Unsupported global") :]
-        message = f"cannot read this torch.save'd TensorDict safely ({first}); only plain "
+        text = str(error)
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        reason = (
+            f"it needs {unsafe.group(1)}, which is not read"
+            if unsafe
+            else (text.strip().splitlines() or [type(error).__name__])[0]
+        )
+        message = f"cannot read this torch.save'd TensorDict safely ({reason}); only plain "
         raise BadInputError(
             f"{message}TensorDicts are read, or save with td.memmap(dir)", path=path
         ) from None

@@ -60,7 +60,12 @@ class RSSMCell(Protocol):
 
 
 class WorldModel(Protocol):
-    """A loaded checkpoint: the cell plus the encoder and the heads on `feat`."""
+    """A loaded checkpoint: the cell plus the encoder and the heads on `feat`.
+
+    A model whose checkpoint lacks some heads may define `heads`, the subset of
+    {"decode", "reward", "cont"} it has; ingest then leaves the missing heads' metrics absent
+    (the methods of a missing head raise `BadInputError`).
+    """
 
     spec: ModelSpec
     cell: RSSMCell

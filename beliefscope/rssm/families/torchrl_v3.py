@@ -335,34 +335,27 @@ class TorchRLCell:
 
 def _latent_split(units: int, prior: _Args, post: _Args, path: Path) -> tuple[int, int]:
     """(num_categoricals, num_classes): from the JSON, else a square split (recorded)."""
-    given = [
-        (name, value)
-        for args in (prior, post)
+    given = {
+        name: next((a.args[name] for a in (prior, post) if isinstance(a.args.get(name), int)), 0)
         for name in ("num_categoricals", "num_classes")
-        if isinstance(value := args.args.get(name), int) and value > 0
-    ]
-    if given:
-        name, value = given[0]
-        other = units // value
-        groups, classes = (value, other) if name == "num_categoricals" else (other, value)
-    else:
-        side = math.isqrt(units)
-        if side * side != units:
-            raise BadInputError(
-                f"cannot tell how {units} latent units split into num_categoricals x "
-                f"num_classes; give them in {CONFIG_NAME}'s prior.args",
-                path=path,
-            )
-        prior.assumed.append(f"num_categoricals=num_classes={side} (square split of {units})")
-        groups = classes = side
+    }
+    groups, classes = given["num_categoricals"], given["num_classes"]
+    if groups > 0 and classes <= 0 and units % groups == 0:
+        classes = units // groups
+    elif classes > 0 and groups <= 0 and units % classes == 0:
+        groups = units // classes
+    elif groups <= 0 and classes <= 0 and math.isqrt(units) ** 2 == units:
+        groups = classes = math.isqrt(units)
+        prior.assumed.append(f"num_categoricals=num_classes={groups} (square split of {units})")
+    if groups <= 0 or classes <= 0 or groups * classes != units:
+        raise BadInputError(
+            f"{CONFIG_NAME} gives {groups or '?'}x{classes or '?'} (num_categoricals x "
+            f"num_classes) latents but the state dict has {units} latent units",
+            path=path,
+        )
     for args in (prior, post):
-        args.inferred("num_categoricals", groups, "the JSON's other part")
-        args.inferred("num_classes", classes, "the JSON's other part")
-        if groups * classes != units:
-            raise BadInputError(
-                f"{CONFIG_NAME} says {groups}x{classes} latents but the state dict has {units}",
-                path=path,
-            )
+        args.inferred("num_categoricals", groups, f"the other part or {units} latent units")
+        args.inferred("num_classes", classes, f"the other part or {units} latent units")
     return groups, classes
 
 
