@@ -196,16 +196,15 @@ def latency(base: str, url: str, info: dict, n: int) -> dict[str, object]:
     return result
 
 
-def writer_loop(url: str, stop_at: float) -> int:
+def writer_loop(url: str, stop_at: float, episode: int) -> int:
     """Write synthetic traces through the ingest's bulk writer until `stop_at`."""
     store = open_store(url)
     rng = np.random.default_rng(1)
-    run = store.queries.list_runs().items[0]
-    episode = store.queries.list_episodes(run_id=run.id).items[0].id
+    run = store.queries.get_episode(episode_id=episode).run_id
     n = 0
     while time.time() < stop_at:
         ckpt = store.writer.ensure_checkpoint(
-            run.id, content_hash=f"load-{os.getpid()}-{n}", format="native", source_path="/dev/null"
+            run, content_hash=f"load-{os.getpid()}-{n}", format="native", source_path="/dev/null"
         )
         store.writer.write_trace(ckpt, episode, "filter", "mode", synthetic(rng))
         n += 1
@@ -218,7 +217,9 @@ def load(base: str, url: str, info: dict, root: Path, clients: int, duration: fl
     traces = info["traces"]
     episodes = info["episodes"]
     stop_at = time.time() + duration
-    writer = subprocess.Popen([sys.executable, __file__, "--writer", url, str(stop_at)])
+    writer = subprocess.Popen(
+        [sys.executable, __file__, "--writer", url, str(stop_at), str(episodes[0])]
+    )
     with httpx.Client(base_url=base, timeout=60, headers=headers) as c:  # a real ingest job too
         job = ok(c.post("/api/v1/jobs", json={"root": str(root / "run"), "run": "bench-reingest"}))
     latencies: list[float] = []
@@ -289,10 +290,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--writer", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--writer", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
-        writer_loop(args.writer[0], float(args.writer[1]))
+        writer_loop(args.writer[0], float(args.writer[1]), int(args.writer[2]))
         return 0
     if args.quick:
         args.rows, args.clients, args.seconds, args.samples = 100_000, 8, 5, 50

@@ -1,9 +1,9 @@
 """Ingest jobs started from the API: a registered data root, ingested in a worker process.
 
 The job row is created before the request returns, so the client can poll it at once; the
-ingest service then records progress, per-unit errors and the final state on that row. The
-ingest runs in a separate process (model math holds the GIL for long stretches and would stall
-request threads), one job at a time: ingest saturates the cores, two at once would be slower.
+ingest service then records progress, per-unit errors and the final state on that row. Each
+job runs in a spawned process (model math holds the GIL for long stretches and would stall
+request threads), one at a time: ingest saturates the cores, two at once would be slower.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
+import queue
+import threading
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,8 +32,10 @@ class IngestJobs:
     def __init__(self, store: Store, settings: Settings) -> None:
         self._store = store
         self._settings = settings
-        self._pool: ProcessPoolExecutor | None = None
-        self.futures: dict[int, Future[object]] = {}
+        self._queue: queue.Queue[tuple[Settings, IngestRequest, int] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._current: tuple[int, BaseProcess] | None = None
+        self._lock = threading.Lock()
 
     def resolve_root(self, root: str) -> Path:
         """The real directory of `root` when it is (inside) a configured data root."""
@@ -55,21 +59,47 @@ class IngestJobs:
             run_id=run_id,
             args={"logdir": str(logdir), "probes": list(request.probes), "started_by": who},
         )
-
-        if self._pool is None:
-            spawn = multiprocessing.get_context("spawn")  # no forked copies of server threads
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=spawn)
         url = self._store.engine.url.render_as_string(hide_password=False)
-        settings = self._settings.model_copy(update={"store": url})
-        self.futures[job_id] = self._pool.submit(_ingest, settings, request, job_id)
+        self._queue.put((self._settings.model_copy(update={"store": url}), request, job_id))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="ingest-jobs", daemon=True)
+                self._thread.start()
         return job_id
 
+    def _serve(self) -> None:
+        spawn = multiprocessing.get_context("spawn")  # no forked copies of server threads
+        while (item := self._queue.get()) is not None:
+            proc = spawn.Process(target=_ingest, args=item, name=f"ingest-job-{item[2]}")
+            with self._lock:
+                self._current = (item[2], proc)
+            proc.start()
+            proc.join()
+            with self._lock:
+                self._current = None
+
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the running job's process; it and any queued job are marked failed."""
+        stopped = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                stopped.append(item[2])
+        self._queue.put(None)
+        with self._lock:
+            current = self._current
+        if current is not None:
+            current[1].terminate()
+            current[1].join(timeout=10)
+            stopped.append(current[0])
+        for job_id in stopped:
+            self._store.writer.finish_job(job_id, failed=True, message="the server stopped")
 
 
-def _ingest(settings: Settings, request: IngestRequest, job_id: int) -> str:
+def _ingest(settings: Settings, request: IngestRequest, job_id: int) -> None:
     """In the worker process: run one ingest job on its own store connection."""
     import torch
 
@@ -82,10 +112,8 @@ def _ingest(settings: Settings, request: IngestRequest, job_id: int) -> str:
     torch.set_num_threads(settings.torch_threads or default_threads())
     store = open_store(settings.store)
     try:
-        report = Ingestor(store, request).run(job_id=job_id)
-        return f"{report.written} written, {len(report.errors)} errors"
+        Ingestor(store, request).run(job_id=job_id)
     except Exception as err:  # the service recorded it on the job already
         log.error("ingest job %d failed: %s", job_id, err)
-        return f"failed: {err}"
     finally:
         store.close()
