@@ -109,7 +109,7 @@ class Ingestor:
         run_id = self._ensure_run()
         keys = {ref.key for ref in self._episodes(None)}
         count = 0
-        for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format):
+        for ref in self._checkpoints(None):
             snap = self._snapshot(ref)
             if isinstance(snap, str):
                 continue
@@ -129,9 +129,7 @@ class Ingestor:
         """The run's id; a new run records the checkpoint format(s) found in its log dir and
         their model family (each checkpoint format is named for the family it rebuilds)."""
         req = self.request
-        found = sorted(
-            {ref.format for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format)}
-        )
+        found = sorted({ref.format for ref in self._checkpoints(None)})
         source = "+".join(found) or None
         return self.writer.ensure_run(
             req.name, logdir=str(req.logdir.resolve()), format=source, family=source
@@ -200,7 +198,7 @@ class Ingestor:
         """Register every checkpoint version, skip stored units, batch the rest by length."""
         req = self.request
         episodes = self._episodes(report)
-        checkpoints = ckpt_formats.discover(req.logdir, req.checkpoint_format)
+        checkpoints = self._checkpoints(report)
         if not checkpoints:
             self._error(report, unit="checkpoints", file=req.logdir, reason="no checkpoints found")
         total = len(checkpoints) * len(episodes) * len(self.variants)
@@ -231,6 +229,22 @@ class Ingestor:
                 ]
         return units
 
+    def _checkpoints(self, report: IngestReport | None) -> list[ckpt_formats.CheckpointRef]:
+        """The log dir's checkpoints, less those `sources.check_readable` refuses."""
+        req = self.request
+        refs = []
+        for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format):
+            try:
+                sources.check_readable(ref.path, req.logdir)
+            except BadInputError as err:
+                if report:
+                    self._error(
+                        report, unit="checkpoint", file=Path(err.path or ref.path), reason=str(err)
+                    )
+                continue
+            refs.append(ref)
+        return refs
+
     def _episodes(self, report: IngestReport | None) -> list[EpisodeRef]:
         req = self.request
         refs: list[EpisodeRef] = []
@@ -243,9 +257,21 @@ class Ingestor:
                     )
 
             try:
-                refs.extend(fmt.list(directory, on_error=skip))
+                listed = fmt.list(directory, on_error=skip)
             except BadInputError as err:
                 skip(err)
+                continue
+            for ref in listed:
+                try:
+                    sources.check_readable(ref.path, directory)
+                    if ref.length < 2:  # no transition: nothing for the filter to predict
+                        raise BadInputError(
+                            "episode has one step; a trace needs at least two", path=ref.path
+                        )
+                except BadInputError as err:
+                    skip(err)
+                    continue
+                refs.append(ref)
         if not refs and report:
             self._error(report, unit="replay", file=req.logdir, reason="no episodes found")
         return refs

@@ -67,6 +67,19 @@ def snapshot(ref: CheckpointRef, snapshots: Path) -> Snapshot:
     return Snapshot(replace(ref, path=final / ref.path.relative_to(root)), ref, digest)
 
 
+def check_readable(path: Path, root: Path) -> None:
+    """Refuse a file ingest must not read: a name that is not UTF-8 (the store keeps names as
+    text) or a symlink whose real location is outside `root`, the directory it was found in."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise BadInputError("file name is not valid UTF-8", path=shown) from None
+    real, inside = path.resolve(), root.resolve()
+    if real != inside and not real.is_relative_to(inside):
+        raise BadInputError(f"links to {real}, outside the data root {inside}", path=path)
+
+
 def replay_dirs(
     logdir: Path, explicit: list[Path] | None = None
 ) -> list[tuple[Path, ReplayFormat]]:
