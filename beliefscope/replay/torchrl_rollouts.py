@@ -28,8 +28,10 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,14 +42,17 @@ from beliefscope.replay.base import Episode, EpisodeRef, OnError, raise_error, r
 NAME = "torchrl-rollouts"
 META = "meta.json"
 TD_TYPE = "<class 'tensordict._td.TensorDict'>"
-PIXELS, ACTION, IS_INIT = ("next", "pixels"), ("action",), ("is_init",)
-REWARD, TERMINATED, DONE = ("next", "reward"), ("next", "terminated"), ("next", "done")
+Key = tuple[str, ...]
+PIXELS: Key = ("next", "pixels")
+ACTION: Key = ("action",)
+IS_INIT: Key = ("is_init",)
+REWARD: Key = ("next", "reward")
+TERMINATED: Key = ("next", "terminated")
+DONE: Key = ("next", "done")
 DTYPES = {
     f"torch.{name}": np.dtype(name)
     for name in ("uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64")
 } | {"torch.bool": np.dtype(bool)}
-
-Key = tuple[str, ...]
 
 
 def _is_memmap_td(folder: Path) -> bool:
@@ -133,7 +138,7 @@ class _PickledTensorDict:
 
 
 def _saved_td(path: Path) -> dict:
-    globals_ = [
+    globals_: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
         (_pickled_td, "tensordict._reductions._make_td"),
         (_PickledTensorDict, "tensordict._td.TensorDict"),
     ]
@@ -195,7 +200,7 @@ class _Rollout:
             if key in keys and arrays[key] is None:
                 found = "" if path.is_file() else f" (see {META})"
                 raise BadInputError(f"missing key {_name(key)}{found}", path=path)
-        rows = {}
+        rows: dict[Key, np.ndarray | None] = {}
         for key, value in arrays.items():
             if value is None:
                 rows[key] = None

@@ -48,6 +48,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -85,7 +86,9 @@ class _Args:
         if not isinstance(args, dict):
             raise BadInputError(f"'{part}.args' must be a mapping", path=path)
         self.part, self.path, self.assumed = part, path, assumed
-        self.args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
+        self.args: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in args.items()
+        }
         self.seen: set[str] = set(NOT_MODEL_ARGS)
 
     def inferred(self, name: str, value: object, source: str) -> None:
@@ -596,8 +599,8 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
     model = TorchRLWorldModel(cell, p, prefixes, args, inputs)
     image_shape = _image_shape(model, config, args, file)
     _check_heads(model, args, image_shape)
-    for part_args in args.values():
-        part_args.finish()
+    for checked in args.values():
+        checked.finish()
     p.check_all_used()
     model.spec = ModelSpec(
         family=FAMILY,
@@ -641,9 +644,7 @@ def _image_shape(
     channels = [conv.weight.shape[0] for conv in model.enc]
     depth, mults = enc.args.get("depth"), enc.args.get("mults")
     enc.seen |= {"depth", "mults"}
-    if depth is not None and (
-        mults is None or [depth * m for m in mults] != channels  # type: ignore[attr-defined]
-    ):
+    if depth is not None and (mults is None or [depth * m for m in mults] != channels):
         message = f"{CONFIG_NAME}: encoder depth x mults must give the convs' channels {channels}"
         raise BadInputError(message, path=file)
     given = config.get("image_shape", args["decoder"].args.get("image_shape"))
@@ -667,7 +668,7 @@ def _image_shape(
     if out * h * w != model.rssm.embed:
         message = f"image_shape {list(shape)} gives {out * h * w} encoder outputs but the "
         raise BadInputError(f"{message}posterior reads {model.rssm.embed}", path=file)
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _check_heads(model: TorchRLWorldModel, args: dict[str, _Args], shape: tuple) -> None:
