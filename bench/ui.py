@@ -41,7 +41,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
         started = time.perf_counter()
-        data = build_store(Path(tmp), episodes={1000: 1, 10_000: 1})
+        data = build_store(Path(tmp), episodes={1000: 1, 10_000: 1}, probes=())
         print(f"store built in {time.perf_counter() - started:.0f} s")
         store = open_store(data.url)
         episodes = {

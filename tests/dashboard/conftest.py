@@ -52,7 +52,12 @@ def _cli(*args: str | Path, env: dict[str, str]) -> None:
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
 
 
-def build_store(root: Path, *, episodes: dict[int, int] | None = None) -> UiData:
+def build_store(
+    root: Path,
+    *,
+    episodes: dict[int, int] | None = None,
+    probes: tuple[str, ...] = ("dropout:occluded",),
+) -> UiData:
     """World -> train -> ingest -> rules, all through the real commands. `episodes` maps an
     episode length to how many episodes of that length (default: four of 100 steps)."""
     from beliefscope.store import access_store, review_store
@@ -102,18 +107,8 @@ def build_store(root: Path, *, episodes: dict[int, int] | None = None) -> UiData
     )
     _cli("db", "upgrade", "--store", url, env=env)
     replays = [arg for w in worlds for arg in ("--replay", w)]
-    _cli(
-        "ingest",
-        run,
-        *replays,
-        "--store",
-        url,
-        "--probe",
-        "dropout:occluded",
-        "--threads",
-        1,
-        env=env,
-    )
+    probe_args = [arg for probe in probes for arg in ("--probe", probe)]
+    _cli("ingest", run, *replays, "--store", url, *probe_args, "--threads", 1, env=env)
     store = open_store(url)
     try:
         q = store.queries
