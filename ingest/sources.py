@@ -84,8 +84,9 @@ def replay_dirs(
     logdir: Path, explicit: list[Path] | None = None
 ) -> list[tuple[Path, ReplayFormat]]:
     """Replay directories to read: the explicit ones, else every recognised dir under logdir."""
-    if explicit:
-        return [(d, detect_format(d)) for d in explicit]
+    if explicit:  # resolved: the store records where episodes live, for any later reader
+        return [(d.resolve(), detect_format(d.resolve())) for d in explicit]
+    logdir = logdir.resolve()
     found: list[tuple[Path, ReplayFormat]] = []
 
     def walk(d: Path, depth: int) -> None:
