@@ -64,7 +64,9 @@ def build(root: Path, url: str, rows: int) -> dict[str, object]:
     )
     upgrade(url)
     store = open_store(url)
-    Ingestor(store, IngestRequest(logdir=root / "run", replay=(replay,))).run()
+    started = time.perf_counter()
+    report = Ingestor(store, IngestRequest(logdir=root / "run", replay=(replay,))).run()
+    ingest_rows_per_s = report.written * LENGTH / (time.perf_counter() - started)
     queries = store.queries
     run = queries.list_runs().items[0]
     episodes = [e.id for e in queries.list_episodes(run_id=run.id).items]
@@ -93,6 +95,7 @@ def build(root: Path, url: str, rows: int) -> dict[str, object]:
     secret = access_store.create_token(store, "bench")[1]
     store.close()
     return {
+        "ingest_rows_per_s": ingest_rows_per_s,
         "checkpoint": checkpoint,
         "episodes": episodes,
         "traces": real_traces,
@@ -196,11 +199,14 @@ def latency(base: str, url: str, info: dict, n: int) -> dict[str, object]:
     return result
 
 
-def writer_loop(url: str, stop_at: float, episode: int) -> int:
-    """Write synthetic traces through the ingest's bulk writer until `stop_at`."""
+def writer_loop(url: str, stop_at: float, episode: int, rows_per_s: float) -> int:
+    """Write synthetic traces through the ingest's bulk writer until `stop_at`, at the rate
+    the real ingest reached while building the store (an ingest computes between writes;
+    a loop writing back to back would measure SQLite writer starvation, not the API)."""
     store = open_store(url)
     rng = np.random.default_rng(1)
     run = store.queries.get_episode(episode_id=episode).run_id
+    began = time.time()
     n = 0
     while time.time() < stop_at:
         ckpt = store.writer.ensure_checkpoint(
@@ -208,6 +214,7 @@ def writer_loop(url: str, stop_at: float, episode: int) -> int:
         )
         store.writer.write_trace(ckpt, episode, "filter", "mode", synthetic(rng))
         n += 1
+        time.sleep(max(0.0, n * LENGTH / rows_per_s - (time.time() - began)))
     store.close()
     return n
 
@@ -218,7 +225,15 @@ def load(base: str, url: str, info: dict, root: Path, clients: int, duration: fl
     episodes = info["episodes"]
     stop_at = time.time() + duration
     writer = subprocess.Popen(
-        [sys.executable, __file__, "--writer", url, str(stop_at), str(episodes[0])]
+        [
+            sys.executable,
+            __file__,
+            "--writer",
+            url,
+            str(stop_at),
+            str(episodes[0]),
+            str(info["ingest_rows_per_s"]),
+        ]
     )
     with httpx.Client(base_url=base, timeout=60, headers=headers) as c:  # a real ingest job too
         job = ok(c.post("/api/v1/jobs", json={"root": str(root / "run"), "run": "bench-reingest"}))
@@ -266,7 +281,7 @@ def load(base: str, url: str, info: dict, root: Path, clients: int, duration: fl
     for th in threads:
         th.join()
     elapsed = time.perf_counter() - started
-    writer.wait()
+    written = int(writer.communicate()[0].strip() or 0)
     with httpx.Client(base_url=base, timeout=60, headers=headers) as c:
         job_state = c.get(f"/api/v1/jobs/{job.json()['id']}").json()["state"]
     return {
@@ -280,6 +295,7 @@ def load(base: str, url: str, info: dict, root: Path, clients: int, duration: fl
         "database_is_locked": sum("database is locked" in e for e in errors),
         "first_errors": errors[:5],
         "ingest_job_state": job_state,
+        "ingest_rows_written_during_load": written * LENGTH,
     }
 
 
@@ -290,10 +306,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--writer", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--writer", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
-        writer_loop(args.writer[0], float(args.writer[1]), int(args.writer[2]))
+        writer_loop(
+            args.writer[0], float(args.writer[1]), int(args.writer[2]), float(args.writer[3])
+        )
         return 0
     if args.quick:
         args.rows, args.clients, args.seconds, args.samples = 100_000, 8, 5, 50
@@ -334,7 +352,11 @@ def main() -> int:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            report = {"rows": info["rows"], "synthetic_rows_per_s": info["synthetic_rows_per_s"]}
+            report = {
+                "rows": info["rows"],
+                "synthetic_rows_per_s": info["synthetic_rows_per_s"],
+                "ingest_rows_per_s": info["ingest_rows_per_s"],
+            }
             report["latency"] = latency(base, url, info, args.samples)
             report["load"] = load(base, url, info, root, args.clients, args.seconds)
         finally:
