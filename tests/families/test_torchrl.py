@@ -376,7 +376,7 @@ def test_missing_and_extra_keys_are_named(saved) -> None:
     extra = {**state, "prior.rnn.spare.weight": torch.zeros(2)}
     with pytest.raises(BadInputError, match="unexpected world-model keys.*prior.rnn.spare"):
         load_with(logdir, extra, config)
-    actor = {**state, "actor.model.0.weight": torch.zeros(2, 2)}
+    actor = {**state, "actor.model.0.weight": torch.zeros(2, 2), "actor.steps": torch.tensor(3)}
     with pytest.raises(BadInputError, match="world_model.pt: unexpected.*actor.model.0.weight"):
         load_with(logdir, actor, config)
     assert load_with(logdir, actor, {**config, "ignore": ["actor."]}).spec.deter == DETER

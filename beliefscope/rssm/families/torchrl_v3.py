@@ -506,7 +506,7 @@ def _two_hot_mean(probs: Tensor, bins: Tensor) -> Tensor:
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """The saved tensors, loaded without executing code."""
+    """The saved tensors, loaded without executing code (dtypes are checked by `build`)."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -521,10 +521,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
         found = type(raw).__name__
         message = f"expected a state dict (name -> tensor), found {found}"
         raise BadInputError(f"{message}; save `module.state_dict()`", path=path)
-    bad = [k for k, v in raw.items() if not torch.is_floating_point(v)]
-    if bad:
-        raise BadInputError(f"world-model key {bad[0]!r} is not a float tensor", path=path)
-    return {str(k): v.detach().to(torch.float32) for k, v in raw.items()}
+    return {str(k): v for k, v in raw.items()}
 
 
 def config_file(path: Path) -> Path:
@@ -571,7 +568,10 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
     if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
         raise BadInputError("'ignore' must be a list of key prefixes", path=file)
     kept = {k: v for k, v in tensors.items() if not k.startswith(tuple(ignore))}
-    p = Params(kept, path, "world-model key")
+    bad = [k for k, v in kept.items() if not torch.is_floating_point(v)]
+    if bad:
+        raise BadInputError(f"world-model key {bad[0]!r} is not a float tensor", path=path)
+    p = Params({k: v.detach().to(torch.float32) for k, v in kept.items()}, path, "world-model key")
     assumed: list[str] = []
     prefixes: dict[str, str] = {}
     args: dict[str, _Args] = {}
@@ -583,6 +583,8 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
         elif part in ("encoder", "prior", "posterior") or part in config:
             raise BadInputError(f"missing world-model keys {prefix}* (the {part})", path=path)
         args[part] = _Args(part, part_args, file, assumed)
+        if part in HEADS and part in prefixes and "inputs" not in config.get(part, {}):
+            assumed.append(f"{part}.inputs={part_inputs}")
         inputs[part] = part_inputs
     loss = config.get("loss", {})
     if not isinstance(loss, dict) or set(loss) - LOSS_ARGS:
