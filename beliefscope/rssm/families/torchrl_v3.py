@@ -568,10 +568,8 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
     if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
         raise BadInputError("'ignore' must be a list of key prefixes", path=file)
     kept = {k: v for k, v in tensors.items() if not k.startswith(tuple(ignore))}
-    bad = [k for k, v in kept.items() if not torch.is_floating_point(v)]
-    if bad:
-        raise BadInputError(f"world-model key {bad[0]!r} is not a float tensor", path=path)
-    p = Params({k: v.detach().to(torch.float32) for k, v in kept.items()}, path, "world-model key")
+    floats = {k: v.detach().to(torch.float32) for k, v in kept.items() if v.is_floating_point()}
+    p = Params({**kept, **floats}, path, "world-model key")
     assumed: list[str] = []
     prefixes: dict[str, str] = {}
     args: dict[str, _Args] = {}
@@ -586,6 +584,9 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
         if part in HEADS and part in prefixes and "inputs" not in config.get(part, {}):
             assumed.append(f"{part}.inputs={part_inputs}")
         inputs[part] = part_inputs
+    bad = [k for k in kept if k.startswith(tuple(prefixes.values())) and k not in floats]
+    if bad:
+        raise BadInputError(f"world-model key {bad[0]!r} is not a float tensor", path=path)
     loss = config.get("loss", {})
     if not isinstance(loss, dict) or set(loss) - LOSS_ARGS:
         message = f"'loss' must be a mapping of DreamerV3ModelLoss arguments {sorted(LOSS_ARGS)}"
