@@ -240,12 +240,12 @@ class TorchRLCell:
         self.prior_net = _sequential(p, f"{prior}rnn_to_prior_projector.", final_act=False)
         self.post_net = _sequential(p, f"{posterior}obs_rnn_to_post_projector.", final_act=False)
         units = _out_features(self.prior_net)
-        if not self.block:
-            self.stoch_units = units
-            self.action_dim = _in_features(self.projector) - units
         if self.block:
             prior_args.inferred("prior_num_layers", len(self.prior_net) - 1, "the prior keys")
-        else:  # TorchRL takes these for either core but reads them only for the block GRU
+        else:
+            self.stoch_units = units
+            self.action_dim = _in_features(self.projector) - units
+            # TorchRL takes these for either core but reads them only for the block GRU
             prior_args.seen |= {"num_blocks", "num_layers", "prior_num_layers", "norm_eps"}
         self.embed = _in_features(self.post_net) - self.deter
         self.prior_eps = prior_args.number("norm_eps", 1e-4) if self.block else 0.0
