@@ -4,5 +4,6 @@
 from beliefscope.replay import (
     dreamerv3_chunks,  # noqa: F401
     dreamerv3_torch,  # noqa: F401
+    native,  # noqa: F401
     torchrl_rollouts,  # noqa: F401
 )
