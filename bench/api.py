@@ -233,7 +233,9 @@ def load(base: str, url: str, info: dict, root: Path, clients: int, duration: fl
             str(stop_at),
             str(episodes[0]),
             str(info["ingest_rows_per_s"]),
-        ]
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     with httpx.Client(base_url=base, timeout=60, headers=headers) as c:  # a real ingest job too
         job = ok(c.post("/api/v1/jobs", json={"root": str(root / "run"), "run": "bench-reingest"}))
