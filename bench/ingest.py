@@ -2,6 +2,7 @@
 
     python bench/ingest.py [--preset small] [--episodes 64] [--steps 500] [--baseline 4]
                            [--memory 64,256] [--pg URL]
+    python bench/ingest.py --executor dask [--workers 1,2] [--episodes 32] [--steps 200]
 
 Workload: a `--preset` native model on 64x64 frames of the MuJoCo occlusion world,
 `--episodes` x `--steps`.
@@ -12,6 +13,8 @@ Workload: a `--preset` native model on 64x64 frames of the MuJoCo occlusion worl
 2. End-to-end ingest (read files -> compute -> commit to SQLite) vs model compute alone.
 3. Store writes: step-rows/s into SQLite and PostgreSQL (`bench/store.py`'s bulk paths).
 4. Peak memory (max RSS of a fresh ingest process) at each of `--memory` episode counts.
+With `--executor dask`, only: end-to-end ingest into PostgreSQL in this process vs on a local
+Dask cluster of each `--workers` count (started and warmed before timing; 1 torch thread each).
 """
 
 from __future__ import annotations
@@ -187,6 +190,64 @@ def store_rows_per_s(url: str) -> float:
         store.close()
 
 
+def cluster_steps_per_s(run: Path, replay: Path, url: str, workers: int) -> float:
+    """End-to-end ingest throughput on a local Dask cluster of `workers` (0: in-process)."""
+    import distributed
+
+    from ingest.executors import DaskExecutor
+    from ingest.service import LocalExecutor
+
+    upgrade(url)
+    request = IngestRequest(logdir=run, replay=(replay,), batch_size=4)
+    cluster = (
+        distributed.LocalCluster(
+            n_workers=workers, threads_per_worker=1, dashboard_address=None, silence_logs=40
+        )
+        if workers
+        else None
+    )
+    try:
+        if cluster is not None:
+            with distributed.Client(cluster) as client:  # warm: imports done before timing
+                client.run(lambda: __import__("ingest.service") and None)
+        executor = (
+            DaskExecutor(address=cluster.scheduler_address, threads=1)
+            if cluster
+            else LocalExecutor()
+        )
+        began = time.perf_counter()
+        report = Ingestor(open_store(url), request).run(executor=executor)
+        elapsed = time.perf_counter() - began
+    finally:
+        if cluster is not None:
+            cluster.close()
+    assert not report.errors, report.errors
+    return sum(ref.length for ref in detect_format(replay).list(replay)) / elapsed
+
+
+def cluster_main(args: argparse.Namespace, root: Path) -> None:
+    counts = [int(n) for n in args.workers.split(",") if n]
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model = NativeWorldModel(get_preset(args.preset), action_dim=3).eval()
+        save_checkpoint(model, tmp / "run", 1)
+        replay = subset(root, args.episodes, tmp / "replay")
+        for workers in [0, *counts]:
+            with store_bench.scratch_pg(args.pg) as url:
+                results[f"dask_{workers}_steps_per_s" if workers else "local_steps_per_s"] = (
+                    cluster_steps_per_s(tmp / "run", replay, url, workers)
+                )
+    local = results["local_steps_per_s"]
+    line = " | ".join(
+        f"{n} worker{'s' if n > 1 else ''} {results[f'dask_{n}_steps_per_s']:7.0f} steps/s "
+        f"({results[f'dask_{n}_steps_per_s'] / local:4.2f}x)"
+        for n in counts
+    )
+    print(f"cluster    in-process {local:7.0f} steps/s | Dask {line} (files -> PostgreSQL)")
+    print(json.dumps({k: float(f"{v:.6g}") for k, v in results.items()}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -197,6 +258,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=4, help="episodes for the step loop")
     parser.add_argument("--memory", default="64,256", help="episode counts for peak memory")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--executor", choices=["local", "dask"], default="local")
+    parser.add_argument("--workers", default="1,2", help="Dask worker counts (--executor dask)")
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "beliefscope-bench"
     )
@@ -207,6 +270,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.executor == "dask":
+        cluster_main(args, world(args.cache, args.episodes, args.steps))
+        return
     memory_counts = [int(n) for n in args.memory.split(",") if n]
     root = world(args.cache, max([args.episodes, *memory_counts]), args.steps)
     model = NativeWorldModel(get_preset(args.preset), action_dim=3).eval()
