@@ -161,11 +161,17 @@ def _import_dask() -> Any:
     return distributed
 
 
+WORKER_WAIT_S = 120
+"""How long the driver waits for a first worker to join the scheduler."""
+
+
 def _preflight_all(client: Any, url: str, ident: JobIdentity, unit: WorkUnit) -> None:
     """Fail fast, with the worker's host and the reason, if a worker can't do the work."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise BadInputError(f"no Dask worker joined the scheduler in {WORKER_WAIT_S} s") from None
     answers = client.run(preflight, url, ident, unit, on_error="return")
-    if not answers:
-        raise BadInputError("the Dask cluster has no workers")
     for worker, answer in sorted(answers.items()):
         if isinstance(answer, BaseException):
             raise BadInputError(f"Dask worker {worker}: {answer}") from None
