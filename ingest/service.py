@@ -132,7 +132,11 @@ class Ingestor:
         found = sorted({ref.format for ref in self._checkpoints(None)})
         source = "+".join(found) or None
         return self.writer.ensure_run(
-            req.name, logdir=str(req.logdir.resolve()), format=source, family=source
+            req.name,
+            logdir=str(req.logdir.resolve()),
+            format=source,
+            family=source,
+            replay_dirs=[str(d.resolve()) for d in req.replay],
         )
 
     def _snapshot(self, ref: ckpt_formats.CheckpointRef) -> sources.Snapshot | str:

@@ -113,12 +113,13 @@ class FrameService:
     # -- where files may be read from -----------------------------------------------------
 
     def roots(self, *, fresh: bool = False) -> list[Path]:
-        """Registered data roots: the configured ones, the ingested runs' log dirs, and the
-        server's home (checkpoint snapshots live there). The runs' part is kept between calls
-        and re-read on demand (`contained_path` does when a path is outside the known roots)."""
+        """Registered data roots: the configured ones, the ingested runs' log dirs and replay
+        dirs, and the server's home (checkpoint snapshots live there). The runs' part is kept
+        between calls and re-read on demand (`contained_path` does when a path is outside the
+        known roots)."""
         if fresh or self._run_roots is None:
             runs = self._store.queries.list_runs(limit=MAX_LIMIT).items
-            self._run_roots = [Path(r.logdir) for r in runs]
+            self._run_roots = [Path(d) for r in runs for d in (r.logdir, *r.replay_dirs)]
         return [*self._settings.data_roots, *self._run_roots, self._settings.home]
 
     def contained_path(self, raw: str | Path) -> Path:

@@ -53,6 +53,7 @@ class RunPublic(Public):
     logdir: str
     format: str | None
     family: str | None
+    replay_dirs: list[str]
     created: datetime
     n_checkpoints: int
     n_episodes: int

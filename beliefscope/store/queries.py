@@ -71,6 +71,7 @@ _RUNS = sa.select(
     Run.logdir,
     Run.format,
     Run.family,
+    Run.replay_dirs,
     Run.created,
     _checkpoint_count.label("n_checkpoints"),
     _episode_count.label("n_episodes"),

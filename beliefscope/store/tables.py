@@ -82,6 +82,9 @@ class Run(Base):
     logdir: Mapped[str] = mapped_column(sa.Text)
     format: Mapped[str | None] = mapped_column(sa.String(64))
     family: Mapped[str | None] = mapped_column(sa.String(64))
+    replay_dirs: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    """Replay directories ingested for this run (outside `logdir` too): the server may read
+    their frames, since ingest (an operator, or the API within data roots) chose them."""
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -33,6 +33,7 @@ class RunInfo:
     logdir: str
     format: str | None
     family: str | None
+    replay_dirs: list[str]
     created: datetime
     n_checkpoints: int
     n_episodes: int

@@ -12,7 +12,7 @@ nothing). Step rows go in bulk through the raw driver connection of that same tr
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
@@ -55,13 +55,33 @@ class StoreWriter:
     # -- runs, checkpoints, episodes: insert if new, return the id either way --------------
 
     def ensure_run(
-        self, name: str, *, logdir: str, format: str | None = None, family: str | None = None
+        self,
+        name: str,
+        *,
+        logdir: str,
+        format: str | None = None,
+        family: str | None = None,
+        replay_dirs: Sequence[str] = (),
     ) -> int:
-        return self._ensure(
+        """The run's id; replay dirs not recorded yet are added to it."""
+        run_id = self._ensure(
             Run,
             {"name": name},
-            {"logdir": logdir, "format": format, "family": family, "created": utcnow()},
+            {
+                "logdir": logdir,
+                "format": format,
+                "family": family,
+                "replay_dirs": list(replay_dirs),
+                "created": utcnow(),
+            },
         )
+        if replay_dirs:
+            with self._store.connect(write=True) as conn:
+                known = conn.execute(sa.select(Run.replay_dirs).where(Run.id == run_id)).scalar()
+                merged = list(dict.fromkeys([*(known or []), *replay_dirs]))
+                if merged != known:
+                    conn.execute(sa.update(Run).where(Run.id == run_id).values(replay_dirs=merged))
+        return run_id
 
     def ensure_checkpoint(
         self,

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("logdir", sa.Text, nullable=False),
         sa.Column("format", sa.String(64)),
         sa.Column("family", sa.String(64)),
+        sa.Column("replay_dirs", sa.JSON, nullable=False),
         sa.Column("created", UTCDateTime, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_runs"),
         sa.UniqueConstraint("name", name="uq_runs_name"),
