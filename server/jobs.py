@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import queue
 import threading
 from multiprocessing.process import BaseProcess
@@ -51,7 +50,10 @@ class IngestJobs:
         from ingest.service import IngestRequest
 
         logdir = self.resolve_root(root)
-        request = IngestRequest(logdir=logdir, run_name=run_name)
+        # snapshots under the server's home, so its overlays can read them back
+        request = IngestRequest(
+            logdir=logdir, run_name=run_name, snapshots=self._settings.home / "snapshots"
+        )
         writer = self._store.writer
         run_id = writer.ensure_run(request.name, logdir=str(logdir))
         job_id = writer.create_job(
@@ -103,12 +105,9 @@ def _ingest(settings: Settings, request: IngestRequest, job_id: int) -> None:
     """In the worker process: run one ingest job on its own store connection."""
     import torch
 
-    from beliefscope.config import get_settings
     from beliefscope.store.engine import open_store
     from ingest.service import Ingestor, default_threads
 
-    get_settings.cache_clear()
-    os.environ["BELIEFSCOPE_HOME"] = str(settings.home)  # snapshots under the server's home
     torch.set_num_threads(settings.torch_threads or default_threads())
     store = open_store(settings.store)
     try:
