@@ -15,15 +15,23 @@ Ratios are to the targets and between the two episode lengths, measured in the s
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, build_store, serve  # noqa: E402
+from tests.dashboard.conftest import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    UiData,
+    build_store,
+    serve,
+)
 
 TTI_TARGET_MS = 1500.0
 SCRUB_TARGET_MS = 150.0
@@ -33,6 +41,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="page loads per episode")
     parser.add_argument("--scrubs", type=int, default=30, help="seeks per episode")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="build the store here and reuse it on later runs (default: a temporary directory)",
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -40,9 +53,7 @@ def main() -> int:
     from beliefscope.store.engine import open_store
 
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
-        started = time.perf_counter()
-        data = build_store(Path(tmp), episodes={1000: 1, 10_000: 1}, probes=())
-        print(f"store built in {time.perf_counter() - started:.0f} s")
+        data = _store(args.workdir or Path(tmp))
         store = open_store(data.url)
         episodes = {
             e.length: e.id for e in store.queries.list_episodes(run_id=data.run_id, limit=100).items
@@ -59,6 +70,21 @@ def main() -> int:
     return 0
 
 
+def _store(root: Path) -> UiData:
+    saved = root / "bench-ui.json"
+    if saved.exists():
+        fields = json.loads(saved.read_text())
+        return UiData(
+            **{**fields, "root": Path(fields["root"]), "checkpoints": tuple(fields["checkpoints"])}
+        )
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    data = build_store(root, episodes={1000: 1, 10_000: 1}, probes=())
+    print(f"store built in {time.perf_counter() - started:.0f} s")
+    saved.write_text(json.dumps({**asdict(data), "root": str(data.root)}))
+    return data
+
+
 def measure(browser, url: str, length: int, repeat: int, scrubs: int) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
     tti: list[float] = []
     scrub: list[float] = []
@@ -68,8 +94,9 @@ def measure(browser, url: str, length: int, repeat: int, scrubs: int) -> dict[st
         page = context.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(url)
+        timeout = 20_000 if i else 300_000  # the first load decodes the episode on the server
         ms = page.evaluate(
-            "window.bsPlayer.waitSettled('ep', 0, 20000).then(() => performance.now())"
+            f"window.bsPlayer.waitSettled('ep', 0, {timeout}).then(() => performance.now())"
         )
         if i:
             tti.append(float(ms))
