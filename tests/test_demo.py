@@ -1,0 +1,48 @@
+"""`beliefscope demo --quick`: the whole pipeline on a small world, then it exits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from beliefscope.store import review_store
+from beliefscope.store.engine import open_store
+from server.demo import ASSETS, LIVE_RUN, PRETRAINED_RUN
+
+
+def test_shipped_checkpoints_load() -> None:
+    from beliefscope.rssm import formats
+
+    refs = formats.discover(ASSETS)
+    assert len(refs) >= 2
+    for ref in refs:
+        model = formats.load(ref)
+        assert model.spec.family == "native" and model.spec.image_shape == (64, 64, 3)
+
+
+def test_quick_demo_ingests_flags_and_scores(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "beliefscope.cli", "demo", "--quick", "--home", str(home)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    store = open_store(f"sqlite:///{home / 'beliefscope.db'}")
+    runs = {r.name: r for r in store.queries.list_runs().items}
+    assert set(runs) == {PRETRAINED_RUN, LIVE_RUN}
+    for run in runs.values():
+        assert run.n_checkpoints == 2 and run.n_episodes == 4
+        assert run.n_traces == run.n_checkpoints * run.n_episodes
+        scores = review_store.list_scores(store, run_id=run.id)
+        assert len(scores) == 2 and all(s.score.episodes == 4 for s in scores)
+    assert {i.rule.metric for i in review_store.list_rules(store)} >= {"kl", "correction"}
+    assert "step slipR" in proc.stdout
+    # a second run reuses the world and the trained live run, and ingests nothing new
+    again = subprocess.run(
+        [sys.executable, "-m", "beliefscope.cli", "demo", "--quick", "--home", str(home)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "already holds a live run" in again.stdout
+    assert store.queries.list_runs().items[0].n_traces == 8
