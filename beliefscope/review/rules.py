@@ -157,11 +157,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
             "name": "kl-spike",
             "metric": "kl",
             "mode": "mad",
-            "threshold": 8.0,
-            "floor": 3.0,
+            "threshold": 3.0,
+            "floor": 4.0,
             "normalise": "episode",
             "min_duration": 2,
-            "merge_gap": 1,
+            "merge_gap": 3,
             "severity": "high",
         }
     ),
@@ -170,15 +170,18 @@ DEFAULT_RULES: tuple[Rule, ...] = (
             "name": "correction-spike",
             "metric": "correction",
             "mode": "mad",
-            "threshold": 8.0,
-            "floor": 2.0,
+            "threshold": 2.0,
+            "floor": 8.0,
             "normalise": "episode",
             "min_duration": 2,
-            "merge_gap": 1,
+            "merge_gap": 3,
             "severity": "medium",
         }
     ),
 )
 """Shipped rules. KL's free-bits level is 1 nat, so its floor sits well above it; the L1
-correction of a collapsed posterior is near 0. Tuned on the occlusion world (see the scores
-`beliefscope score` prints for the demo model)."""
+correction of a collapsed posterior is near 0. Chosen by a sweep (mode, k, floor,
+normalisation, duration, gap; flags of at most 8 steps on average) over the demo model's
+1500-update checkpoint on 64 occlusion-world episodes: kl-spike found 57% of slip
+reappearances at 48% precision, correction-spike 59% at 44% (the best balanced settings;
+that model is as surprised by a plain reappearance as by a slip, slip-vs-plain AUC 0.56)."""
