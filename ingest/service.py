@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -363,7 +364,21 @@ class UnitRunner:
             self._model = (ref, model)
         return self._model[1]
 
-    def __call__(self, unit: WorkUnit) -> UnitResult:
+    @staticmethod
+    def read(unit: WorkUnit) -> list[Episode | BeliefscopeError]:
+        """The unit's episodes from their files (no model, no store): the part an executor
+        may run ahead, on another thread, while the previous unit computes."""
+        out: list[Episode | BeliefscopeError] = []
+        for ref in unit.episodes:
+            try:
+                out.append(replay_format(ref.format).load(ref))
+            except BeliefscopeError as err:
+                out.append(err)
+        return out
+
+    def __call__(
+        self, unit: WorkUnit, episodes: list[Episode | BeliefscopeError] | None = None
+    ) -> UnitResult:
         req = self.request
         result = UnitResult()
         variant = parse(unit.probe)
@@ -374,17 +389,19 @@ class UnitRunner:
                 unit, result, f"checkpoint {unit.checkpoint.path.name}", unit.checkpoint.path, err
             )
             return result
+        read = self.read(unit) if episodes is None else episodes
         loaded = [
             ep
             for ep in (
-                self._load_episode(unit, ref, model, variant, result) for ref in unit.episodes
+                self._admit(unit, ref, ep, model, variant, result)
+                for ref, ep in zip(unit.episodes, read, strict=True)
             )
             if ep
         ]
         if not loaded:
             return result
-        episodes = [ep for ep, _ in loaded]
-        batch = variant.apply(pad_batch(episodes, req.device), episodes)
+        batch_episodes = [ep for ep, _ in loaded]
+        batch = variant.apply(pad_batch(batch_episodes, req.device), batch_episodes)
         options = replace(variant.options(req.options), posterior=req.posterior, seed=req.seed)  # type: ignore[arg-type]
         traces = compute_traces(model, batch, options)
         for (_, episode_id), data in zip(loaded, traces, strict=True):
@@ -397,16 +414,19 @@ class UnitRunner:
                 result.written += 1
         return result
 
-    def _load_episode(
+    def _admit(
         self,
         unit: WorkUnit,
         ref: EpisodeRef,
+        ep: Episode | BeliefscopeError,
         model: WorldModel,
         variant: Variant,
         result: UnitResult,
     ) -> tuple[Episode, int] | None:
+        """Check a read episode against the model and the probe, and register it."""
         try:
-            ep = replay_format(ref.format).load(ref)
+            if isinstance(ep, BeliefscopeError):
+                raise ep
             _check_compatible(ep, model)
             if variant.needs_truth() and "occluded" not in ep.truth:
                 raise BadInputError(
@@ -444,14 +464,21 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """In this process, in plan order (one model load per checkpoint)."""
+    """In this process, in plan order (one model load per checkpoint), reading the next
+    unit's files on a second thread while the current one computes."""
 
     def map(
         self, store: Store, request: IngestRequest, units: Sequence[WorkUnit]
     ) -> Iterator[tuple[WorkUnit, UnitResult]]:
         runner = UnitRunner(store, request)
-        for unit in units:
-            yield unit, runner(unit)
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-read") as reader:
+            ahead = reader.submit(UnitRunner.read, units[0]) if units else None
+            for i, unit in enumerate(units):
+                assert ahead is not None
+                episodes = ahead.result()
+                if i + 1 < len(units):
+                    ahead = reader.submit(UnitRunner.read, units[i + 1])
+                yield unit, runner(unit, episodes)
 
 
 def _check_compatible(ep: Episode, model: WorldModel) -> None:
