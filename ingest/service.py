@@ -212,7 +212,10 @@ class Ingestor:
         # one episode per batch when sampling: a seeded draw must not depend on batch neighbours
         size = 1 if req.posterior == "sample" else req.batch_size
         units: list[WorkUnit] = []
-        for ref in sorted(checkpoints, key=lambda r: (r.step is None, r.step or 0, str(r.path))):
+        # newest first: while a long backlog is ingested, the model a user cares about most
+        # (the latest) is the first one on screen
+        newest = sorted(checkpoints, key=lambda r: (r.step is not None, r.step or 0, str(r.path)))
+        for ref in reversed(newest):
             registered = self._register_checkpoint(run_id, ref, report)
             for variant in self.variants:
                 if registered is None:  # its error is recorded; count its units as finished

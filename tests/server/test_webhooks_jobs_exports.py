@@ -92,7 +92,8 @@ def test_failed_deliveries_retry_with_backoff_then_show_as_failed(
             "/api/v1/webhooks", json={"url": broken.url, "min_severity": "low"}, headers=auth
         ).json()
         worker = app.state.ctx.webhooks
-        worker.backoff_s, worker.max_attempts = 0.05, 3
+        # long enough that the "not due yet" check below holds on a loaded machine
+        worker.backoff_s, worker.max_attempts = 1.0, 3
         _flag(client, auth, "low")
         worker.run_once()
         first = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["data"][0]
