@@ -50,8 +50,9 @@ class DemoConfig:
     episodes: int = 64
     """The first 48 are the pretrained model's training episodes; the rest are held out."""
     length: int = 150
-    live_steps: int = 1200
-    live_save_every: int = 100
+    live_steps: int = 1000
+    live_save_every: int = 50
+    """A new live checkpoint every minute or two on a 2-core machine."""
     pretrained: int = 0
     """How many shipped checkpoints to use (0: all)."""
     interval: float = 3.0
