@@ -32,8 +32,13 @@ class ComputeOptions:
     """Horizon k of the open-loop error (0 disables it)."""
     prob_groups: int = 4
     """Posterior/prior class probabilities are kept for this many latent groups."""
-    chunk: int = 256
-    """Time steps decoded at once, bounding memory for long episodes."""
+    frames: int = 1024
+    """Frames encoded or decoded in one call (batch x time steps): bounds the CNN's
+    activation memory whatever the batch size and episode length."""
+
+    def chunk(self, batch: int) -> int:
+        """Time steps per CNN call for a batch of `batch` episodes."""
+        return max(1, self.frames // max(1, batch))
 
 
 @dataclass
@@ -133,7 +138,8 @@ def compute_traces(
     if options.posterior == "sample":
         generator = torch.Generator(device=batch.action.device).manual_seed(options.seed)
     with torch.inference_mode():
-        embed = _encode(model, batch.image, options.chunk)
+        chunk = options.chunk(batch.image.shape[0])
+        embed = _encode(model, batch.image, chunk)
         traj = observe(
             model.cell,
             embed,
@@ -165,11 +171,9 @@ def compute_traces(
         }
         heads = getattr(model, "heads", HEADS)  # metrics of a missing head stay absent
         if "decode" in heads:
-            metrics["recon_error"] = _decode_error(model, feat_post, batch.image, options.chunk)
-            metrics["pred_error"] = _decode_error(model, feat_prior, batch.image, options.chunk)
-            metrics["openloop_error"] = openloop_error(
-                model, traj, batch, options.openloop, options.chunk
-            )
+            metrics["recon_error"] = _decode_error(model, feat_post, batch.image, chunk)
+            metrics["pred_error"] = _decode_error(model, feat_prior, batch.image, chunk)
+            metrics["openloop_error"] = openloop_error(model, traj, batch, options.openloop, chunk)
         if "reward" in heads:
             metrics["reward_pred"] = model.reward(feat_post)
         if "cont" in heads:
