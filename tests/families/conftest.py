@@ -55,3 +55,17 @@ def max_err(actual: torch.Tensor, expected: np.ndarray) -> float:
     expected_t = torch.as_tensor(np.asarray(expected), dtype=actual.dtype)
     assert actual.shape == expected_t.shape, (actual.shape, expected_t.shape)
     return float((actual - expected_t).abs().max())
+
+
+def mode_mismatches(
+    stoch: torch.Tensor, expected: np.ndarray, logits: torch.Tensor, tol: float = 1e-5
+) -> int:
+    """Latent groups whose one-hot mode differs from the reference's, not counting groups
+    whose top two logits lie within `tol` (the logits' own parity tolerance): there the
+    argmax is a tie that float rounding on another CPU may break either way."""
+    expected_t = torch.as_tensor(np.asarray(expected), dtype=stoch.dtype)
+    assert stoch.shape == expected_t.shape == logits.shape, (stoch.shape, expected_t.shape)
+    differs = (stoch != expected_t).any(-1)  # (..., G)
+    top2 = logits.topk(2, dim=-1).values  # (..., G, 2)
+    tied = (top2[..., 0] - top2[..., 1]) <= tol
+    return int((differs & ~tied).sum())

@@ -13,7 +13,7 @@ from beliefscope.errors import BadInputError
 from beliefscope.replay.base import detect_format
 from beliefscope.rssm.core import observe
 from beliefscope.rssm.formats import CheckpointRef, discover, get_format
-from tests.families.conftest import TORCH_DIR, max_err
+from tests.families.conftest import TORCH_DIR, max_err, mode_mismatches
 
 EPISODE = next((TORCH_DIR / "episodes").glob("*.npz"))
 
@@ -29,8 +29,9 @@ def test_embed_and_learned_initial_state_are_bit_exact(torch_model, torch_ref) -
     embed, _ = _inputs(torch_model, torch_ref)
     assert max_err(embed[0], torch_ref["embed"]) <= 1e-5
     init = torch_model.cell.initial(1)
-    assert max_err(init["deter"][0], torch_ref["init_deter"]) == 0.0
-    assert max_err(init["stoch"][0], torch_ref["init_stoch"]) == 0.0
+    # tanh of the stored weight: one op, a few ULP apart across CPUs' vector math at most
+    assert max_err(init["deter"][0], torch_ref["init_deter"]) <= 1e-6
+    assert max_err(init["stoch"][0], torch_ref["init_stoch"]) == 0.0  # a one-hot: exact
 
 
 @torch.no_grad()
@@ -41,7 +42,7 @@ def test_mode_posterior_matches_the_repo(torch_model, torch_ref) -> None:
     assert max_err(traj.deter[0], torch_ref["mode_deter"]) <= 1e-5
     assert max_err(traj.prior.logits[0], torch_ref["mode_prior_logit"]) <= 1e-5
     assert max_err(traj.post.logits[0], torch_ref["mode_post_logit"]) <= 1e-5
-    assert max_err(traj.stoch[0], torch_ref["mode_post_stoch"]) == 0.0
+    assert mode_mismatches(traj.stoch[0], torch_ref["mode_post_stoch"], traj.post.logits[0]) == 0
     kl = traj.post.kl(traj.prior)[0]
     assert max_err(kl, torch_ref["mode_kl"]) <= 1e-5
     free = torch_model.spec.free_nats
@@ -69,7 +70,9 @@ def test_reference_samples_fed_back_reproduce_every_output(torch_model, torch_re
     assert max_err(traj.prior.entropy()[0], torch_ref["prior_entropy"]) <= 1e-5
     assert max_err(traj.post.entropy()[0], torch_ref["post_entropy"]) <= 1e-5
     feat = torch_model.feat(traj.deter, traj.stoch)
-    assert max_err(feat[0], torch_ref["feat"]) == 0.0
+    # feat is [flat stoch, deter] in the reference's order: as close as deter itself (a wrong
+    # order or layout would be off by O(1))
+    assert max_err(feat[0], torch_ref["feat"]) <= 1e-5
     assert max_err(torch_model.reward(feat)[0], torch_ref["reward_mean"][:, 0]) <= 1e-5
     assert max_err(torch_model.cont(feat)[0], torch_ref["cont_prob"][:, 0]) <= 1e-5
     assert max_err(torch_model.decode(feat)[0], torch_ref["recon_image"]) <= 1e-4
@@ -83,9 +86,14 @@ def test_mid_episode_resets_full_and_partial(torch_model, torch_ref) -> None:
     assert max_err(traj.deter[0], torch_ref["midreset_mode_deter"]) <= 1e-5
     assert max_err(traj.post.logits[0], torch_ref["midreset_mode_post_logit"]) <= 1e-5
     assert max_err(traj.prior.logits[0], torch_ref["midreset_mode_prior_logit"]) <= 1e-5
-    assert max_err(traj.stoch[0], torch_ref["midreset_mode_post_stoch"]) == 0.0
+    assert (
+        mode_mismatches(traj.stoch[0], torch_ref["midreset_mode_post_stoch"], traj.post.logits[0])
+        == 0
+    )
     assert max_err(traj.post.kl(traj.prior)[0], torch_ref["midreset_mode_kl"]) <= 1e-5
-    assert torch.equal(traj.deter[0, 20], traj.deter[0, 0])
+    # a reset restores the initial state: the same ops on the same inputs, though GEMM kernels
+    # may round differently at another offset in memory
+    torch.testing.assert_close(traj.deter[0, 20], traj.deter[0, 0], atol=1e-6, rtol=0)
 
     batch2 = torch.as_tensor(torch_ref["batch2_is_first"]).bool()
     traj = observe(
@@ -98,7 +106,7 @@ def test_mid_episode_resets_full_and_partial(torch_model, torch_ref) -> None:
     assert max_err(traj.deter, torch_ref["batch2_mode_deter"]) <= 1e-5
     assert max_err(traj.prior.logits, torch_ref["batch2_mode_prior_logit"]) <= 1e-5
     assert max_err(traj.post.logits, torch_ref["batch2_mode_post_logit"]) <= 1e-5
-    assert max_err(traj.stoch, torch_ref["batch2_mode_post_stoch"]) == 0.0
+    assert mode_mismatches(traj.stoch, torch_ref["batch2_mode_post_stoch"], traj.post.logits) == 0
     assert max_err(traj.post.kl(traj.prior), torch_ref["batch2_mode_kl"]) <= 1e-5
 
 

@@ -62,11 +62,27 @@ def _state(url: str) -> dict[str, int]:
     }
 
 
+def _exited(pid: int) -> bool:
+    """Whether the child has exited, without reaping it (it stays waitable)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _kill_unless_done(pid: int) -> tuple[bool, int]:
+    """SIGKILL the child unless it has already exited; (killed, wait status)."""
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        return False, status
+    os.kill(pid, signal.SIGKILL)  # a zombie (exited, not yet reaped) takes the signal harmlessly
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status), status
+
+
 def kill(args: argparse.Namespace) -> dict[str, Any]:
     """`rounds` ingests, each SIGKILLed: even rounds a random moment (0-50 ms) after the child
     commits its next trace, so always mid-ingest; odd rounds at a uniformly random time up to
     1.5x the last time-to-commit, so anywhere in start-up, planning, snapshots or writing.
-    Then one ingest that may finish."""
+    A child that finished before its kill is recorded as such (`killed` false, its exit code),
+    never signalled after it was reaped. Then one ingest that may finish."""
     rng = random.Random(args.seed)
     request = _request(args, args.probe)
     rounds = []
@@ -79,18 +95,18 @@ def kill(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(rng.uniform(0.0, 1.5 * to_commit))
         else:
             while time.monotonic() - began < 120 and len(census(args.url).keys) <= before:
-                if os.waitpid(pid, os.WNOHANG)[0]:
+                if _exited(pid):
                     break
                 time.sleep(0.01)
             to_commit = time.monotonic() - began
             time.sleep(rng.uniform(0.0, 0.05))
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        killed, status = _kill_unless_done(pid)
         state = _state(args.url)
         rounds.append(
             {
                 "at_s": round(time.monotonic() - began, 3),
-                "killed": os.WIFSIGNALED(status),
+                "killed": killed,
+                "exit": None if killed else os.waitstatus_to_exitcode(status),
                 "new_traces": state["traces"] - before,
                 **state,
             }
