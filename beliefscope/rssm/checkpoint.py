@@ -2,8 +2,9 @@
 
 `ckpt-<step:08d>.safetensors` holds every tensor of the model's state dict and one metadata
 entry, `beliefscope`: JSON with `kind` ("native"), the preset's fields, action_dim,
-image_shape and step. One entry, because safetensors writes several in no fixed order, and the
-same weights should give the same bytes (ingest hashes checkpoint files).
+image_shape, step and the training recipe (`rssm.recipe`; older files: DreamerV3's). One
+entry, because safetensors writes several in no fixed order, and the same weights should give
+the same bytes (ingest hashes checkpoint files).
 Loading parses only the header and raw tensor bytes, so it never executes code; every tensor
 is checked against the shapes the config implies before the model is built from it.
 """
@@ -24,6 +25,7 @@ from beliefscope.errors import BadInputError
 from beliefscope.rssm.formats import CheckpointRef, register
 from beliefscope.rssm.native import NativeWorldModel
 from beliefscope.rssm.presets import preset_from_dict
+from beliefscope.rssm.recipe import Recipe
 
 KIND = "native"
 META = "beliefscope"  # the metadata key holding the config
@@ -34,7 +36,9 @@ def checkpoint_name(step: int) -> str:
     return f"ckpt-{step:08d}.safetensors"
 
 
-def save_checkpoint(model: NativeWorldModel, out_dir: Path, step: int) -> Path:
+def save_checkpoint(
+    model: NativeWorldModel, out_dir: Path, step: int, recipe: Recipe = Recipe()
+) -> Path:
     """Write `out_dir/ckpt-<step>.safetensors` atomically (a temp file, then a rename)."""
     config = {
         "kind": KIND,
@@ -42,6 +46,7 @@ def save_checkpoint(model: NativeWorldModel, out_dir: Path, step: int) -> Path:
         "action_dim": model.spec.action_dim,
         "image_shape": list(model.spec.image_shape),
         "step": step,
+        "recipe": recipe.to_dict(),
     }
     tensors = {
         name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()
@@ -109,8 +114,11 @@ def _build(path: Path, metadata: dict[str, str]) -> NativeWorldModel:
         action_dim = config.pop("action_dim")
         image_shape = tuple(config.pop("image_shape"))
         step = config.pop("step", None)
+        recipe = Recipe.from_dict(config.pop("recipe", {}))
         model = NativeWorldModel(preset_from_dict(config), action_dim, image_shape)
-        model.spec = replace(model.spec, config={**model.spec.config, "step": step})
+        model.spec = replace(
+            model.spec, config={**model.spec.config, "step": step, "recipe": recipe.to_dict()}
+        )
         return model
     except BadInputError as err:
         raise BadInputError(str(err), path=path) from None

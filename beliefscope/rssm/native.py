@@ -26,9 +26,11 @@ from beliefscope.rssm.nets import (
     symlog,
 )
 from beliefscope.rssm.presets import Preset
+from beliefscope.rssm.recipe import Recipe
 
 Batch = dict[str, Tensor]
-"""Training batch, (B, T, ...): image uint8, action, reward, is_first, is_terminal."""
+"""Training batch, (B, T, ...): image uint8, action, reward, is_first, is_terminal, and
+optionally `observed` (bool, False on frames withheld by observation dropout)."""
 
 
 class NativeCell(nn.Module):
@@ -160,13 +162,18 @@ class NativeWorldModel(nn.Module):
     # -- training ---------------------------------------------------------------------------
 
     def loss(
-        self, batch: Batch, generator: torch.Generator | None = None
+        self,
+        batch: Batch,
+        generator: torch.Generator | None = None,
+        recipe: Recipe = Recipe(),
     ) -> tuple[Tensor, dict[str, float]]:
         """DreamerV3's world-model loss, averaged over (B, T); metrics report KL raw and clipped.
 
         Reconstruction is MSE in symlog space summed over pixels; reward is two-hot CE on
         symlog(reward); continuation is Bernoulli CE on 1 - is_terminal; KL is balanced as
-        `dyn * max(KL(sg(q) || p), free) + rep * max(KL(q || sg(p)), free)`.
+        `dyn * max(KL(sg(q) || p), free) + rep * max(KL(q || sg(p)), free)`. Frames withheld by
+        `batch["observed"]` are decoded from the prior (there the posterior is the prior);
+        `recipe` adds latent overshooting and weights the reward loss.
         """
         image = batch["image"]
         assert image.ndim == 5, image.shape
@@ -176,6 +183,7 @@ class NativeWorldModel(nn.Module):
             batch["is_first"],
             posterior="sample",
             generator=generator,
+            observed=batch.get("observed"),
         )
         feat = self.feat(traj.deter, traj.stoch)  # (B, T, F)
         target = symlog(image.to(feat.dtype) / 255.0 - 0.5)  # (B, T, H, W, C)
@@ -189,10 +197,15 @@ class NativeWorldModel(nn.Module):
         kl = traj.post.kl(traj.prior)  # (B, T)
         dyn = traj.post.detach().kl(traj.prior).clamp(min=p.free_nats)
         rep = traj.post.kl(traj.prior.detach()).clamp(min=p.free_nats)
-        total = image_loss + reward_loss + cont_loss + p.dyn_scale * dyn + p.rep_scale * rep
+        total = (
+            image_loss
+            + recipe.reward_scale * reward_loss
+            + cont_loss
+            + p.dyn_scale * dyn
+            + p.rep_scale * rep
+        )
         loss = total.mean()
         metrics = {
-            "loss": loss,
             "image": image_loss.mean(),
             "reward": reward_loss.mean(),
             "cont": cont_loss.mean(),
@@ -202,7 +215,45 @@ class NativeWorldModel(nn.Module):
             "prior_entropy": traj.prior.entropy().mean(),
             "post_entropy": traj.post.entropy().mean(),
         }
+        if recipe.overshoot > 0 and recipe.overshoot_scale > 0:
+            over = self._overshoot_loss(traj, batch, target, recipe, generator)
+            loss = loss + recipe.overshoot_scale * over
+            metrics["overshoot"] = over
+        metrics["loss"] = loss
         return loss, {name: float(value.detach()) for name, value in metrics.items()}
+
+    def _overshoot_loss(
+        self,
+        traj: Trajectory,
+        batch: Batch,
+        target: Tensor,
+        recipe: Recipe,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Image loss of frames decoded k = 1..K steps after random posterior states, imagined
+        with the recorded actions (latent overshooting); steps past the window or across a
+        reset are left out. Per imagined step, summed over pixels like the reconstruction."""
+        b, steps = batch["is_first"].shape
+        n, horizon = recipe.overshoot_starts, recipe.overshoot
+        device = traj.deter.device
+        starts = torch.randint(0, max(1, steps - 1), (b, n), generator=generator, device=device)
+        rows = torch.arange(b, device=device)[:, None].expand(b, n)  # (B, N)
+        ahead = starts[..., None] + torch.arange(1, horizon + 1, device=device)  # (B, N, K)
+        inside = ahead < steps
+        ahead = ahead.clamp(max=steps - 1)
+        crossed = batch["is_first"][rows[..., None], ahead].cumsum(-1) > 0  # a reset at/before
+        valid = (inside & ~crossed).flatten(0, 1)  # (B*N, K)
+        state = {
+            "deter": traj.deter[rows, starts].flatten(0, 1),  # (B, N, D) -> (B*N, D)
+            "stoch": traj.stoch[rows, starts].flatten(0, 1),  # (B, N, G, K) -> (B*N, G, K)
+        }
+        actions = batch["action"][rows[..., None], ahead].flatten(0, 1)  # (B*N, K, A)
+        imag = self.imagine(state, actions, posterior="sample", generator=generator)
+        feat = self.feat(imag.deter, imag.stoch)  # (B*N, K, F)
+        truth = target[rows[..., None], ahead].flatten(0, 1)  # (B*N, K, H, W, C)
+        err = ((self.decoder(feat) - truth) ** 2).sum((-3, -2, -1))  # (B*N, K)
+        weight = valid.to(err.dtype)
+        return (err * weight).sum() / weight.sum().clamp(min=1.0)
 
     def parameter_count(self) -> int:
         return sum(param.numel() for param in self.parameters())

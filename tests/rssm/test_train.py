@@ -73,7 +73,10 @@ def test_train_refuses_a_run_dir_with_checkpoints_and_keeps_them(tmp_path: Path)
     with pytest.raises(BadInputError, match="already holds checkpoints"):
         _fit(stream, tmp_path, steps=2)
     assert first[0].read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-00000002.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ckpt-00000002.safetensors",
+        "train-state.safetensors",
+    ]
 
 
 def test_mismatched_episodes_are_rejected_naming_the_file() -> None:
@@ -119,8 +122,9 @@ def test_cli_trains_from_a_replay_dir_and_writes_loadable_checkpoints(tmp_path: 
     replay = write_replay(tmp_path / "replay", episodes)
     args = ["--steps", "3", "--save-every", "2", "--batch", "2", "--length", "6", "--seed", "5"]
     assert _cli(replay, tmp_path / "run", *args) == 0
-    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    names = sorted(p.name for p in (tmp_path / "run").glob("ckpt-*"))
     assert names == ["ckpt-00000002.safetensors", "ckpt-00000003.safetensors"]
+    assert (tmp_path / "run" / "train-state.safetensors").is_file()
     model = load_checkpoint(tmp_path / "run" / names[-1])
     assert model.preset.name == "tiny" and model.spec.image_shape == (16, 16, 3)
     assert model.spec.action_dim == 2 and model.spec.config["step"] == 3
