@@ -26,6 +26,9 @@ METRICS: dict[str, str] = {
     "deter_norm": "|h_t| (L2)",
     "deter_delta": "|h_t - h_{t-1}| (L2), NaN at resets",
     "openloop_error": "MSE of the decode after imagining k steps from the posterior at t-k",
+    "belief_jump": "distance (m) between the object positions the decode probe reads from the "
+    "prior and from the posterior features: how far this frame moved the belief of where the "
+    "object is (decode traces only)",
 }
 """Column name -> meaning. Order is the column order in stores and exports."""
 

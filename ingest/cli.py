@@ -57,6 +57,15 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint format (default: detected from the files)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: cores - 1)")
+    parser.add_argument(
+        "--train-replay",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="replay the checkpoints trained on (repeatable), so scores split training and "
+        "held-out episodes; native checkpoints record this themselves",
+    )
 
 
 def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
@@ -74,6 +83,7 @@ def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
         batch_size=args.batch_size,
         checkpoint_format=args.checkpoint_format,
         options=ComputeOptions(openloop=args.openloop),
+        train_replay=tuple(args.train_replay),
     )
 
 

@@ -2,9 +2,11 @@
 episodes in, arrays out); `ingest.probes_cli` stores the results.
 
 - open-loop horizon curve: decode error after imagining h = 1..H steps from many start points;
-- belief decoding: a ridge probe from the belief (h_t and the posterior probabilities) to the
-  hidden object's position, fit on visible steps of some episodes and tested on occluded steps
-  of others: does the belief still know where the box is while it is hidden?
+- belief decoding: a ridge probe from the belief (h_t and the class probabilities) to the
+  hidden object's position, fit on some episodes and tested on the occluded steps of others
+  against the last visible position and the mean position: does the belief still know where
+  the box is while it is hidden? It also gives the belief jump, how far each frame moved the
+  decoded position (prior vs posterior features);
 - imagined futures: N sampled prior rollouts from each start step with the recorded actions,
   and the spread of the object positions the probe decodes from them;
 - dropout drift: how far the belief wandered while frames were withheld (`dropout:*` traces).
@@ -17,11 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.linear_model import Ridge
 from torch import Tensor
 
 from beliefscope.errors import BadInputError
@@ -138,15 +139,49 @@ def horizon_curve(
 
 # -- belief decoding ---------------------------------------------------------------------
 
+KNOWN_TOL = 0.01
+"""A hidden object whose true position is within this (m) of where it was last seen is still
+knowable from memory; one that moved more while hidden (a slip) is not."""
+
+FitSteps = Literal["known", "visible"]
+
+
+class RidgeProbe:
+    """Linear ridge regression on standardised features, in closed form: a probe must be too
+    weak to compute anything itself, only to read out what the belief already holds."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, bias: np.ndarray):
+        self.mean, self.scale, self.coef, self.bias = mean, scale, coef, bias
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> RidgeProbe:
+        assert x.ndim == 2 and y.ndim == 2 and len(x) == len(y), (x.shape, y.shape)
+        mean = x.mean(0)
+        scale = x.std(0)
+        scale[scale < 1e-8] = 1.0  # constant features carry nothing; keep them finite
+        z = (x - mean) / scale
+        bias = y.mean(0)
+        gram = z.T @ z + alpha * np.eye(z.shape[1])  # (F, F)
+        coef = np.linalg.solve(gram, z.T @ (y - bias))  # (F, 2)
+        return cls(mean, scale, coef, bias)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.coef + self.bias
+
 
 @dataclass(frozen=True)
-class DecodeResult:
-    since_occlusion: np.ndarray  # (K,) 1..K steps since the object was hidden
-    error: np.ndarray  # (K,) mean position error (m) of held-out occluded steps
-    count: np.ndarray  # (K,)
-    visible_error: float  # mean error on held-out visible steps
-    baseline_error: float  # error of predicting the training mean everywhere (held-out occluded)
-    decoded: list[np.ndarray]  # per episode (T, 2): where the belief puts the object
+class Occlusions:
+    """Per-step occlusion labels of one episode, from its ground truth."""
+
+    since: np.ndarray  # (T,) int: 1 on the first hidden step, 2 on the next, ...; 0 visible
+    slip: np.ndarray  # (T,) bool: hidden, and the object moved while hidden (not knowable)
+    last_seen: np.ndarray  # (T, 2) the object's position at the last visible step (NaN before)
+    position: np.ndarray  # (T, 2) the object's true position
+
+    @property
+    def known(self) -> np.ndarray:
+        """Steps where the position is visible or where memory could know it."""
+        return (self.since == 0) | ~self.slip
 
 
 def _target(ep: Episode) -> np.ndarray:
@@ -155,12 +190,6 @@ def _target(ep: Episode) -> np.ndarray:
             "belief decoding needs ground truth 'qpos' and 'occluded'", path=ep.ref.path
         )
     return np.asarray(ep.truth[TARGET], np.float64)[:, TARGET_COLUMNS]
-
-
-def episode_features(model: WorldModel, ep: Episode) -> np.ndarray:
-    with torch.inference_mode():
-        traj = _filter(model, pad_batch([ep]))
-        return belief_features(traj.deter, traj.post)[0].double().numpy()  # (T, F)
 
 
 def steps_since_occlusion(occluded: np.ndarray) -> np.ndarray:
@@ -173,18 +202,144 @@ def steps_since_occlusion(occluded: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_decoder(model: WorldModel, train: Sequence[Episode], alpha: float = 1.0) -> Ridge:
-    """Ridge from belief features to object position, on visible steps of `train`."""
+def occlusions(ep: Episode) -> Occlusions:
+    """Label every hidden step by whether its occlusion is a slip: at some step of it the
+    object was more than KNOWN_TOL from where it was last seen."""
+    position = _target(ep)
+    since = steps_since_occlusion(ep.truth["occluded"])
+    last_seen = np.full_like(position, np.nan)
+    slip = np.zeros(len(since), bool)
+    seen = np.full(2, np.nan)
+    for t in np.flatnonzero(since == 1):  # each occlusion: steps t .. end - 1
+        end = t + int(np.argmax(np.r_[since[t:], 0] == 0))
+        seen = position[t - 1] if t > 0 else np.full(2, np.nan)
+        last_seen[t:end] = seen
+        moved = np.linalg.norm(position[t:end] - seen, axis=1) > KNOWN_TOL
+        slip[t:end] = bool(moved.any())
+    return Occlusions(since, slip, last_seen, position)
+
+
+@dataclass(frozen=True)
+class Beliefs:
+    """Where the belief puts the object at every step of one episode, by the probe."""
+
+    post: np.ndarray  # (T, 2) decoded from the posterior features (after the frame)
+    prior: np.ndarray  # (T, 2) decoded from the prior features (before the frame)
+
+    @property
+    def jump(self) -> np.ndarray:
+        """(T,) how far the frame moved the belief of where the object is (m)."""
+        return np.linalg.norm(self.post - self.prior, axis=1)
+
+
+def _episode_features(model: WorldModel, ep: Episode) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior and prior belief features of one episode, (T, F) each."""
+    with torch.inference_mode():
+        traj = _filter(model, pad_batch([ep]))
+        post = belief_features(traj.deter, traj.post)[0].double().numpy()
+        prior = belief_features(traj.deter, traj.prior)[0].double().numpy()
+    return post, prior
+
+
+def fit_decoder(
+    model: WorldModel, train: Sequence[Episode], alpha: float = 1.0, fit: FitSteps = "known"
+) -> RidgeProbe:
+    """Ridge from belief features to the object's position on `train`'s episodes.
+
+    `known` (default) fits posterior and prior features on every step where the position is
+    knowable (visible, or hidden without having moved), so the probe learns to read the
+    memory as well as the view; `visible` fits posterior features of visible steps only (a
+    probe that reads the view, against which a remembered position looks like drift)."""
     feats, targets = [], []
     for ep in train:
-        visible = ~np.asarray(ep.truth.get("occluded", ()), bool)
-        y = _target(ep)
-        feats.append(episode_features(model, ep)[visible])
-        targets.append(y[visible])
+        occ = occlusions(ep)
+        post, prior = _episode_features(model, ep)
+        rows = occ.known if fit == "known" else occ.since == 0
+        feats.append(post[rows])
+        targets.append(occ.position[rows])
+        if fit == "known":
+            feats.append(prior[rows & ~ep.is_first])
+            targets.append(occ.position[rows & ~ep.is_first])
     x, y = np.concatenate(feats), np.concatenate(targets)
     if len(x) < 2:
         raise BadInputError("belief decoding needs visible steps in the training episodes")
-    return Ridge(alpha=alpha).fit(x, y)
+    return RidgeProbe.fit(x, y, alpha)
+
+
+def decode_episode(model: WorldModel, probe: RidgeProbe, ep: Episode) -> Beliefs:
+    post, prior = _episode_features(model, ep)
+    return Beliefs(probe.predict(post), probe.predict(prior))
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """Belief error (m) on held-out episodes by steps since the object was hidden, for plain
+    occlusions (the object stayed put: the last visible position is exact) and slips (it
+    moved unseen), beside the two baselines a memory must be judged against."""
+
+    since: np.ndarray  # (K,) 1..K
+    plain: np.ndarray  # (K,) mean error of the posterior belief, plain occlusions
+    plain_count: np.ndarray  # (K,)
+    slip: np.ndarray  # (K,) the same on slip occlusions
+    slip_count: np.ndarray  # (K,)
+    last_seen_slip: np.ndarray  # (K,) error of the last visible position on slips (plain: 0)
+    visible_error: float  # mean error on visible steps
+    mean_baseline: float  # error of the training-mean position on hidden steps
+    decoded: list[Beliefs]
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(values: np.ndarray) -> list:
+            return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, float)]
+
+        return {
+            "since_occlusion": self.since.tolist(),
+            "plain_error": clean(self.plain),
+            "plain_count": self.plain_count.tolist(),
+            "slip_error": clean(self.slip),
+            "slip_count": self.slip_count.tolist(),
+            "last_seen_slip_error": clean(self.last_seen_slip),
+            "visible_error": float(self.visible_error),
+            "mean_baseline_error": float(self.mean_baseline),
+        }
+
+
+def memory_report(
+    model: WorldModel,
+    probe: RidgeProbe,
+    test: Sequence[Episode],
+    train_mean: np.ndarray,
+    max_since: int = 20,
+) -> MemoryReport:
+    sums = {k: np.zeros(max_since) for k in ("plain", "slip", "seen_slip")}
+    counts = {k: np.zeros(max_since, np.int64) for k in ("plain", "slip")}
+    visible, baseline, decoded = [], [], []
+    for ep in test:
+        occ = occlusions(ep)
+        beliefs = decode_episode(model, probe, ep)
+        decoded.append(beliefs)
+        err = np.linalg.norm(beliefs.post - occ.position, axis=1)
+        seen_err = np.linalg.norm(occ.last_seen - occ.position, axis=1)
+        visible.extend(err[occ.since == 0])
+        hidden = (occ.since > 0) & (occ.since <= max_since)
+        baseline.extend(np.linalg.norm(occ.position[occ.since > 0] - train_mean, axis=1))
+        for kind, rows in (("plain", hidden & ~occ.slip), ("slip", hidden & occ.slip)):
+            np.add.at(sums[kind], occ.since[rows] - 1, err[rows])
+            np.add.at(counts[kind], occ.since[rows] - 1, 1)
+        rows = hidden & occ.slip
+        np.add.at(sums["seen_slip"], occ.since[rows] - 1, seen_err[rows])
+    nan = float("nan")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return MemoryReport(
+            since=np.arange(1, max_since + 1),
+            plain=sums["plain"] / counts["plain"],
+            plain_count=counts["plain"],
+            slip=sums["slip"] / counts["slip"],
+            slip_count=counts["slip"],
+            last_seen_slip=sums["seen_slip"] / counts["slip"],
+            visible_error=float(np.mean(visible)) if visible else nan,
+            mean_baseline=float(np.mean(baseline)) if baseline else nan,
+            decoded=decoded,
+        )
 
 
 def decode_beliefs(
@@ -193,35 +348,12 @@ def decode_beliefs(
     test: Sequence[Episode],
     max_since: int = 20,
     alpha: float = 1.0,
-) -> tuple[Ridge, DecodeResult]:
-    """Fit on `train`'s visible steps, report error vs steps since occlusion on `test`."""
-    probe = fit_decoder(model, train, alpha)
+    fit: FitSteps = "known",
+) -> tuple[RidgeProbe, MemoryReport]:
+    """Fit the probe on `train`, report the belief's memory on `test`."""
+    probe = fit_decoder(model, train, alpha, fit)
     mean = np.concatenate([_target(ep) for ep in train]).mean(0)
-    total = np.zeros(max_since)
-    count = np.zeros(max_since, dtype=np.int64)
-    visible_err, baseline_err, decoded = [], [], []
-    for ep in test:
-        y = _target(ep)
-        pred = probe.predict(episode_features(model, ep))
-        decoded.append(pred.astype(np.float32))
-        err = np.linalg.norm(pred - y, axis=1)
-        since = steps_since_occlusion(ep.truth["occluded"])
-        visible_err.extend(err[since == 0])
-        hidden = (since > 0) & (since <= max_since)
-        np.add.at(total, since[hidden] - 1, err[hidden])
-        np.add.at(count, since[hidden] - 1, 1)
-        baseline_err.extend(np.linalg.norm(y[since > 0] - mean, axis=1))
-    with np.errstate(invalid="ignore"):
-        error = total / count
-    nan = float("nan")
-    return probe, DecodeResult(
-        np.arange(1, max_since + 1),
-        error,
-        count,
-        float(np.mean(visible_err)) if visible_err else nan,
-        float(np.mean(baseline_err)) if baseline_err else nan,
-        decoded,
-    )
+    return probe, memory_report(model, probe, test, mean, max_since)
 
 
 # -- imagined futures --------------------------------------------------------------------
@@ -235,7 +367,7 @@ class Futures:
 
 def imagined_futures(
     model: WorldModel,
-    probe: Ridge,
+    probe: RidgeProbe,
     ep: Episode,
     samples: int = 8,
     horizon: int = 10,

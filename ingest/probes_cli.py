@@ -59,7 +59,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--horizon", type=int, default=15)
             p.add_argument("--stride", type=int, default=5, help="steps between start points")
         else:
-            p.add_argument("--train-frac", type=float, default=0.5, help="episodes to fit on")
+            p.add_argument(
+                "--train-frac",
+                type=float,
+                default=0.5,
+                help="episodes to fit on when the checkpoint does not record its training ones",
+            )
+            p.add_argument(
+                "--fit",
+                choices=["known", "visible"],
+                default="known",
+                help="steps the probe fits: wherever the position is knowable (view and "
+                "memory), or visible steps only",
+            )
             p.add_argument("--samples", type=int, default=8, help="imagined rollouts per step")
             p.add_argument("--future", type=int, default=10, help="imagined steps per rollout")
             p.add_argument("--alpha", type=float, default=1.0, help="ridge regularisation")
@@ -206,6 +218,28 @@ def _openloop(
         print(f"  {ckpt.step}: error by horizon {shown}")
 
 
+def _decode_split(
+    args: argparse.Namespace, ckpt: CheckpointInfo, infos: list[EpisodeInfo]
+) -> tuple[list[int], list[int]]:
+    """Indices of the episodes to fit the probe on and to test it on: the checkpoint's own
+    training episodes against the rest where it records them, else the first --train-frac."""
+    trained = set(ckpt.config.get("train_episodes") or ())
+    fit = [i for i, e in enumerate(infos) if e.fingerprint in trained]
+    if fit and len(fit) < len(infos):
+        return fit, [i for i in range(len(infos)) if i not in set(fit)]
+    n_train = int(round(len(infos) * args.train_frac))
+    if n_train < 1 or n_train >= len(infos):
+        raise BadInputError(
+            f"belief decoding needs episodes with ground truth to fit and to test: {len(infos)} "
+            f"found, --train-frac {args.train_frac} gives {n_train} to fit"
+        )
+    return list(range(n_train)), list(range(n_train, len(infos)))
+
+
+def _cm(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
 def _decode(
     store: Store,
     args: argparse.Namespace,
@@ -214,35 +248,38 @@ def _decode(
 ) -> None:
     with_truth = [e for e in episodes if e.has_truth]
     eps = [_load_episode(e) for e in with_truth]
-    n_train = int(round(len(eps) * args.train_frac))
-    if n_train < 1 or n_train >= len(eps):
-        raise BadInputError(
-            f"belief decoding needs episodes with ground truth to fit and to test: {len(eps)} "
-            f"found, --train-frac {args.train_frac} gives {n_train} to fit"
-        )
+    print("belief error (cm) on held-out plain occlusions by steps since hidden; last visible")
+    print("position error 0 on those; training-mean baseline; slips beside their last-seen error")
     for ckpt in checkpoints:
         model = _load_model(ckpt, args.device)
-        probe, result = probes.decode_beliefs(model, eps[:n_train], eps[n_train:], alpha=args.alpha)
+        fit, test = _decode_split(args, ckpt, with_truth)
+        mean = np.concatenate([probes.occlusions(eps[i]).position for i in fit]).mean(0)
+        probe = probes.fit_decoder(model, [eps[i] for i in fit], args.alpha, args.fit)
+        report = probes.memory_report(model, probe, [eps[i] for i in test], mean)
         data = {
-            "since_occlusion": result.since_occlusion.tolist(),
-            "error": [None if math.isnan(e) else float(e) for e in result.error],
-            "count": result.count.tolist(),
-            "visible_error": result.visible_error,
-            "baseline_error": result.baseline_error,
-            "train_episodes": [e.key for e in with_truth[:n_train]],
+            **report.to_dict(),
+            "fit": args.fit,
+            "train_episodes": [with_truth[i].key for i in fit],
+            "test_episodes": [with_truth[i].key for i in test],
         }
         rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe="decode", data=data)
         for info, ep in zip(with_truth, eps, strict=True):
             (trace,) = compute_traces(model, pad_batch([ep]))
+            beliefs = probes.decode_episode(model, probe, ep)
             futures = probes.imagined_futures(model, probe, ep, args.samples, args.future)
+            trace.metrics["belief_jump"] = beliefs.jump
             trace.extra.update(
-                decoded_pos=probe.predict(probes.episode_features(model, ep)).astype(np.float32),
+                decoded_pos=beliefs.post.astype(np.float32),
+                decoded_prior_pos=beliefs.prior.astype(np.float32),
                 futures_mean=futures.mean,
                 futures_spread=futures.spread,
             )
             store.writer.write_trace(ckpt.id, info.id, "decode", "mode", trace)
-        shown = " ".join("n/a" if e is None else f"{e:.3f}" for e in data["error"][:10])
+        plain = " ".join(_cm(e) for e in data["plain_error"][:9])
+        slip = " ".join(_cm(e) for e in data["slip_error"][:5])
+        seen = " ".join(_cm(e) for e in data["last_seen_slip_error"][:5])
         print(
-            f"  {ckpt.step}: visible {result.visible_error:.3f} m, hidden by steps since "
-            f"occlusion {shown} (mean-position baseline {result.baseline_error:.3f} m)"
+            f"  {ckpt.step}: visible {_cm(report.visible_error)}, plain {plain} "
+            f"(mean baseline {_cm(report.mean_baseline)}); slip {slip} (last seen {seen}); "
+            f"fit on {len(fit)}, tested on {len(test)} episodes"
         )

@@ -25,6 +25,7 @@ import torch
 from beliefscope.config import get_settings
 from beliefscope.errors import BadInputError, BeliefscopeError
 from beliefscope.replay.base import Episode, EpisodeRef
+from beliefscope.replay.base import detect_format as replay_format_for
 from beliefscope.replay.base import get_format as replay_format
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel, action_input
@@ -49,6 +50,9 @@ class IngestRequest:
     batch_size: int = 16
     checkpoint_format: str | None = None
     options: ComputeOptions = field(default_factory=ComputeOptions)
+    train_replay: tuple[Path, ...] = ()
+    """Replay directories the run's checkpoints trained on (for checkpoints that do not say
+    so themselves): their episodes are scored apart from held-out ones."""
     snapshots: Path | None = None
     """Where checkpoint versions are copied (default: `<BELIEFSCOPE_HOME>/snapshots`); the
     server reads them back for its overlays, so it must lie inside the server's data roots."""
@@ -103,6 +107,7 @@ class Ingestor:
         self.variants: list[Variant] = [parse(p) for p in dict.fromkeys(request.probes)]
         self.snapshots = request.snapshots or get_settings().home / "snapshots"
         self.cache: SnapshotCache = {} if cache is None else cache
+        self._declared: list[str] | None = None
 
     def pending(self) -> int:
         """Units not stored yet (0 when a watcher has nothing to do); loads no model."""
@@ -301,6 +306,7 @@ class Ingestor:
             self._error(report, unit=f"checkpoint {ref.path.name}", file=ref.path, reason=str(err))
             return None
         spec = model.spec
+        trained_on = spec.config.get("train_episodes") or self._declared_training()
         checkpoint_id = self.writer.ensure_checkpoint(
             run_id,
             content_hash=snap.content_hash,
@@ -317,9 +323,19 @@ class Ingestor:
                 "classes": spec.classes,
                 "action_dim": spec.action_dim,
                 "image_shape": list(spec.image_shape),
+                "train_episodes": list(trained_on),
             },
         )
         return checkpoint_id, snap.ref
+
+    def _declared_training(self) -> list[str]:
+        """Fingerprints of the episodes under `train_replay`, read once."""
+        if self._declared is None:
+            self._declared = []
+            for root in self.request.train_replay:
+                fmt = replay_format_for(root)
+                self._declared.extend(fmt.load(ref).fingerprint for ref in fmt.list(root))
+        return self._declared
 
     def _error(self, report: IngestReport, *, unit: str, file: Path, reason: str) -> None:
         report.errors.append(reason)
@@ -448,6 +464,7 @@ class UnitRunner:
             has_truth=bool(ep.truth),
             truth_summary=_truth_summary(ep),
             locator={"part": ref.part, "extra": list(ref.extra)},
+            fingerprint=ep.fingerprint,
         )
         return ep, episode_id
 

@@ -8,6 +8,7 @@ Every format converts its own action convention to the canonical one of `beliefs
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,15 @@ class Episode:
     @property
     def episode_return(self) -> float:
         return float(np.nansum(self.reward[~self.is_first]))
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the frames and actions: the same episode under another file name
+        (a copy, a regenerated world) has the same fingerprint, so a checkpoint can say which
+        episodes it trained on and scoring can keep those apart from held-out ones."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.image).data)
+        digest.update(np.ascontiguousarray(self.action, dtype=np.float32).data)
+        return digest.hexdigest()[:16]
 
 
 OnError = Callable[[BadInputError], None]

@@ -9,7 +9,7 @@ and up to the reappearance). A reappearance is found when a flag overlaps its wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,7 +38,8 @@ class EpisodeTruth:
 
 @dataclass(frozen=True)
 class Score:
-    """Scores of one checkpoint; NaN where a figure is undefined (no events, no flags)."""
+    """Scores of one checkpoint; NaN where a figure is undefined (no events, no flags).
+    `intervals` holds a 95% bootstrap interval per figure (episodes resampled), where asked."""
 
     slip_recall: float
     reappearance_recall: float
@@ -50,6 +51,15 @@ class Score:
     flags: int
     episodes: int
     slip_episodes: int
+    slip_precision: float = float("nan")
+    """Flags at a slip reappearance / flags: how often a flagged place is what matters."""
+    plain_flagged: float = float("nan")
+    """Plain reappearances flagged / plain reappearances: the false alarms a reviewer meets."""
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
+
+
+FIGURES = ("slip_recall", "slip_precision", "plain_flagged", "precision", "slip_auc")
+"""The figures `bootstrap` gives intervals for."""
 
 
 def reappearances(
@@ -98,44 +108,97 @@ def average_precision(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return float((recall_gain * precision).sum())
 
 
-def score(episodes: Sequence[EpisodeTruth], window: tuple[int, int] = WINDOW) -> Score:
-    """Score one checkpoint's flags over its episodes."""
+@dataclass(frozen=True)
+class _Tally:
+    """One episode's contribution to a score."""
+
+    found_slip: int
+    found_plain: int
+    flags: int
+    right_flags: int
+    slip_flags: int
+    slip_peaks: tuple[float, ...]
+    plain_peaks: tuple[float, ...]
+    priority: float
+    has_slip: bool
+
+
+def _tally(ep: EpisodeTruth, window: tuple[int, int]) -> _Tally:
     lo_off, hi_off = window
-    found_slip = found_plain = n_flags = right_flags = 0
-    slip_peaks: list[float] = []
-    plain_peaks: list[float] = []
-    priorities, labels = [], []
-    for ep in episodes:
-        events = reappearances(ep.occluded, ep.slip)
-        windows = [(e.t + lo_off, e.t + hi_off) for e in events]
-        for event, (lo, hi) in zip(events, windows, strict=True):
-            found = _overlaps(ep.flags, lo, hi)
-            part = ep.signal[max(lo, 0) : hi + 1]
-            part = part[np.isfinite(part)]
-            peak = float(part.max()) if len(part) else float("-inf")
-            if event.slip:
-                found_slip += found
-                slip_peaks.append(peak)
-            else:
-                found_plain += found
-                plain_peaks.append(peak)
-        n_flags += len(ep.flags)
-        right_flags += sum(any(t0 <= hi and t1 >= lo for lo, hi in windows) for t0, t1 in ep.flags)
-        priorities.append(ep.priority)
-        labels.append(any(e.slip for e in events))
+    events = reappearances(ep.occluded, ep.slip)
+    windows = [(e.t + lo_off, e.t + hi_off) for e in events]
+    found = {"slip": 0, "plain": 0}
+    peaks: dict[str, list[float]] = {"slip": [], "plain": []}
+    for event, (lo, hi) in zip(events, windows, strict=True):
+        kind = "slip" if event.slip else "plain"
+        found[kind] += _overlaps(ep.flags, lo, hi)
+        part = ep.signal[max(lo, 0) : hi + 1]
+        part = part[np.isfinite(part)]
+        peaks[kind].append(float(part.max()) if len(part) else float("-inf"))
+    slip_windows = [w for w, e in zip(windows, events, strict=True) if e.slip]
+    return _Tally(
+        found_slip=found["slip"],
+        found_plain=found["plain"],
+        flags=len(ep.flags),
+        right_flags=sum(_overlaps(windows, t0, t1) for t0, t1 in ep.flags),
+        slip_flags=sum(_overlaps(slip_windows, t0, t1) for t0, t1 in ep.flags),
+        slip_peaks=tuple(peaks["slip"]),
+        plain_peaks=tuple(peaks["plain"]),
+        priority=ep.priority,
+        has_slip=bool(slip_windows),
+    )
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else float("nan")
+
+
+def _combine(tallies: Sequence[_Tally]) -> Score:
+    slip_peaks = [p for t in tallies for p in t.slip_peaks]
+    plain_peaks = [p for t in tallies for p in t.plain_peaks]
     n_slip, n_plain = len(slip_peaks), len(plain_peaks)
-    nan = float("nan")
+    found_slip = sum(t.found_slip for t in tallies)
+    found_plain = sum(t.found_plain for t in tallies)
+    flags = sum(t.flags for t in tallies)
     return Score(
-        slip_recall=found_slip / n_slip if n_slip else nan,
-        reappearance_recall=(found_slip + found_plain) / (n_slip + n_plain)
-        if n_slip + n_plain
-        else nan,
-        precision=right_flags / n_flags if n_flags else nan,
+        slip_recall=_ratio(found_slip, n_slip),
+        reappearance_recall=_ratio(found_slip + found_plain, n_slip + n_plain),
+        precision=_ratio(sum(t.right_flags for t in tallies), flags),
         slip_auc=auc(slip_peaks, plain_peaks),
-        episode_ap=average_precision(priorities, labels),
+        episode_ap=average_precision([t.priority for t in tallies], [t.has_slip for t in tallies]),
         slip_events=n_slip,
         plain_events=n_plain,
-        flags=n_flags,
-        episodes=len(episodes),
-        slip_episodes=int(sum(labels)),
+        flags=flags,
+        episodes=len(tallies),
+        slip_episodes=sum(t.has_slip for t in tallies),
+        slip_precision=_ratio(sum(t.slip_flags for t in tallies), flags),
+        plain_flagged=_ratio(found_plain, n_plain),
     )
+
+
+def score(
+    episodes: Sequence[EpisodeTruth],
+    window: tuple[int, int] = WINDOW,
+    *,
+    resamples: int = 0,
+    seed: int = 0,
+) -> Score:
+    """Score one checkpoint's flags over its episodes; with `resamples`, add 95% bootstrap
+    intervals of `FIGURES` from resampling whole episodes (events in one episode are not
+    independent, and with a few dozen events an interval is the honest way to quote them)."""
+    tallies = [_tally(ep, window) for ep in episodes]
+    point = _combine(tallies)
+    if resamples <= 0 or not tallies:
+        return point
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in FIGURES}
+    for _ in range(resamples):
+        sample = _combine([tallies[i] for i in rng.integers(0, len(tallies), len(tallies))])
+        for name in FIGURES:
+            draws[name].append(getattr(sample, name))
+    intervals = {}
+    for name, values in draws.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        if len(finite):
+            intervals[name] = (float(np.quantile(finite, 0.025)), float(np.quantile(finite, 0.975)))
+    return replace(point, intervals=intervals)

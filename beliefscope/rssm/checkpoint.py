@@ -2,7 +2,8 @@
 
 `ckpt-<step:08d>.safetensors` holds every tensor of the model's state dict and one metadata
 entry, `beliefscope`: JSON with `kind` ("native"), the preset's fields, action_dim,
-image_shape, step and the training recipe (`rssm.recipe`; older files: DreamerV3's). One
+image_shape, step, the training recipe (`rssm.recipe`; older files: DreamerV3's) and the
+fingerprints of the episodes it trained on (`train_episodes`; older files: none). One
 entry, because safetensors writes several in no fixed order, and the same weights should give
 the same bytes (ingest hashes checkpoint files).
 Loading parses only the header and raw tensor bytes, so it never executes code; every tensor
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -37,7 +39,11 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(
-    model: NativeWorldModel, out_dir: Path, step: int, recipe: Recipe = Recipe()
+    model: NativeWorldModel,
+    out_dir: Path,
+    step: int,
+    recipe: Recipe = Recipe(),
+    train_episodes: Sequence[str] = (),
 ) -> Path:
     """Write `out_dir/ckpt-<step>.safetensors` atomically (a temp file, then a rename)."""
     config = {
@@ -47,6 +53,7 @@ def save_checkpoint(
         "image_shape": list(model.spec.image_shape),
         "step": step,
         "recipe": recipe.to_dict(),
+        "train_episodes": list(train_episodes),
     }
     tensors = {
         name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()
@@ -115,10 +122,10 @@ def _build(path: Path, metadata: dict[str, str]) -> NativeWorldModel:
         image_shape = tuple(config.pop("image_shape"))
         step = config.pop("step", None)
         recipe = Recipe.from_dict(config.pop("recipe", {}))
+        trained_on = [str(f) for f in config.pop("train_episodes", [])]
         model = NativeWorldModel(preset_from_dict(config), action_dim, image_shape)
-        model.spec = replace(
-            model.spec, config={**model.spec.config, "step": step, "recipe": recipe.to_dict()}
-        )
+        extra = {"step": step, "recipe": recipe.to_dict(), "train_episodes": trained_on}
+        model.spec = replace(model.spec, config={**model.spec.config, **extra})
         return model
     except BadInputError as err:
         raise BadInputError(str(err), path=path) from None

@@ -40,6 +40,8 @@ class Stream:
     reward: np.ndarray  # (N,) float32
     is_first: np.ndarray  # (N,) bool
     is_terminal: np.ndarray  # (N,) bool
+    fingerprints: tuple[str, ...] = ()
+    """`Episode.fingerprint` of every episode joined, in order: recorded in checkpoints."""
 
     @classmethod
     def join(cls, episodes: list[Episode]) -> Stream:
@@ -76,6 +78,7 @@ class Stream:
             reward=np.nan_to_num(np.concatenate([ep.reward for ep in episodes]).astype(np.float32)),
             is_first=is_first,
             is_terminal=np.concatenate([ep.is_terminal.astype(bool) for ep in episodes]),
+            fingerprints=tuple(ep.fingerprint for ep in episodes),
         )
 
     @property
@@ -297,7 +300,7 @@ def train(
         )
         bar.update()
         if step % save_every == 0 or step == steps:
-            written.append(save_checkpoint(model, out, step, recipe))
+            written.append(save_checkpoint(model, out, step, recipe, stream.fingerprints))
             _save_state(out, step, config, data, opt, rng, generator)
     bar.close()
     return written

@@ -133,6 +133,8 @@ class ScoreInfo:
     rules: tuple[str, ...]
     score: Score
     created: datetime
+    split: str = "all"
+    """`all`, `train` (the episodes the checkpoint trained on) or `held-out` (the others)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -843,17 +845,39 @@ def run_findings(
 # -- scores and probe summaries ----------------------------------------------------------
 
 
+SPLITS = ("all", "train", "held-out")
+
+
 def save_score(
-    store: Store, *, checkpoint_id: int, score: Score, rules: Sequence[str]
+    store: Store,
+    *,
+    checkpoint_id: int,
+    score: Score,
+    rules: Sequence[str],
+    split: str = "all",
 ) -> ScoreInfo:
-    values = {k: _nullable(v) if isinstance(v, float) else v for k, v in asdict(score).items()}
+    assert split in SPLITS, split
+    values = {
+        k: _nullable(v) if isinstance(v, float) else v
+        for k, v in asdict(score).items()
+        if k != "intervals"
+    }
+    intervals = {k: [_nullable(lo), _nullable(hi)] for k, (lo, hi) in score.intervals.items()}
     with store.connect(write=True) as conn:
         new_id = conn.execute(
             sa.insert(ReviewScore)
-            .values(checkpoint_id=checkpoint_id, rules=list(rules), created=utcnow(), **values)
+            .values(
+                checkpoint_id=checkpoint_id,
+                rules=list(rules),
+                created=utcnow(),
+                intervals=intervals,
+                split=split,
+                **values,
+            )
             .returning(ReviewScore.id)
         ).scalar_one()
-    return next(s for s in list_scores(store, checkpoint_id=checkpoint_id) if s.id == new_id)
+    found = list_scores(store, checkpoint_id=checkpoint_id, split=split)
+    return next(s for s in found if s.id == new_id)
 
 
 def list_scores(
@@ -862,8 +886,10 @@ def list_scores(
     run_id: int | None = None,
     checkpoint_id: int | None = None,
     latest: bool = True,
+    split: str | None = "all",
 ) -> tuple[ScoreInfo, ...]:
-    """Scores by checkpoint step; with `latest`, only each checkpoint's newest."""
+    """Scores by checkpoint step; with `latest`, only each checkpoint's newest per split;
+    `split` None gives every split."""
     query = sa.select(ReviewScore.__table__, Checkpoint.step).join(
         Checkpoint, Checkpoint.id == ReviewScore.checkpoint_id
     )
@@ -871,21 +897,41 @@ def list_scores(
         query = query.where(Checkpoint.run_id == run_id)
     if checkpoint_id is not None:
         query = query.where(ReviewScore.checkpoint_id == checkpoint_id)
+    if split is not None:
+        query = query.where(ReviewScore.split == split)
     with store.connect() as conn:
         rows = conn.execute(query.order_by(ReviewScore.id)).all()
-    out: dict[int, ScoreInfo] = {}
+    out: dict[tuple[int, str], ScoreInfo] = {}
     listed = []
+    nan = float("nan")
     for row in rows:
-        r = row
-        fields = {k: getattr(r, k) for k in Score.__dataclass_fields__}
-        fields = {k: float("nan") if v is None else v for k, v in fields.items()}
+        names = [k for k in Score.__dataclass_fields__ if k != "intervals"]
+        fields: dict[str, Any] = {
+            k: nan if getattr(row, k) is None else getattr(row, k) for k in names
+        }
+        intervals = {
+            k: (nan if lo is None else lo, nan if hi is None else hi)
+            for k, (lo, hi) in (row.intervals or {}).items()
+        }
         info = ScoreInfo(
-            r.id, r.checkpoint_id, row.step, tuple(r.rules), Score(**fields), r.created
+            row.id,
+            row.checkpoint_id,
+            row.step,
+            tuple(row.rules),
+            Score(**fields, intervals=intervals),
+            row.created,
+            row.split,
         )
-        out[r.checkpoint_id] = info
+        out[(row.checkpoint_id, row.split)] = info
         listed.append(info)
     chosen = list(out.values()) if latest else listed
-    return tuple(sorted(chosen, key=lambda s: (s.step is None, s.step or 0, s.checkpoint_id, s.id)))
+    order = {name: i for i, name in enumerate(SPLITS)}
+    return tuple(
+        sorted(
+            chosen,
+            key=lambda s: (s.step is None, s.step or 0, s.checkpoint_id, order[s.split], s.id),
+        )
+    )
 
 
 def save_probe_summary(

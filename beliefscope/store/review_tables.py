@@ -117,6 +117,13 @@ class ReviewScore(Base):
     flags: Mapped[int] = mapped_column(sa.Integer)
     episodes: Mapped[int] = mapped_column(sa.Integer)
     slip_episodes: Mapped[int] = mapped_column(sa.Integer)
+    slip_precision: Mapped[float | None] = mapped_column(sa.Double)
+    plain_flagged: Mapped[float | None] = mapped_column(sa.Double)
+    intervals: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    """Figure name -> [low, high] 95% bootstrap interval."""
+    split: Mapped[str] = mapped_column(sa.String(16), default="all")
+    """Which of the checkpoint's episodes were scored: `all`, `train` (its training replay)
+    or `held-out` (the rest)."""
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -34,6 +34,7 @@ STEP_METRICS: tuple[str, ...] = (
     "deter_norm",
     "deter_delta",
     "openloop_error",
+    "belief_jump",  # 0004
 )
 """Step columns; position = bit in `steps.nan_mask` and `traces.metrics_mask`. Append only: a new
 metric needs a migration adding its column, and must never reuse an existing bit."""
@@ -118,6 +119,8 @@ class Episode(Base):
     truth_summary: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     locator: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     """What the replay format needs besides the path to find the episode again (part, extra)."""
+    fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    """`Episode.fingerprint`: matched against a checkpoint's `train_episodes`."""
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -68,6 +68,7 @@ class EpisodeInfo:
     truth_summary: dict[str, Any]
     locator: dict[str, Any]
     created: datetime
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)

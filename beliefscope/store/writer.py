@@ -128,6 +128,7 @@ class StoreWriter:
         has_truth: bool = False,
         truth_summary: Mapping[str, Any] | None = None,
         locator: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None,
     ) -> int:
         """An episode, identified in its run by its format's stable key."""
         return self._ensure(
@@ -141,6 +142,7 @@ class StoreWriter:
                 "has_truth": has_truth,
                 "truth_summary": dict(truth_summary or {}),
                 "locator": dict(locator or {}),
+                "fingerprint": fingerprint,
                 "created": utcnow(),
             },
         )

@@ -71,21 +71,58 @@ def test_horizon_curve_counts_start_points(model, episodes):
 
 
 def test_belief_decoding_on_world_episodes(model, episodes):
-    train, test = episodes[:4], episodes[4:]
-    probe, result = probes.decode_beliefs(model, train, test, max_since=10)
-    hidden = np.concatenate([probes.steps_since_occlusion(ep.truth["occluded"]) for ep in test])
-    assert result.count.tolist() == [int((hidden == k).sum()) for k in range(1, 11)]
-    assert [d.shape for d in result.decoded] == [(ep.length, 2) for ep in test]
-    assert (
-        np.isfinite(result.visible_error) and result.visible_error < 0.5
-    )  # metres on a 40 cm table
+    kicked = [bool(ep.truth["slip"].any()) for ep in episodes]
+    hidden = [bool(ep.truth["occluded"].any()) for ep in episodes]
+    test_ids = [kicked.index(True), next(i for i, h in enumerate(hidden) if h and not kicked[i])]
+    test = [episodes[i] for i in test_ids]  # a slip and a plain occlusion
+    train = [ep for i, ep in enumerate(episodes) if i not in test_ids]
+    probe, report = probes.decode_beliefs(model, train, test, max_since=10)
+    labels = [probes.occlusions(ep) for ep in test]
+    since = np.concatenate([o.since for o in labels])
+    slip = np.concatenate([o.slip for o in labels])
+    for k in range(1, 11):
+        assert report.plain_count[k - 1] == int(((since == k) & ~slip).sum())
+        assert report.slip_count[k - 1] == int(((since == k) & slip).sum())
+    assert report.plain_count.sum() > 0 and report.slip_count.sum() > 0
+    assert [d.post.shape for d in report.decoded] == [(ep.length, 2) for ep in test]
+    assert np.isfinite(report.visible_error) and report.visible_error < 0.5  # a 40 cm table
     # the fitted probe reproduces its training targets better than their mean does
-    x = probes.episode_features(model, train[0])
-    y = train[0].truth["qpos"][:, :2]
-    visible = ~train[0].truth["occluded"]
-    fit = np.linalg.norm(probe.predict(x[visible]) - y[visible], axis=1).mean()
-    mean = np.concatenate([ep.truth["qpos"][:, :2] for ep in train]).mean(0)
-    assert fit < np.linalg.norm(y[visible] - mean, axis=1).mean()
+    occ = probes.occlusions(train[0])
+    beliefs = probes.decode_episode(model, probe, train[0])
+    visible = occ.since == 0
+    fit = np.linalg.norm(beliefs.post[visible] - occ.position[visible], axis=1).mean()
+    mean = np.concatenate([probes.occlusions(ep).position for ep in train]).mean(0)
+    assert fit < np.linalg.norm(occ.position[visible] - mean, axis=1).mean()
+    # the belief jump is the distance between the prior's and the posterior's decodes
+    np.testing.assert_allclose(
+        beliefs.jump, np.linalg.norm(beliefs.post - beliefs.prior, axis=1), rtol=1e-12
+    )
+    assert (beliefs.jump >= 0).all() and beliefs.jump.max() > 0
+
+
+def test_occlusion_labels_follow_the_ground_truth(episodes):
+    for ep in episodes:
+        occ = probes.occlusions(ep)
+        hidden = occ.since > 0
+        assert np.array_equal(hidden, np.asarray(ep.truth["occluded"], bool))
+        # a kicked occlusion is a slip; the last visible position is exact on a plain one
+        kicked = np.asarray(ep.truth["slip"], bool)
+        assert not (kicked & hidden & ~occ.slip).any()
+        plain = hidden & ~occ.slip & np.isfinite(occ.last_seen[:, 0])
+        moved = np.linalg.norm(occ.position[plain] - occ.last_seen[plain], axis=1)
+        assert (moved <= probes.KNOWN_TOL).all()
+        assert not occ.slip[~hidden].any()
+
+
+def test_ridge_probe_recovers_a_linear_readout_and_ignores_constant_features():
+    rng = np.random.default_rng(0)
+    x = np.c_[rng.normal(size=(500, 6)), np.ones(500)]  # a constant column
+    w = rng.normal(size=(7, 2))
+    y = x @ w + 0.01 * rng.normal(size=(500, 2))
+    probe = probes.RidgeProbe.fit(x, y, alpha=1e-3)
+    assert np.abs(probe.predict(x) - y).max() < 0.05
+    strong = probes.RidgeProbe.fit(x, y, alpha=1e6)  # shrunk to the mean
+    assert np.abs(strong.predict(x) - y.mean(0)).max() < 0.05
 
 
 def test_imagined_futures_shapes_and_spread(model, episodes):
@@ -105,4 +142,6 @@ def test_probe_needs_ground_truth(model, episodes):
     bare = Episode(**{**episodes[0].__dict__, "truth": {}})
     with pytest.raises(BadInputError, match="needs ground truth"):
         probes.fit_decoder(model, [bare])
+    with pytest.raises(BadInputError, match="needs ground truth"):
+        probes.occlusions(bare)
     assert Path(episodes[0].ref.path).is_file()

@@ -131,7 +131,7 @@ def test_ingest_job_from_the_api(
     client: TestClient, built: Built, auth: dict, tmp_path: Path
 ) -> None:
     make_world(built.root / "more" / "replay", episodes=1, length=20, seed=5)
-    ckpt = sorted(built.run_dir.glob("*.safetensors"))[-1]
+    ckpt = sorted(built.run_dir.glob("ckpt-*.safetensors"))[-1]
     shutil.copyfile(ckpt, built.root / "more" / ckpt.name)
     try:
         answer = client.post(
