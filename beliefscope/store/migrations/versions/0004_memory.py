@@ -27,9 +27,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("slip_precision", sa.Double, nullable=True))
         batch.add_column(sa.Column("plain_flagged", sa.Double, nullable=True))
         batch.add_column(sa.Column("intervals", sa.JSON, nullable=False, server_default="{}"))
-        batch.add_column(
-            sa.Column("split", sa.String(16), nullable=False, server_default="all")
-        )
+        batch.add_column(sa.Column("split", sa.String(16), nullable=False, server_default="all"))
 
 
 def downgrade() -> None:
