@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -219,21 +220,70 @@ def _openloop(
 
 
 def _decode_split(
-    args: argparse.Namespace, ckpt: CheckpointInfo, infos: list[EpisodeInfo]
+    ckpt: CheckpointInfo, infos: Sequence[EpisodeInfo], train_frac: float
 ) -> tuple[list[int], list[int]]:
     """Indices of the episodes to fit the probe on and to test it on: the checkpoint's own
-    training episodes against the rest where it records them, else the first --train-frac."""
+    training episodes against the rest where it records them, else the first `train_frac`."""
     trained = set(ckpt.config.get("train_episodes") or ())
     fit = [i for i, e in enumerate(infos) if e.fingerprint in trained]
     if fit and len(fit) < len(infos):
         return fit, [i for i in range(len(infos)) if i not in set(fit)]
-    n_train = int(round(len(infos) * args.train_frac))
+    n_train = int(round(len(infos) * train_frac))
     if n_train < 1 or n_train >= len(infos):
         raise BadInputError(
             f"belief decoding needs episodes with ground truth to fit and to test: {len(infos)} "
-            f"found, --train-frac {args.train_frac} gives {n_train} to fit"
+            f"found, --train-frac {train_frac} gives {n_train} to fit"
         )
     return list(range(n_train)), list(range(n_train, len(infos)))
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    alpha: float = 1.0
+    fit: probes.FitSteps = "known"
+    samples: int = 8
+    future: int = 10
+    train_frac: float = 0.5
+    device: str = "cpu"
+
+
+def decode_checkpoint(
+    store: Store,
+    ckpt: CheckpointInfo,
+    infos: Sequence[EpisodeInfo],
+    episodes: Sequence[Episode],
+    options: DecodeOptions = DecodeOptions(),
+) -> dict:
+    """Fit the belief probe for one checkpoint, store its memory report as the `decode`
+    summary and a `decode` trace per episode (the filter's metrics plus `belief_jump`, the
+    decoded positions and the imagined futures), then apply the rules to those traces.
+    `infos`/`episodes`: the run's episodes with ground truth, in the same order."""
+    model = _load_model(ckpt, options.device)
+    fit, test = _decode_split(ckpt, infos, options.train_frac)
+    mean = np.concatenate([probes.occlusions(episodes[i]).position for i in fit]).mean(0)
+    probe = probes.fit_decoder(model, [episodes[i] for i in fit], options.alpha, options.fit)
+    report = probes.memory_report(model, probe, [episodes[i] for i in test], mean)
+    data = {
+        **report.to_dict(),
+        "fit": options.fit,
+        "train_episodes": [infos[i].key for i in fit],
+        "test_episodes": [infos[i].key for i in test],
+    }
+    rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe="decode", data=data)
+    for info, ep in zip(infos, episodes, strict=True):
+        (trace,) = compute_traces(model, pad_batch([ep]))
+        beliefs = probes.decode_episode(model, probe, ep)
+        futures = probes.imagined_futures(model, probe, ep, options.samples, options.future)
+        trace.metrics["belief_jump"] = beliefs.jump
+        trace.extra.update(
+            decoded_pos=beliefs.post.astype(np.float32),
+            decoded_prior_pos=beliefs.prior.astype(np.float32),
+            futures_mean=futures.mean,
+            futures_spread=futures.spread,
+        )
+        store.writer.write_trace(ckpt.id, info.id, "decode", "mode", trace)
+    rs.apply_rules(store, who="probe", checkpoint_ids=[ckpt.id])
+    return data
 
 
 def _cm(value: float | None) -> str:
@@ -248,38 +298,19 @@ def _decode(
 ) -> None:
     with_truth = [e for e in episodes if e.has_truth]
     eps = [_load_episode(e) for e in with_truth]
-    print("belief error (cm) on held-out plain occlusions by steps since hidden; last visible")
-    print("position error 0 on those; training-mean baseline; slips beside their last-seen error")
+    options = DecodeOptions(
+        args.alpha, args.fit, args.samples, args.future, args.train_frac, args.device
+    )
+    print("belief error (cm) on held-out plain occlusions by steps since hidden (the last")
+    print("visible position is exact there); training-mean baseline; slips and their last-seen")
+    print("position error")
     for ckpt in checkpoints:
-        model = _load_model(ckpt, args.device)
-        fit, test = _decode_split(args, ckpt, with_truth)
-        mean = np.concatenate([probes.occlusions(eps[i]).position for i in fit]).mean(0)
-        probe = probes.fit_decoder(model, [eps[i] for i in fit], args.alpha, args.fit)
-        report = probes.memory_report(model, probe, [eps[i] for i in test], mean)
-        data = {
-            **report.to_dict(),
-            "fit": args.fit,
-            "train_episodes": [with_truth[i].key for i in fit],
-            "test_episodes": [with_truth[i].key for i in test],
-        }
-        rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe="decode", data=data)
-        for info, ep in zip(with_truth, eps, strict=True):
-            (trace,) = compute_traces(model, pad_batch([ep]))
-            beliefs = probes.decode_episode(model, probe, ep)
-            futures = probes.imagined_futures(model, probe, ep, args.samples, args.future)
-            trace.metrics["belief_jump"] = beliefs.jump
-            trace.extra.update(
-                decoded_pos=beliefs.post.astype(np.float32),
-                decoded_prior_pos=beliefs.prior.astype(np.float32),
-                futures_mean=futures.mean,
-                futures_spread=futures.spread,
-            )
-            store.writer.write_trace(ckpt.id, info.id, "decode", "mode", trace)
+        data = decode_checkpoint(store, ckpt, with_truth, eps, options)
         plain = " ".join(_cm(e) for e in data["plain_error"][:9])
         slip = " ".join(_cm(e) for e in data["slip_error"][:5])
         seen = " ".join(_cm(e) for e in data["last_seen_slip_error"][:5])
         print(
-            f"  {ckpt.step}: visible {_cm(report.visible_error)}, plain {plain} "
-            f"(mean baseline {_cm(report.mean_baseline)}); slip {slip} (last seen {seen}); "
-            f"fit on {len(fit)}, tested on {len(test)} episodes"
+            f"  {ckpt.step}: visible {_cm(data['visible_error'])}, plain {plain} "
+            f"(mean {_cm(data['mean_baseline_error'])}); slip {slip} (last seen {seen}); "
+            f"fit on {len(data['train_episodes'])}, tested on {len(data['test_episodes'])}"
         )

@@ -22,17 +22,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--apply", action="store_true", help="recompute flags of the rules before scoring"
     )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples of episodes for the 95%% intervals (0: none)",
+    )
 
 
 def _fmt(value: float) -> str:
-    return "  n/a" if math.isnan(value) else f"{value:5.2f}"
+    return " n/a" if math.isnan(value) else f"{value:4.2f}"
 
 
-def format_row(step: int | None, s: Score) -> str:
+def _with_interval(s: Score, name: str) -> str:
+    lo, hi = s.intervals.get(name, (math.nan, math.nan))
+    if math.isnan(lo):
+        return f"{_fmt(getattr(s, name))}           "
+    return f"{_fmt(getattr(s, name))} ({lo:4.2f}-{hi:4.2f})"
+
+
+HEADER = (
+    "     step split     slip recall      slip precision   plain flagged    AUC"
+    "               AP   slip plain flags  eps"
+)
+
+
+def format_row(step: int | None, s: Score, split: str = "all") -> str:
+    figures = " ".join(
+        _with_interval(s, name) for name in ("slip_recall", "slip_precision", "plain_flagged")
+    )
     return (
-        f"{'?' if step is None else step:>9} {_fmt(s.slip_recall)} {_fmt(s.precision)} "
-        f"{_fmt(s.reappearance_recall)} {_fmt(s.slip_auc)} {_fmt(s.episode_ap)} "
-        f"{s.slip_events:>5} {s.plain_events:>5} {s.flags:>6} {s.episodes:>5}"
+        f"{'?' if step is None else step:>9} {split:<9} {figures} {_with_interval(s, 'slip_auc')}"
+        f" {_fmt(s.episode_ap)} {s.slip_events:>5} {s.plain_events:>5} {s.flags:>5} "
+        f"{s.episodes:>4}"
     )
 
 
@@ -51,21 +73,31 @@ def run(args: argparse.Namespace) -> int:
         truth = TruthCache(store)
         for run_info in runs:
             print(f"run {run_info.name}")
-            print("     step slipR  prec allR   AUC    AP  slip plain  flags   eps")
+            print(HEADER)
             checkpoints = store.queries.list_checkpoints(run_id=run_info.id, limit=10_000).items
             for ckpt in checkpoints:
-                score, rules = score_checkpoint(
-                    store,
-                    checkpoint_id=ckpt.id,
-                    truth=truth,
-                    rule_names=args.rule,
-                    metric=args.metric,
+                splits = (
+                    ("held-out", "train", "all") if ckpt.config.get("train_episodes") else ("all",)
                 )
-                rs.save_score(store, checkpoint_id=ckpt.id, score=score, rules=rules)
-                print(format_row(ckpt.step, score))
+                for split in splits:
+                    score, rules = score_checkpoint(
+                        store,
+                        checkpoint_id=ckpt.id,
+                        truth=truth,
+                        rule_names=args.rule,
+                        metric=args.metric,
+                        split=split,
+                        resamples=args.resamples,
+                    )
+                    rs.save_score(
+                        store, checkpoint_id=ckpt.id, score=score, rules=rules, split=split
+                    )
+                    print(format_row(ckpt.step, score, split))
         print(
-            "slipR: slip reappearances found; prec: flags near a reappearance; allR: every "
-            "reappearance found; AUC: signal after slip vs plain; AP: episode ranking"
+            "slip recall: slip reappearances with a flag; slip precision: flags at a slip "
+            "reappearance; plain flagged: plain reappearances with a flag; AUC: the --metric's "
+            "peak after a slip vs after a plain reappearance; AP: episode ranking; held-out: "
+            "episodes the checkpoint never trained on (95% bootstrap intervals over episodes)"
         )
     finally:
         store.close()

@@ -57,6 +57,34 @@ def _load_truth(info: EpisodeInfo) -> Truth | None:
     return occluded, slip
 
 
+SIGNAL_PROBE = {"belief_jump": "decode"}
+"""Where a metric lives when it is not on the filter trace."""
+
+
+def _all_flags(store: Store, checkpoint_id: int) -> list[rs.FlagInfo]:
+    """The checkpoint's live rule flags, every page."""
+    out: list[rs.FlagInfo] = []
+    while True:
+        page = rs.list_flags(
+            store,
+            checkpoint_id=checkpoint_id,
+            source="rule",
+            include_stale=False,
+            limit=rs.MAX_LIMIT,
+            offset=len(out),
+        )
+        out.extend(page.items)
+        if len(out) >= page.total or not page.items:
+            return out
+
+
+def training_fingerprints(store: Store, checkpoint_id: int) -> frozenset[str]:
+    """Fingerprints of the episodes the checkpoint trained on, where it (or its ingest's
+    `--train-replay`) says so; empty when unknown."""
+    config = store.queries.get_checkpoint(checkpoint_id=checkpoint_id).config
+    return frozenset(str(f) for f in config.get("train_episodes") or ())
+
+
 def score_checkpoint(
     store: Store,
     *,
@@ -64,11 +92,14 @@ def score_checkpoint(
     truth: TruthCache,
     rule_names: Sequence[str] | None = None,
     metric: str = "kl",
-    probe: str = "filter",
+    split: str = "all",
+    resamples: int = 0,
 ) -> tuple[Score, tuple[str, ...]]:
-    """Score the live (not stale) rule flags of `rule_names` (default: every enabled rule) on
-    the checkpoint's episodes that have ground truth; returns the score and `name@version` of
-    the rules scored."""
+    """Score the union of the live (not stale) flags of `rule_names` (default: every enabled
+    rule), whatever trace variant each rule reads, per episode with ground truth: the places a
+    reviewer is sent to. `metric` is the signal of the slip-vs-plain AUC (read from the trace
+    variant it lives on). `split` keeps the checkpoint's training episodes (`train`), the
+    others (`held-out`) or all of them. Returns the score and `name@version` of the rules."""
     rules = [i.rule for i in rs.list_rules(store)]
     if rule_names:
         unknown = set(rule_names) - {r.name for r in rules}
@@ -77,44 +108,32 @@ def score_checkpoint(
         rules = [r for r in rules if r.name in rule_names]
     else:
         rules = [r for r in rules if r.enabled]
-    names = {r.name for r in rules}
-    cols = rs.read_metric_columns(store, metric=metric, probe=probe, checkpoint_ids=[checkpoint_id])
+    wanted = {(r.name, r.probe) for r in rules}
     flags: dict[int, list[FlagSummary]] = defaultdict(list)
-    page = rs.list_flags(
-        store, checkpoint_id=checkpoint_id, source="rule", include_stale=False, limit=rs.MAX_LIMIT
-    )
-    offset = 0
-    while True:
-        for f in page.items:
-            if f.rule_name in names and f.probe == probe:
-                flags[f.trace_id].append(FlagSummary(f.t0, f.t1, f.peak, f.severity, f.state))
-        offset += len(page.items)
-        if offset >= page.total:
-            break
-        page = rs.list_flags(
-            store,
-            checkpoint_id=checkpoint_id,
-            source="rule",
-            include_stale=False,
-            limit=rs.MAX_LIMIT,
-            offset=offset,
-        )
+    for f in _all_flags(store, checkpoint_id):
+        if (f.rule_name, f.probe) in wanted:
+            flags[f.episode_id].append(FlagSummary(f.t0, f.t1, f.peak, f.severity, f.state))
+    trained = training_fingerprints(store, checkpoint_id)
+    probe = SIGNAL_PROBE.get(metric, "filter")
+    cols = rs.read_metric_columns(store, metric=metric, probe=probe, checkpoint_ids=[checkpoint_id])
     episodes = []
-    for i, (trace_id, episode_id) in enumerate(
-        zip(cols.trace_ids.tolist(), cols.episode_ids.tolist(), strict=True)
-    ):
+    for i, episode_id in enumerate(cols.episode_ids.tolist()):
         known = truth.get(episode_id)
         if known is None:
             continue
+        if split != "all":
+            fingerprint = store.queries.get_episode(episode_id=episode_id).fingerprint
+            if (fingerprint in trained) != (split == "train"):
+                continue
         occluded, slip = known
         signal = cols.values[cols.offsets[i] : cols.offsets[i + 1]]
         if len(signal) != len(occluded):
             raise BadInputError(
                 f"episode {episode_id}: trace has {len(signal)} steps, truth {len(occluded)}"
             )
-        mine = flags.get(trace_id, [])
+        mine = flags.get(episode_id, [])
         episodes.append(
             EpisodeTruth(occluded, slip, signal, [(f.t0, f.t1) for f in mine], priority(mine).score)
         )
     labels = tuple(f"{r.name}@{r.version}" for r in rules)
-    return score(episodes), labels
+    return score(episodes, resamples=resamples), labels

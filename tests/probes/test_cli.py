@@ -42,10 +42,44 @@ def test_probe_dropout_openloop_and_decode(run_dir: Path, sqlite_url: str, capsy
     decode = rs.get_probe_summary(store, checkpoint_id=ckpt.id, probe="decode")
     assert len(decode["train_episodes"]) == 2 and np.isfinite(decode["visible_error"])
     trace = store.queries.list_traces(checkpoint_id=ckpt.id, probe="decode").items[0]
-    assert {"extra:decoded_pos", "extra:futures_mean", "extra:futures_spread"} <= set(trace.arrays)
+    extras = {"extra:decoded_pos", "extra:decoded_prior_pos", "extra:futures_mean"}
+    assert extras | {"extra:futures_spread"} <= set(trace.arrays)
+    assert "belief_jump" in trace.metrics
     pos = store.queries.read_array(trace_id=trace.id, name="extra:decoded_pos")
+    prior = store.queries.read_array(trace_id=trace.id, name="extra:decoded_prior_pos")
+    jump = store.queries.read_trace(trace_id=trace.id, metrics=["belief_jump"]).series
+    np.testing.assert_allclose(
+        jump["belief_jump"].values, np.linalg.norm(pos.values - prior.values, axis=1), atol=1e-5
+    )
     assert pos.values.shape == (30, 2)
+    for key in ("plain_error", "slip_error", "last_seen_slip_error"):
+        assert len(decode[key]) == len(decode["since_occlusion"])
+    assert decode["mean_baseline_error"] > 0 and decode["fit"] == "known"
 
     assert main(["probe", "dropout", *base, "--window", "9-3"]) == 2
     assert "A < B" in capsys.readouterr().err
+    store.close()
+
+
+def test_decode_fits_on_the_episodes_the_checkpoint_trained_on(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A checkpoint that records its training episodes gets its probe fit on exactly those
+    and tested on the rest, whatever --train-frac says."""
+    trained_on = make_world(tmp_path / "train", episodes=3, length=30, seed=8)
+    make_run(tmp_path / "run", trained_on, steps=2, save_every=2)
+    replay = make_world(tmp_path / "run" / "replay", episodes=6, length=30, seed=8)  # 3 more
+    args = [str(tmp_path / "run"), "--store", sqlite_url, "--run-name", "t", "--threads", "1"]
+    assert main(["probe", "decode", *args, "--replay", str(replay), "--samples", "2",
+                 "--future", "2", "--train-frac", "0.5"]) == 0  # fmt: skip
+    store = open_store(sqlite_url)
+    run_id = store.queries.find_run(name="t").id
+    (ckpt,) = store.queries.list_checkpoints(run_id=run_id).items
+    decode = rs.get_probe_summary(store, checkpoint_id=ckpt.id, probe="decode")
+    trained = set(ckpt.config["train_episodes"])
+    episodes = store.queries.list_episodes(run_id=run_id).items
+    fit = {e.key for e in episodes if e.fingerprint in trained}
+    assert len(trained) == 3 and len(fit) == 3
+    assert set(decode["train_episodes"]) == fit
+    assert set(decode["test_episodes"]) == {e.key for e in episodes} - fit
     store.close()

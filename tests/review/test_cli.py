@@ -100,3 +100,55 @@ def test_rules_and_score_from_the_cli(world: Path, sqlite_url: str, capsys) -> N
     assert s.slip_auc == 1.0  # 12 after every slip, 4 after every plain reappearance
     assert s.reappearance_recall == pytest.approx(n_slip / n_events)
     store.close()
+
+
+def test_score_splits_training_and_held_out_episodes_and_unions_every_rules_flags(
+    world: Path, sqlite_url: str, capsys
+) -> None:
+    """The checkpoint says which episodes it trained on (fingerprints); a rule on `decode`
+    traces and one on `filter` traces both send the reviewer somewhere: scored as a union."""
+    store = open_store(sqlite_url)
+    w = store.writer
+    fmt = detect_format(world)
+    eps = [fmt.load(ref) for ref in fmt.list(world)]
+    trained = [ep.fingerprint for ep in eps[:2]]
+    run = w.ensure_run("split", logdir=str(world))
+    ckpt = w.ensure_checkpoint(
+        run, content_hash="c2", format="native", source_path="/c", step=9,
+        config={"train_episodes": trained},
+    )  # fmt: skip
+    slips = []
+    for ep in eps:
+        events = reappearances(ep.truth["occluded"], ep.truth["slip"])
+        kl, jump = np.ones(ep.length), np.zeros(ep.length)
+        for event in events:  # kl finds the plain reappearances, the jump the slips
+            target = jump if event.slip else kl
+            target[event.t : event.t + 2] = 12.0
+        slips.append(sum(e.slip for e in events))
+        episode = w.ensure_episode(
+            run, key=ep.ref.key, format=ep.ref.format, source_path=str(ep.ref.path),
+            length=ep.length, has_truth=True, fingerprint=ep.fingerprint,
+        )  # fmt: skip
+        w.write_trace(ckpt, episode, "filter", "mode", trace_data(kl))
+        w.write_trace(ckpt, episode, "decode", "mode", trace_data(kl, belief_jump=jump))
+    for name, metric, probe in (("k", "kl", "filter"), ("j", "belief_jump", "decode")):
+        args = ["rules", "set", name, "--store", sqlite_url, "--metric", metric, "--mode"]
+        assert main([*args, "absolute", "--threshold", "8", "--probe", probe]) == 0
+    for name in ("kl-spike", "correction-spike"):
+        assert main(["rules", "set", name, "--store", sqlite_url, "--enabled", "false"]) == 0
+    assert main(["rules", "apply", "--store", sqlite_url]) == 0
+    assert main(["score", "--store", sqlite_url, "--run", "split", "--resamples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out" in out and " train " in out
+    scores = {s.split: s.score for s in rs.list_scores(store, run_id=run, split=None)}
+    assert sorted(scores) == ["all", "held-out", "train"]
+    assert (scores["train"].episodes, scores["held-out"].episodes, scores["all"].episodes) == (
+        2, len(eps) - 2, len(eps),
+    )  # fmt: skip
+    assert scores["all"].slip_events == sum(slips)
+    assert scores["all"].slip_recall == 1.0 and scores["all"].plain_flagged == 1.0  # the union
+    assert scores["all"].slip_precision < 1.0 and "slip_recall" in scores["all"].intervals
+    assert main(["score", "--store", sqlite_url, "--run", "split", "--metric", "belief_jump"]) == 0
+    (held,) = [s for s in rs.list_scores(store, run_id=run, split="held-out")]
+    assert held.score.slip_auc == 1.0  # the jump, read from the decode traces
+    store.close()

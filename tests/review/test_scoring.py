@@ -71,9 +71,34 @@ def test_score_by_hand():
     assert s.slip_auc == 0.5
     # priorities a=5 (slip), c=2 (plain), b=1 (slip): AP = 1/2*1 + 1/2*2/3
     assert np.isclose(s.episode_ap, 0.5 + 1 / 3)
+    # flags at a slip reappearance: (6,7) and (8,9); (17,18) is at a plain one, (0,1) nowhere
+    assert s.slip_precision == 2 / 4
+    assert s.plain_flagged == 1 / 2  # a's plain reappearance is flagged, c's is not
 
 
 def test_score_without_events_or_flags_is_nan_not_a_crash():
     s = score([truth("..........")])
     assert np.isnan(s.slip_recall) and np.isnan(s.precision) and np.isnan(s.slip_auc)
     assert np.isnan(s.episode_ap)
+
+
+def test_bootstrap_intervals_resample_episodes_and_bracket_the_estimate():
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i in range(40):  # a slip flagged 3 times in 4, a plain reappearance flagged 1 in 4
+        slip = i % 2 == 0
+        flagged = rng.random() < (0.75 if slip else 0.25)
+        signal = np.zeros(12)
+        signal[6] = rng.normal(2.0 if slip else 1.0, 0.5)
+        episodes.append(truth("...###......", [4] if slip else [], signal, [(6, 7)] * flagged))
+    s = score(episodes, resamples=400, seed=1)
+    assert s.intervals["precision"] == (1.0, 1.0)  # every flag sits at a reappearance
+    for name in ("slip_recall", "slip_precision", "plain_flagged", "slip_auc"):
+        lo, hi = s.intervals[name]
+        assert lo <= getattr(s, name) <= hi and hi - lo > 0.05, (name, lo, hi)
+    assert s.intervals == score(episodes, resamples=400, seed=1).intervals  # seeded
+    assert score(episodes).intervals == {}
+    # with 4x the episodes the interval narrows (roughly by half)
+    wide = s.intervals["slip_recall"][1] - s.intervals["slip_recall"][0]
+    many = score(episodes * 4, resamples=400, seed=1).intervals["slip_recall"]
+    assert many[1] - many[0] < 0.7 * wide
