@@ -73,6 +73,7 @@ class Panel:
 EPISODE_PANELS: tuple[Panel, ...] = (
     Panel("KL", ("kl",)),
     Panel("correction", ("correction",)),
+    Panel("belief jump (m)", ("belief_jump",)),  # decode traces only
     Panel("entropy", ("prior_entropy", "post_entropy")),
     Panel("error", ("recon_error", "pred_error")),
     Panel("reward · cont", ("reward", "reward_pred", "cont", "cont_pred")),
@@ -594,6 +595,101 @@ def timeline_figure(
             len(titles) * row_height + 60, shapes=shapes, annotations=annotations, **axes
         ),
     }
+
+
+def memory_figure(panels: Sequence[tuple[str, Mapping[str, Any]]], height: int = 210) -> Figure:
+    """Small multiples of the belief probe, one panel per checkpoint (label, `decode`
+    summary): belief error vs steps since the box was hidden on plain occlusions (where the
+    last visible position is exact) and on slips, beside the visible-step error and the
+    training-mean baseline. A memory shows as a flat plain line near the visible one."""
+    if not panels:
+        return empty_figure("no belief probe yet: beliefscope probe decode RUN_DIR", height)
+    n = len(panels)
+    gap = 0.03
+    width = (1.0 - gap * (n - 1)) / n
+    top = max([float(panel.get("mean_baseline_error") or 0.0) for _, panel in panels] + [0.01])
+    series = (
+        ("plain_error", "plain occlusion", "#1f6feb", "solid"),
+        ("slip_error", "slip", "#cf222e", "solid"),
+        ("last_seen_slip_error", "last seen (slip)", "#cf222e", "dot"),
+    )
+    data: list[dict[str, Any]] = []
+    layout = _layout(height, hovermode="closest")
+    annotations = []
+    for i, (label, panel) in enumerate(panels, start=1):
+        x_key, y_key = ("xaxis" if i == 1 else f"xaxis{i}"), _axis_key(i)
+        x_ref, y_ref = ("x" if i == 1 else f"x{i}"), _ax(i)
+        since = list(panel.get("since_occlusion", []))[:12]
+        for key, name, color, dash in series:
+            values = [None if v is None else 100 * float(v) for v in panel.get(key, [])[:12]]
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "x": since,
+                    "y": values,
+                    "xaxis": x_ref,
+                    "yaxis": y_ref,
+                    "name": name,
+                    "legendgroup": key,
+                    "showlegend": i == 1,
+                    "line": {"color": color, "width": 1.5, "dash": dash},
+                    "marker": {"size": 4},
+                    "hovertemplate": f"{label}<br>%{{x}} hidden: %{{y:.1f}} cm"
+                    f"<extra>{name}</extra>",
+                }
+            )
+        for value, name, color in (
+            (panel.get("visible_error"), "visible steps", "#1a7f37"),
+            (panel.get("mean_baseline_error"), "training mean", "#8c959f"),
+        ):
+            if value is None:
+                continue
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "x": [1, max(since or [1])],
+                    "y": [100 * float(value)] * 2,
+                    "xaxis": x_ref,
+                    "yaxis": y_ref,
+                    "name": name,
+                    "legendgroup": name,
+                    "showlegend": i == 1,
+                    "line": {"color": color, "width": 1, "dash": "dash"},
+                    "hovertemplate": f"{name}: %{{y:.1f}} cm<extra></extra>",
+                }
+            )
+        left = (i - 1) * (width + gap)
+        layout[x_key] = {
+            **_axis_style(),
+            "domain": [left, left + width],
+            "anchor": y_ref,
+            "title": {"text": "steps hidden", "font": {"size": 10, "color": MUTED}},
+        }
+        layout[y_key] = {
+            **_axis_style(),
+            "domain": [0.0, 0.82],
+            "anchor": x_ref,
+            "range": [0, 100 * top * 1.15],
+            "showticklabels": i == 1,
+            "title": {"text": "error (cm)" if i == 1 else "", "font": {"size": 10}},
+        }
+        annotations.append(
+            {
+                "text": label,
+                "x": left + width / 2,
+                "y": 0.84,
+                "xref": "paper",
+                "yref": "paper",
+                "showarrow": False,
+                "yanchor": "bottom",
+                "font": {"size": 11},
+            }
+        )
+    layout["annotations"] = annotations
+    layout["margin"] = {"l": 52, "r": 10, "t": 36, "b": 36}
+    return {"data": data, "layout": layout}
 
 
 def preview_figure(

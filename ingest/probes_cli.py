@@ -117,7 +117,7 @@ def _load_model(ckpt: CheckpointInfo, device: str) -> WorldModel:
     return model
 
 
-def _load_episode(info: EpisodeInfo) -> Episode:
+def load_episode(info: EpisodeInfo) -> Episode:
     ref = EpisodeRef(
         info.format,
         Path(info.source_path),
@@ -148,7 +148,7 @@ def _summarise_variant(
     episodes: tuple[EpisodeInfo, ...],
 ) -> None:
     """Drift per checkpoint from the stored traces (and the ablated control, recomputed)."""
-    loaded = {e.id: _load_episode(e) for e in episodes}
+    loaded = {e.id: load_episode(e) for e in episodes}
     print(f"{spec}: checkpoint step, resume correction, gap decode error (filter on those steps)")
     for ckpt in checkpoints:
         drifts = []
@@ -210,7 +210,7 @@ def _openloop(
     checkpoints: tuple[CheckpointInfo, ...],
     episodes: tuple[EpisodeInfo, ...],
 ) -> None:
-    eps = [_load_episode(e) for e in episodes]
+    eps = [load_episode(e) for e in episodes]
     for ckpt in checkpoints:
         curve = probes.horizon_curve(_load_model(ckpt, args.device), eps, args.horizon, args.stride)
         data = {k: np.asarray(v).tolist() for k, v in asdict(curve).items()}
@@ -297,7 +297,7 @@ def _decode(
     episodes: tuple[EpisodeInfo, ...],
 ) -> None:
     with_truth = [e for e in episodes if e.has_truth]
-    eps = [_load_episode(e) for e in with_truth]
+    eps = [load_episode(e) for e in with_truth]
     options = DecodeOptions(
         args.alpha, args.fit, args.samples, args.future, args.train_frac, args.device
     )

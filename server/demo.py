@@ -28,12 +28,14 @@ from pathlib import Path
 import torch
 
 from beliefscope.config import Settings, get_settings
+from beliefscope.errors import NotFoundError
 from beliefscope.replay.native import MANIFEST
-from beliefscope.review.cli_score import format_row
-from beliefscope.review.evaluate import TruthCache, score_checkpoint
+from beliefscope.review.cli_score import HEADER, format_row
+from beliefscope.review.evaluate import TruthCache, rescore
 from beliefscope.store import review_store
 from beliefscope.store.engine import Store, open_store, upgrade
 from beliefscope.world.generate import Generator, WorldConfig
+from ingest.probes_cli import decode_checkpoint, load_episode
 from ingest.service import Ingestor, IngestRequest, SnapshotCache
 
 ASSETS = Path(__file__).parent / "demo_checkpoints"
@@ -152,18 +154,36 @@ class Follower(threading.Thread):
                 continue
             report = ingestor.run()
             written += report.written
-            self._score(self.store.queries.find_run(name=request.name).id)
+            run_id = self.store.queries.find_run(name=request.name).id
+            if run_dir.name == PRETRAINED_RUN:
+                self._decode(run_id)
+            self._score(run_id)
             print(
                 f"demo: {request.name}: +{report.written} traces, flags and scores updated",
                 flush=True,
             )
         return written
 
+    def _decode(self, run_id: int) -> None:
+        """The belief probe for each checkpoint that lacks it: memory report, decode traces
+        with the belief jump, and their flags."""
+        q = self.store.queries
+        infos = [e for e in q.list_episodes(run_id=run_id, limit=10_000).items if e.has_truth]
+        episodes = None
+        for ckpt in q.list_checkpoints(run_id=run_id, limit=10_000).items:
+            try:
+                review_store.get_probe_summary(self.store, checkpoint_id=ckpt.id, probe="decode")
+                continue
+            except NotFoundError:
+                pass
+            episodes = episodes or [load_episode(e) for e in infos]
+            decode_checkpoint(self.store, ckpt, infos, episodes)
+            print(f"demo: step {ckpt.step}: belief probe and belief jump stored", flush=True)
+
     def _score(self, run_id: int) -> None:
         truth = TruthCache(self.store)
         for ckpt in self.store.queries.list_checkpoints(run_id=run_id, limit=10_000).items:
-            score, rules = score_checkpoint(self.store, checkpoint_id=ckpt.id, truth=truth)
-            review_store.save_score(self.store, checkpoint_id=ckpt.id, score=score, rules=rules)
+            rescore(self.store, checkpoint_id=ckpt.id, truth=truth, resamples=200)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -231,7 +251,7 @@ def _summary(store: Store, elapsed: float) -> None:
             f"demo: run {run_info.name}: {run_info.n_checkpoints} checkpoints, "
             f"{run_info.n_traces} traces"
         )
-        print("demo:      step slipR  prec allR   AUC    AP  slip plain  flags   eps")
-        for info in review_store.list_scores(store, run_id=run_info.id):
-            print(f"demo: {format_row(info.step, info.score)}")
+        print(f"demo: {HEADER}")
+        for info in review_store.list_scores(store, run_id=run_info.id, split=None):
+            print(f"demo: {format_row(info.step, info.score, info.split)}")
     print(f"demo: done in {elapsed:.0f} s")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from beliefscope.review.evaluate import TruthCache, score_checkpoint
+from beliefscope.review.evaluate import TruthCache, rescore
 from beliefscope.review.scoring import Score
 from beliefscope.store import review_store as rs
 from beliefscope.store.engine import open_store
@@ -76,23 +76,15 @@ def run(args: argparse.Namespace) -> int:
             print(HEADER)
             checkpoints = store.queries.list_checkpoints(run_id=run_info.id, limit=10_000).items
             for ckpt in checkpoints:
-                splits = (
-                    ("held-out", "train", "all") if ckpt.config.get("train_episodes") else ("all",)
-                )
-                for split in splits:
-                    score, rules = score_checkpoint(
-                        store,
-                        checkpoint_id=ckpt.id,
-                        truth=truth,
-                        rule_names=args.rule,
-                        metric=args.metric,
-                        split=split,
-                        resamples=args.resamples,
-                    )
-                    rs.save_score(
-                        store, checkpoint_id=ckpt.id, score=score, rules=rules, split=split
-                    )
-                    print(format_row(ckpt.step, score, split))
+                for info in rescore(
+                    store,
+                    checkpoint_id=ckpt.id,
+                    truth=truth,
+                    rule_names=args.rule,
+                    metric=args.metric,
+                    resamples=args.resamples,
+                ):
+                    print(format_row(ckpt.step, info.score, info.split))
         print(
             "slip recall: slip reappearances with a flag; slip precision: flags at a slip "
             "reappearance; plain flagged: plain reappearances with a flag; AUC: the --metric's "

@@ -137,3 +137,40 @@ def score_checkpoint(
         )
     labels = tuple(f"{r.name}@{r.version}" for r in rules)
     return score(episodes, resamples=resamples), labels
+
+
+def splits_of(store: Store, checkpoint_id: int) -> tuple[str, ...]:
+    """The splits a checkpoint can be scored on: held-out and train where it records its
+    training episodes, else only all."""
+    if training_fingerprints(store, checkpoint_id):
+        return ("held-out", "train", "all")
+    return ("all",)
+
+
+def rescore(
+    store: Store,
+    *,
+    checkpoint_id: int,
+    truth: TruthCache,
+    rule_names: Sequence[str] | None = None,
+    metric: str = "kl",
+    resamples: int = 1000,
+) -> list[rs.ScoreInfo]:
+    """Score a checkpoint on each of its splits and store the scores."""
+    saved = []
+    for split in splits_of(store, checkpoint_id):
+        score_, rules = score_checkpoint(
+            store,
+            checkpoint_id=checkpoint_id,
+            truth=truth,
+            rule_names=rule_names,
+            metric=metric,
+            split=split,
+            resamples=resamples,
+        )
+        saved.append(
+            rs.save_score(
+                store, checkpoint_id=checkpoint_id, score=score_, rules=rules, split=split
+            )
+        )
+    return saved

@@ -7,6 +7,7 @@ URL: /?run=<run_id>
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dash
@@ -14,11 +15,13 @@ import dash_ag_grid as dag
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
+from beliefscope.errors import NotFoundError
 from beliefscope.store import review_store
 from beliefscope.store.queries import MAX_LIMIT
+from beliefscope.store.values import CheckpointInfo
 from dashboard import data, session, ui
 from dashboard.context import current
-from dashboard.figures import timeline_figure
+from dashboard.figures import memory_figure, timeline_figure
 
 dash.register_page(__name__, path="/", title="Runs · Beliefscope", name="Runs")
 
@@ -95,7 +98,9 @@ def _run_detail(run_id: int) -> html.Div:
     run = q.get_run(run_id=run_id)
     checkpoints = data.checkpoints_of(run_id)
     summaries = {s.checkpoint_id: s for s in q.checkpoint_summaries(run_id=run_id)}
-    scores = {s.checkpoint_id: s.score for s in review_store.list_scores(store, run_id=run_id)}
+    scored = review_store.list_scores(store, run_id=run_id, split=None)
+    split = "held-out" if any(s.split == "held-out" for s in scored) else "all"
+    scores = {s.checkpoint_id: s.score for s in scored if s.split == split}
     findings = review_store.run_findings(store, run_id=run_id)
     flag_counts = {
         c.id: review_store.list_flags(store, checkpoint_id=c.id, limit=1).total for c in checkpoints
@@ -126,10 +131,16 @@ def _run_detail(run_id: int) -> html.Div:
         },
     }
     if scores:
-        rows["scores"] = {
-            "slip recall": col(lambda c: scores[c.id].slip_recall if c.id in scores else None),
-            "precision": col(lambda c: scores[c.id].precision if c.id in scores else None),
-            "slip AUC": col(lambda c: scores[c.id].slip_auc if c.id in scores else None),
+        title = "scores (held-out)" if split == "held-out" else "scores"
+        figures = {
+            "slip recall": "slip_recall",
+            "slip precision": "slip_precision",
+            "plain flagged": "plain_flagged",
+            "slip AUC": "slip_auc",
+        }
+        rows[title] = {
+            name: col(lambda c, f=field: getattr(scores[c.id], f) if c.id in scores else None)
+            for name, field in figures.items()
         }
     marks = [
         (by_id[f.checkpoint], f.kind.replace("_", " ")) for f in findings if f.checkpoint in by_id
@@ -155,9 +166,41 @@ def _run_detail(run_id: int) -> html.Div:
                 ],
                 className="bs-card",
             ),
+            _memory(checkpoints),
             html.Div(_episodes(run_id, latest), className="bs-card"),
         ],
         className="bs-col",
+    )
+
+
+def _memory(checkpoints: Sequence[CheckpointInfo]) -> html.Div:
+    """The belief probe of each checkpoint that has one, as small multiples."""
+    panels = []
+    for ckpt in checkpoints:
+        try:
+            summary = review_store.get_probe_summary(
+                current().store, checkpoint_id=ckpt.id, probe="decode"
+            )
+        except NotFoundError:
+            continue
+        panels.append((ui.ckpt_label(ckpt, ckpt.id), summary))
+    tested = panels[-1][1].get("test_episodes", []) if panels else []
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H2("Belief memory"),
+                    html.Span(
+                        "where the belief puts the hidden box, by steps since it was hidden "
+                        f"(decode probe, {len(tested)} held-out episodes)",
+                        className="bs-sub",
+                    ),
+                ],
+                className="bs-card-head",
+            ),
+            dcc.Graph(id="runs-memory", figure=memory_figure(panels[-6:]), config=ui.GRAPH_CONFIG),
+        ],
+        className="bs-card",
     )
 
 

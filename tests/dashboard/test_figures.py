@@ -152,3 +152,24 @@ def test_episode_figure_is_fast(n: int) -> None:
     start = time.perf_counter()
     F.episode_figure(data, length=n, kl_groups=(np.arange(n)[:500], np.ones((500, 32))))
     assert time.perf_counter() - start < 0.25
+
+
+def test_memory_figure_draws_one_panel_per_checkpoint_with_its_baselines() -> None:
+    from dashboard.figures import memory_figure
+
+    summary = {
+        "since_occlusion": [1, 2, 3],
+        "plain_error": [0.02, 0.03, None],
+        "slip_error": [0.05, 0.07, 0.08],
+        "last_seen_slip_error": [0.09, 0.09, 0.09],
+        "visible_error": 0.013,
+        "mean_baseline_error": 0.09,
+    }
+    fig = memory_figure([("step 500", summary), ("step 2,000", summary)])
+    plain = [d for d in fig["data"] if d["name"] == "plain occlusion"]
+    assert [d["xaxis"] for d in plain] == ["x", "x2"] and plain[0]["y"] == [2.0, 3.0, None]
+    assert sum(d["showlegend"] for d in fig["data"]) == 5  # each series named once
+    assert {a["text"] for a in fig["layout"]["annotations"]} == {"step 500", "step 2,000"}
+    baseline = next(d for d in fig["data"] if d["name"] == "training mean")
+    assert baseline["y"] == [9.0, 9.0]
+    assert "no belief probe" in memory_figure([])["layout"]["annotations"][0]["text"]
