@@ -30,7 +30,8 @@ from beliefscope.rssm.recipe import Recipe
 
 Batch = dict[str, Tensor]
 """Training batch, (B, T, ...): image uint8, action, reward, is_first, is_terminal, and
-optionally `observed` (bool, False on frames withheld by observation dropout)."""
+optionally `observed` (bool, False on frames withheld by observation dropout) and `seen`
+(the frames as the encoder sees them, when synthetic occluders hide part of them)."""
 
 
 class NativeCell(nn.Module):
@@ -178,7 +179,7 @@ class NativeWorldModel(nn.Module):
         image = batch["image"]
         assert image.ndim == 5, image.shape
         traj = self.observe(
-            self.encode(image),
+            self.encode(batch.get("seen", image)),
             batch["action"],
             batch["is_first"],
             posterior="sample",

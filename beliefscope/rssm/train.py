@@ -28,7 +28,7 @@ from beliefscope.rssm.checkpoint import NAME, checkpoint_name, load_checkpoint, 
 from beliefscope.rssm.native import Batch, NativeWorldModel
 from beliefscope.rssm.nets import stages
 from beliefscope.rssm.presets import PRESETS, Preset, get_preset
-from beliefscope.rssm.recipe import Recipe, dropout_mask
+from beliefscope.rssm.recipe import Recipe, dropout_mask, occlude_frames
 
 
 @dataclass
@@ -285,9 +285,13 @@ def train(
     began = time.perf_counter()
     for step in range(done + 1, steps + 1):
         sample = stream.sample(rng, batch, length, dev)
-        observed = dropout_mask(rng, sample["is_first"].cpu().numpy(), recipe)
+        is_first = sample["is_first"].cpu().numpy()
+        observed = dropout_mask(rng, is_first, recipe)
         if observed is not None:
             sample["observed"] = torch.from_numpy(observed).to(dev)
+        seen = occlude_frames(rng, sample["image"].cpu().numpy(), is_first, recipe)
+        if seen is not None:
+            sample["seen"] = torch.from_numpy(seen).to(dev)
         loss, metrics = model.loss(sample, generator, recipe)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -360,6 +364,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--dropout-len", default="3-10", metavar="A-B", help="withheld block length in steps"
     )
     levers.add_argument(
+        "--occlude",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of windows in which a grey rectangle hides part of the encoder's view "
+        "for a block of steps (the decoder still draws the clean frames)",
+    )
+    levers.add_argument("--occlude-len", default="3-10", metavar="A-B", help="block length")
+    levers.add_argument(
+        "--occlude-size", default="0.25-0.5", metavar="A-B", help="rectangle side / frame side"
+    )
+    levers.add_argument(
         "--overshoot", type=int, default=0, metavar="K", help="latent overshooting horizon"
     )
     levers.add_argument("--overshoot-starts", type=int, default=2, metavar="N")
@@ -369,14 +385,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def recipe_from_args(args: argparse.Namespace) -> Recipe:
+def _pair(flag: str, text: str, kind: type) -> tuple:
     try:
-        lo, hi = (int(part) for part in args.dropout_len.split("-"))
+        lo, hi = (kind(part) for part in text.split("-"))
     except ValueError:
-        raise BadInputError(f"--dropout-len must be A-B, got {args.dropout_len!r}") from None
+        raise BadInputError(f"--{flag} must be A-B, got {text!r}") from None
+    return lo, hi
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return Recipe(
         dropout=args.dropout,
-        dropout_len=(lo, hi),
+        dropout_len=_pair("dropout-len", args.dropout_len, int),
+        occlude=args.occlude,
+        occlude_len=_pair("occlude-len", args.occlude_len, int),
+        occlude_size=_pair("occlude-size", args.occlude_size, float),
         overshoot=args.overshoot,
         overshoot_starts=args.overshoot_starts,
         overshoot_scale=args.overshoot_scale,

@@ -14,11 +14,11 @@ from beliefscope.cli import main
 from beliefscope.errors import BadInputError
 from beliefscope.rssm.checkpoint import load_checkpoint
 from beliefscope.rssm.native import NativeWorldModel
-from beliefscope.rssm.recipe import Recipe, dropout_mask
+from beliefscope.rssm.recipe import GREY, Recipe, dropout_mask, occlude_frames
 from beliefscope.rssm.train import Stream, train
 from tests.rssm.conftest import MICRO, square_world, write_replay
 
-LEVERS = Recipe(dropout=0.75, dropout_len=(2, 4), overshoot=3, reward_scale=5.0)
+LEVERS = Recipe(dropout=0.75, dropout_len=(2, 4), overshoot=3, reward_scale=5.0, occlude=0.5)
 
 
 def _batch(stream: Stream, seed: int = 0, batch: int = 6, length: int = 10) -> dict:
@@ -42,6 +42,48 @@ def test_dropout_withholds_one_block_of_the_asked_length_in_the_asked_fraction()
     lengths = hidden[windows & ~is_first[:, 9]].sum(1)
     assert set(lengths.tolist()) == {3, 4, 5, 6}
     assert dropout_mask(rng, is_first, Recipe()) is None
+
+
+def test_synthetic_occluders_hide_one_rectangle_from_the_encoder_only() -> None:
+    rng = np.random.default_rng(5)
+    image = np.random.default_rng(0).integers(0, 120, (600, 12, 16, 16, 3), dtype=np.uint8)
+    is_first = np.zeros((600, 12), bool)
+    is_first[:, 0] = True
+    recipe = Recipe(occlude=0.5, occlude_len=(2, 5), occlude_size=(0.25, 0.5))
+    before = image.copy()
+    seen = occlude_frames(rng, image, is_first, recipe)
+    assert seen is not None and np.array_equal(image, before)  # the decoder's target is intact
+    grey = (seen == GREY).all(-1)  # (B, T, H, W): pixels hidden (the frames never hold 128)
+    hidden_steps = grey.any((2, 3))
+    windows = hidden_steps.any(1)
+    assert abs(windows.mean() - 0.5) < 0.06 and not hidden_steps[:, 0].any()
+    for b in np.flatnonzero(windows):
+        steps = np.flatnonzero(hidden_steps[b])
+        assert 2 <= len(steps) <= 5 and np.all(np.diff(steps) == 1)
+        first = grey[b, steps[0]]
+        assert all(np.array_equal(grey[b, t], first) for t in steps)  # one rectangle, held
+        ys, xs = np.flatnonzero(first.any(1)), np.flatnonzero(first.any(0))
+        assert first[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1].all()  # a filled rectangle
+        assert 4 <= len(ys) <= 8 and 4 <= len(xs) <= 8
+    untouched = ~grey
+    assert np.array_equal(seen[untouched], image[untouched])
+    assert occlude_frames(rng, image, is_first, Recipe()) is None
+
+
+def test_the_loss_encodes_the_occluded_view_and_decodes_the_clean_frames() -> None:
+    stream = Stream.join(square_world(4, 12))
+    torch.manual_seed(0)
+    model = NativeWorldModel(MICRO, 2, (16, 16, 3))
+    batch = _batch(stream)
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    seen = batch["image"].clone()
+    seen[:, 2:6, 4:12, 4:12] = GREY
+    clean, clean_m = model.loss(batch, gen())
+    hidden, hidden_m = model.loss({**batch, "seen": seen}, gen())
+    assert hidden_m["image"] != pytest.approx(clean_m["image"], rel=1e-4)
+    # the same as encoding the grey frames but scoring the clean ones: not the grey ones
+    grey_target, _ = model.loss({**batch, "image": seen}, gen())
+    assert float(hidden) != pytest.approx(float(grey_target), rel=1e-4)
 
 
 def test_posterior_is_the_prior_on_withheld_frames_and_the_loss_decodes_them() -> None:
@@ -170,10 +212,18 @@ def test_cli_levers_fine_tune_and_resume(tmp_path: Path) -> None:
         "2",
     ]
     levers = ["--dropout", "0.5", "--dropout-len", "2-3", "--overshoot", "2", "--reward-scale", "4"]
+    levers += ["--occlude", "0.5", "--occlude-size", "0.3-0.4"]
     assert main([*base, "--out", str(tmp_path / "a"), "--steps", "2", *levers]) == 0
     first = tmp_path / "a" / "ckpt-00000002.safetensors"
     recipe = Recipe.from_dict(load_checkpoint(first).spec.config["recipe"])
-    assert recipe == Recipe(dropout=0.5, dropout_len=(2, 3), overshoot=2, reward_scale=4.0)
+    assert recipe == Recipe(
+        dropout=0.5,
+        dropout_len=(2, 3),
+        overshoot=2,
+        reward_scale=4.0,
+        occlude=0.5,
+        occlude_size=(0.3, 0.4),
+    )
     assert main([*base, "--out", str(tmp_path / "a"), "--steps", "4", "--resume", *levers]) == 0
     assert (tmp_path / "a" / "ckpt-00000004.safetensors").is_file()
     # a fine-tune starts from the checkpoint's weights and keeps its preset
