@@ -57,7 +57,13 @@ class Net:
         return self.modules[name]
 
 
-def make_net(recurrent_model: str, seed: int = 0, heads: bool = True) -> Net:
+def make_net(
+    recurrent_model: str,
+    seed: int = 0,
+    heads: bool = True,
+    groups: int = GROUPS,
+    classes: int = CLASSES,
+) -> Net:
     torch.manual_seed(seed)
     block = recurrent_model == "block_gru"
     encoder = DreamerV3ImageEncoder(in_channels=3, depth=4, mults=(1, 2), kernel_size=3)
@@ -68,8 +74,8 @@ def make_net(recurrent_model: str, seed: int = 0, heads: bool = True) -> Net:
             action_shape=(ACTIONS,),
             hidden_dim=HIDDEN,
             rnn_hidden_dim=DETER,
-            num_categoricals=GROUPS,
-            num_classes=CLASSES,
+            num_categoricals=groups,
+            num_classes=classes,
             action_dim=ACTIONS,
             recurrent_model=recurrent_model,
             num_blocks=2,
@@ -79,15 +85,15 @@ def make_net(recurrent_model: str, seed: int = 0, heads: bool = True) -> Net:
         ),
         "posterior": RSSMPosteriorV3(
             hidden_dim=HIDDEN,
-            num_categoricals=GROUPS,
-            num_classes=CLASSES,
+            num_categoricals=groups,
+            num_classes=classes,
             rnn_hidden_dim=DETER,
             obs_embed_dim=embed,
             use_rms_norm=block,  # TorchRL's SOTA script; the default (False) with the GRU
             unimix=UNIMIX,
         ),
     }
-    feat = GROUPS * CLASSES + DETER
+    feat = groups * classes + DETER
     if heads:
         parts["decoder"] = DreamerV3ImageDecoder(
             in_features=feat, image_shape=(3, SIDE, SIDE), depth=4, mults=(1, 2),
@@ -98,12 +104,14 @@ def make_net(recurrent_model: str, seed: int = 0, heads: bool = True) -> Net:
     # TorchRL's SOTA script feeds the reward and continuation heads [belief, state]
     inputs = ["belief", "state"] if block else ["state", "belief"]
     config: dict = {
-        "prior": {"args": {"num_categoricals": GROUPS, "num_classes": CLASSES,
+        "prior": {"args": {"num_categoricals": groups, "num_classes": classes,
                            "unimix": UNIMIX, "recurrent_model": recurrent_model,
                            "hidden_dim": HIDDEN, "action_dim": ACTIONS}},
         "posterior": {"args": {"unimix": UNIMIX, "obs_embed_dim": embed}},
         "encoder": {"args": {"depth": 4, "mults": [1, 2], "kernel_size": 3}},
-        "loss": {"free_bits": 1.0, "unimix": UNIMIX},
+        # the "separate" KL with unimix, as the issue-18 report states it (the tests of the
+        # default "balanced" KL are in test_torchrl_kl.py)
+        "loss": {"kl_mode": "separate", "free_bits": 1.0, "unimix": UNIMIX},
         "image_shape": [3, SIDE, SIDE],
     }  # fmt: skip
     if heads:
@@ -112,10 +120,10 @@ def make_net(recurrent_model: str, seed: int = 0, heads: bool = True) -> Net:
     return Net(recurrent_model, nn.ModuleDict(parts), config)
 
 
-def make_rollout(seed: int = 1, actions: int = ACTIONS) -> TensorDict:
+def make_rollout(seed: int = 1, actions: int = ACTIONS, side: int = SIDE) -> TensorDict:
     """[N, T] transitions as TorchRL's collectors write them; row 1 has a second episode."""
     g = torch.Generator().manual_seed(seed)
-    pixels = torch.randint(0, 256, (ROWS, STEPS + 1, 3, SIDE, SIDE), dtype=torch.uint8, generator=g)
+    pixels = torch.randint(0, 256, (ROWS, STEPS + 1, 3, side, side), dtype=torch.uint8, generator=g)
     is_init = torch.zeros(ROWS, STEPS, 1, dtype=torch.bool)
     is_init[:, 0] = True
     is_init[1, 5] = True
@@ -172,7 +180,9 @@ def torchrl_mode_run(net: Net, rollout: TensorDict) -> dict[str, torch.Tensor]:
     """TorchRL's prior and posterior modules stepped with the mode latent fed forward (its
     rollout module can only sample), resetting as `RSSMRolloutV3` does."""
     embed = net.encoder(rollout["next", "pixels"])
-    state, belief = torch.zeros(ROWS, GROUPS * CLASSES), torch.zeros(ROWS, DETER)
+    classes = net.posterior.num_classes
+    state = torch.zeros(ROWS, net.posterior.num_categoricals * classes)
+    belief = torch.zeros(ROWS, net.prior.rnn_hidden_dim)
     out: dict[str, list[torch.Tensor]] = {"prior": [], "post": [], "belief": []}
     for t in range(STEPS):
         reset = rollout["is_init"][:, t]
@@ -180,8 +190,8 @@ def torchrl_mode_run(net: Net, rollout: TensorDict) -> dict[str, torch.Tensor]:
         action = torch.where(reset, 0, rollout["action"][:, t])
         prior_logits, _, belief = net.prior(state, belief, action)
         post_logits, _ = net.posterior(belief, embed[:, t])
-        probs = (1 - UNIMIX) * post_logits.softmax(-1) + UNIMIX / CLASSES
-        state = F.one_hot(probs.argmax(-1), CLASSES).float().flatten(1)  # (N, S, K) -> (N, S*K)
+        probs = (1 - UNIMIX) * post_logits.softmax(-1) + UNIMIX / classes
+        state = F.one_hot(probs.argmax(-1), classes).float().flatten(1)  # (N, S, K) -> (N, S*K)
         for key, value in (("prior", prior_logits), ("post", post_logits), ("belief", belief)):
             out[key].append(value)
     return {key: torch.stack(values, 1) for key, values in out.items()}

@@ -16,8 +16,7 @@ reads this one:
                      "inputs": ["state", "belief"]},
        "reward":    {"prefix": "reward.",    "args": {DreamerV3MLP kwargs}, "inputs": [...]},
        "cont":      {"prefix": "cont.",      "args": {DreamerV3MLP kwargs}, "inputs": [...]},
-       "loss":      {"free_bits": 1.0, "unimix": 0.01, "lambda_dynamic": 1.0,
-                     "lambda_representation": 0.1},
+       "loss":      {DreamerV3ModelLoss kwargs: "kl_mode", "free_bits", "unimix", ...},
        "image_shape": [C, H, W],
        "ignore": ["actor."]}
 
@@ -30,14 +29,32 @@ reads this one:
   any other key nothing reads is an error.
 
 Sizes come from tensor shapes; every argument the JSON gives is checked against them, and
-what shapes cannot tell (groups x classes, unimix, norm eps, head input order) comes from the
-JSON or TorchRL's defaults, each default listed in `spec.config["assumed"]`.
+what shapes cannot tell (groups x classes, the loss's KL settings, norm eps, head input order)
+comes from the JSON or TorchRL's defaults, each default listed in `spec.config["assumed"]`.
 
 Math, as TorchRL 0.14 computes it: zero initial state and reset (`is_init` zeroes state,
 belief and action), `recurrent_model="gru"` (SiLU projector of [state, action] into
 `nn.GRUCell`, prior MLP) or `"block_gru"` (DreamerV3's block GRU with RMS norm, action scaled
-by max(1, |a|), update bias -1), posterior MLP on [belief, embedding], KL with the loss's
-unimix summed over categoricals. Images are the encoder's (C, H, W) in [0, 1] minus 0.5.
+by max(1, |a|), update bias -1), posterior MLP on [belief, embedding]. Images are the
+encoder's (C, H, W) in [0, 1] minus 0.5.
+
+KL as `DreamerV3ModelLoss(kl_mode=...)` computes it (`KLForm`), per step and summed over the
+categoricals like every family's `kl`:
+
+- `"balanced"` (TorchRL's default; `categorical_kl_balanced`): plain softmax probabilities
+  clamped at 1e-8 (no unimix, the loss's `unimix` is not read), free bits per categorical:
+  `kl_dyn = kl_rep = sum_g max(KL_g, free_bits)`. TorchRL's loss is `lambda_kl` times the
+  mean over steps and categoricals of `kl_alpha * dyn + (1 - kl_alpha) * rep`, i.e. these
+  sums over G categoricals scaled by `lambda_kl * kl_alpha / G` and
+  `lambda_kl * (1 - kl_alpha) / G` (`spec.dyn_scale`, `spec.rep_scale`).
+- `"separate"` (`categorical_kl_terms`): probabilities mixed with the loss's `unimix`
+  (TorchRL's default 0.0, not the modules' sampling unimix), free nats on the sum:
+  `kl_dyn = kl_rep = max(KL, free_bits)`, scaled by `lambda_kl * lambda_dynamic` and
+  `lambda_kl * lambda_representation`.
+
+The cell's distributions carry the mode's probabilities (for `"balanced"`, logits are the
+log of the clamped probabilities, so a plain `Categorical` of them is renormalised by at most
+K x 1e-8); `TorchRLCell.kl_terms` gives the exact per-step `(kl, kl_dyn, kl_rep)`.
 """
 
 from __future__ import annotations
@@ -56,7 +73,7 @@ from torch.nn import functional as F
 
 from beliefscope.errors import BadInputError
 from beliefscope.rssm.core import ModelSpec, RSSMCell, State
-from beliefscope.rssm.dist import Categorical
+from beliefscope.rssm.dist import Categorical, LatentDist
 from beliefscope.rssm.families.params import Params
 from beliefscope.rssm.formats import CheckpointRef, register
 
@@ -66,15 +83,33 @@ CONFIG_NAME = "world_model.json"
 PARTS = ("encoder", "prior", "posterior", "decoder", "reward", "cont")
 HEADS = {"decoder": "decode", "reward": "reward", "cont": "cont"}
 TOP_LEVEL = {*PARTS, "loss", "image_shape", "ignore"}
-LOSS_ARGS = {
-    "free_bits",
-    "unimix",
-    "lambda_dynamic",
-    "lambda_representation",
-    "kl_mode",
-    "lambda_kl",
-    "kl_alpha",
+KL_MODES = ("balanced", "separate")  # DreamerV3ModelLoss's kl_mode values, its default first
+KL_DEFAULTS: dict[str, float] = {  # DreamerV3ModelLoss's defaults for what the KL reads
+    "free_bits": 1.0,
+    "unimix": 0.0,
+    "lambda_kl": 1.0,
+    "lambda_dynamic": 1.0,
+    "lambda_representation": 0.1,
+    "kl_alpha": 0.8,
 }
+KL_READS = {  # the settings each kl_mode reads (TorchRL ignores the others)
+    "balanced": ("free_bits", "lambda_kl", "kl_alpha"),
+    "separate": ("free_bits", "unimix", "lambda_kl", "lambda_dynamic", "lambda_representation"),
+}
+LOSS_OTHER = {  # DreamerV3ModelLoss arguments that do not touch the latents: accepted, unused
+    "lambda_reco",
+    "lambda_reward",
+    "lambda_continue",
+    "continue_target_scale",
+    "reco_loss",
+    "reco_symlog",
+    "reward_two_hot",
+    "num_reward_bins",
+    "global_average",
+    "detach_output",
+}
+LOSS_ARGS = {"kl_mode", *KL_DEFAULTS, *LOSS_OTHER}
+BALANCED_CLAMP = 1e-8  # categorical_kl_balanced's floor on the probabilities
 NOT_MODEL_ARGS = {"device", "action_spec"}  # constructor arguments that do not shape the model
 
 
@@ -122,6 +157,88 @@ class _Args:
                 f"{CONFIG_NAME}: {self.part}.args has arguments this part does not take: {unknown}",
                 path=self.path,
             )
+
+
+@dataclass(frozen=True)
+class KLForm:
+    """The latent KL of one `DreamerV3ModelLoss` configuration (see the module docstring)."""
+
+    mode: str  # one of KL_MODES
+    free_bits: float
+    unimix: float
+    lambda_kl: float
+    lambda_dynamic: float
+    lambda_representation: float
+    kl_alpha: float
+
+    def dist(self, logits: Tensor) -> Categorical:
+        """Raw (..., G, K) logits -> the categoricals whose probabilities the KL reads."""
+        if self.mode == "balanced":
+            floor = torch.softmax(logits, -1).clamp(min=BALANCED_CLAMP)
+            return Categorical(torch.log(floor), 0.0)
+        return Categorical(logits, self.unimix)
+
+    def terms(self, post: LatentDist, prior: LatentDist) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-step (kl, kl_dyn, kl_rep), summed over categoricals, of distributions made by
+        `dist`: the values of TorchRL's dynamics and representation terms before their
+        gradient stops and loss weights."""
+        assert isinstance(post, Categorical) and isinstance(prior, Categorical)
+        if self.mode == "balanced":
+            # exp(logits): the clamped probabilities themselves, not renormalised
+            per = (post.logits.exp() * (post.logits - prior.logits)).sum(-1)  # (..., G)
+            clipped = per.clamp(min=self.free_bits).sum(-1)
+            return per.sum(-1), clipped, clipped
+        kl = post.kl(prior)
+        clipped = kl.clamp(min=self.free_bits) if self.free_bits else kl
+        return kl, clipped, clipped
+
+    def scales(self, groups: int) -> tuple[float, float]:
+        """Weights that turn the mean of `kl_dyn` and `kl_rep` into TorchRL's KL loss."""
+        if self.mode == "balanced":
+            weight = self.lambda_kl / groups  # TorchRL averages over the categoricals
+            return weight * self.kl_alpha, weight * (1.0 - self.kl_alpha)
+        return self.lambda_kl * self.lambda_dynamic, self.lambda_kl * self.lambda_representation
+
+    def settings(self) -> dict[str, object]:
+        """What this mode reads, for the checkpoint's config."""
+        read = {name: getattr(self, name) for name in KL_READS[self.mode]}
+        return {"kl_mode": self.mode, **read}
+
+
+def _kl_form(loss: object, file: Path, assumed: list[str]) -> tuple[KLForm, list[str]]:
+    """The JSON's `loss` entry, TorchRL's defaults for what it leaves out (recorded), and the
+    arguments it gives that the KL does not read."""
+    if not isinstance(loss, dict):
+        raise BadInputError("'loss' must be a mapping of DreamerV3ModelLoss arguments", path=file)
+    unknown = sorted(set(loss) - LOSS_ARGS)
+    if unknown:
+        raise BadInputError(
+            f"'loss' has arguments DreamerV3ModelLoss does not take: {unknown}; "
+            f"known: {sorted(LOSS_ARGS)}",
+            path=file,
+        )
+    mode = loss.get("kl_mode", KL_MODES[0])
+    if "kl_mode" not in loss:
+        assumed.append(f"loss.kl_mode={mode!r}")
+    if not isinstance(mode, str) or mode not in KL_MODES:
+        known = ", ".join(repr(m) for m in KL_MODES)
+        raise BadInputError(
+            f"loss.kl_mode={mode!r} is not a kl_mode of TorchRL's DreamerV3ModelLoss; "
+            f"known: {known}",
+            path=file,
+        )
+    values: dict[str, float] = {}
+    for name, default in KL_DEFAULTS.items():
+        value = loss.get(name, default)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise BadInputError(f"loss.{name} must be a number, not {value!r}", path=file)
+        if name in KL_READS[mode] and name not in loss:
+            assumed.append(f"loss.{name}={default!r}")
+        values[name] = float(value)
+    if not 0.0 <= values["unimix"] < 1.0:
+        raise BadInputError(f"loss.unimix must be in [0, 1), not {values['unimix']}", path=file)
+    unused = sorted(set(loss) - {"kl_mode", *KL_READS[mode]})
+    return KLForm(mode=mode, **values), unused
 
 
 @dataclass
@@ -205,9 +322,9 @@ class TorchRLCell:
         posterior: str,
         prior_args: _Args,
         post_args: _Args,
-        unimix: float,
+        kl: KLForm,
     ) -> None:
-        self.path, self.unimix = p.path, unimix
+        self.path, self.kl = p.path, kl
         self.block = p.has(f"{prior}rnn.gates.weight")
         prior_args.inferred("recurrent_model", "block_gru" if self.block else "gru", "the keys")
         if self.block:
@@ -250,7 +367,7 @@ class TorchRLCell:
         self.embed = _in_features(self.post_net) - self.deter
         self.prior_eps = prior_args.number("norm_eps", 1e-4) if self.block else 0.0
         self.post_eps = post_args.number("norm_eps", 1e-4)
-        self.groups, self.classes = _latent_split(units, prior_args, post_args, p.path)
+        self.groups, self.classes = _latent_split(units, prior_args, post_args)
         for args, name in ((prior_args, f"{prior}*"), (post_args, f"{posterior}*")):
             args.inferred(
                 "hidden_dim",
@@ -331,30 +448,48 @@ class TorchRLCell:
         update = torch.sigmoid(update - 1.0)
         return update * cand + (1 - update) * belief
 
+    def kl_terms(self, post: LatentDist, prior: LatentDist) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-step (kl, kl_dyn, kl_rep) as this checkpoint's TorchRL loss computes them."""
+        return self.kl.terms(post, prior)
+
     def _dist(self, flat: Tensor) -> Categorical:
         # (B, S*K) -> (B, S, K)
-        return Categorical(flat.reshape(*flat.shape[:-1], self.groups, self.classes), self.unimix)
+        return self.kl.dist(flat.reshape(*flat.shape[:-1], self.groups, self.classes))
 
 
-def _latent_split(units: int, prior: _Args, post: _Args, path: Path) -> tuple[int, int]:
+def _latent_split(units: int, prior: _Args, post: _Args) -> tuple[int, int]:
     """(num_categoricals, num_classes): from the JSON, else a square split (recorded)."""
-    given = {
-        name: next((a.args[name] for a in (prior, post) if isinstance(a.args.get(name), int)), 0)
-        for name in ("num_categoricals", "num_classes")
-    }
-    groups, classes = given["num_categoricals"], given["num_classes"]
-    if groups > 0 and classes <= 0 and units % groups == 0:
+    given: dict[str, int] = {}
+    for name in ("num_categoricals", "num_classes"):
+        for args in (prior, post):
+            value = args.args.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                message = f"{args.part}.{name} must be a positive integer, not {value!r}"
+                raise BadInputError(message, path=args.path)
+            given.setdefault(name, value)
+    groups, classes = given.get("num_categoricals", 0), given.get("num_classes", 0)
+    if not groups and not classes:
+        side = math.isqrt(units)
+        if side * side != units:
+            raise BadInputError(
+                f"{CONFIG_NAME} gives no latent split (num_categoricals x num_classes) and "
+                f"the state dict's {units} latent units are not a square: add "
+                f"num_categoricals and num_classes (their product is {units}) to prior.args",
+                path=prior.path,
+            )
+        groups = classes = side
+        prior.assumed.append(f"num_categoricals=num_classes={side} (square split of {units})")
+    elif not classes and units % groups == 0:
         classes = units // groups
-    elif classes > 0 and groups <= 0 and units % classes == 0:
+    elif not groups and units % classes == 0:
         groups = units // classes
-    elif groups <= 0 and classes <= 0 and math.isqrt(units) ** 2 == units:
-        groups = classes = math.isqrt(units)
-        prior.assumed.append(f"num_categoricals=num_classes={groups} (square split of {units})")
-    if groups <= 0 or classes <= 0 or groups * classes != units:
+    if groups * classes != units:
         raise BadInputError(
             f"{CONFIG_NAME} gives {groups or '?'}x{classes or '?'} (num_categoricals x "
             f"num_classes) latents but the state dict has {units} latent units",
-            path=path,
+            path=prior.path,
         )
     for args in (prior, post):
         args.inferred("num_categoricals", groups, f"the other part or {units} latent units")
@@ -587,17 +722,12 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
     bad = [k for k in kept if k.startswith(tuple(prefixes.values())) and k not in floats]
     if bad:
         raise BadInputError(f"world-model key {bad[0]!r} is not a float tensor", path=path)
-    loss = config.get("loss", {})
-    if not isinstance(loss, dict) or set(loss) - LOSS_ARGS:
-        message = f"'loss' must be a mapping of DreamerV3ModelLoss arguments {sorted(LOSS_ARGS)}"
-        raise BadInputError(message, path=file)
-    post_unimix = args["posterior"].number("unimix", 0.0)
-    args["prior"].number("unimix", 0.0)  # sampling only; read so that it is checked
-    if "unimix" not in loss:
-        assumed.append(f"loss.unimix={post_unimix} (the posterior's)")
-    unimix = float(loss.get("unimix", post_unimix))
+    kl, loss_unused = _kl_form(config.get("loss", {}), file, assumed)
+    for part in ("prior", "posterior"):  # the modules' own unimix: sampling only, checked
+        if not 0.0 <= args[part].number("unimix", 0.0) < 1.0:
+            raise BadInputError(f"{part}.unimix must be in [0, 1)", path=file)
     cell = TorchRLCell(
-        p, prefixes["prior"], prefixes["posterior"], args["prior"], args["posterior"], unimix
+        p, prefixes["prior"], prefixes["posterior"], args["prior"], args["posterior"], kl
     )
     model = TorchRLWorldModel(cell, p, prefixes, args, inputs)
     image_shape = _image_shape(model, config, args, file)
@@ -605,6 +735,7 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
     for checked in args.values():
         checked.finish()
     p.check_all_used()
+    dyn_scale, rep_scale = kl.scales(cell.groups)
     model.spec = ModelSpec(
         family=FAMILY,
         latent="categorical",
@@ -613,9 +744,9 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
         classes=cell.classes,
         action_dim=cell.action_dim,
         image_shape=(image_shape[1], image_shape[2], image_shape[0]),
-        free_nats=float(loss.get("free_bits", 1.0)),
-        dyn_scale=float(loss.get("lambda_dynamic", 1.0)),
-        rep_scale=float(loss.get("lambda_representation", 0.1)),
+        free_nats=kl.free_bits,
+        dyn_scale=dyn_scale,
+        rep_scale=rep_scale,
         config={
             "format": FAMILY,
             "recurrent_model": "block_gru" if cell.block else "gru",
@@ -623,7 +754,11 @@ def build(tensors: dict[str, Tensor], path: Path, config: dict, file: Path) -> T
             "embed": cell.embed,
             "encoder_stages": len(model.enc),
             "heads": sorted(model.heads),
-            "unimix": unimix,
+            "kl_mode": kl.mode,
+            "unimix": kl.unimix if kl.mode == "separate" else 0.0,  # of the KL's probabilities
+            "free_bits_per": "categorical" if kl.mode == "balanced" else "step",
+            "loss": kl.settings(),
+            "loss_unused": loss_unused,
             "config_file": str(file),
             "assumed": assumed,
         },
