@@ -17,7 +17,7 @@ from torch import Tensor
 
 from beliefscope.replay.base import Episode
 from beliefscope.rssm.core import PosteriorMode, Trajectory, WorldModel, imagine, observe
-from beliefscope.rssm.dist import Categorical, correction
+from beliefscope.rssm.dist import Categorical, LatentDist, correction
 from beliefscope.trace import TraceData
 
 HEADS = frozenset({"decode", "reward", "cont"})
@@ -130,6 +130,18 @@ def openloop_error(
     return out
 
 
+def kl_terms(model: WorldModel, post: LatentDist, prior: LatentDist) -> tuple[Tensor, ...]:
+    """Per-step (kl, kl_dyn, kl_rep): the cell's own `kl_terms` where its family's loss has
+    its own form (TorchRL's balanced mode frees bits per categorical), else the summed KL
+    floored at the free nats, as DreamerV3 does."""
+    own = getattr(model.cell, "kl_terms", None)
+    if own is not None:
+        return tuple(own(post, prior))
+    kl = post.kl(prior)
+    free = kl.clamp(min=model.spec.free_nats)
+    return kl, free, free
+
+
 def compute_traces(
     model: WorldModel, batch: Batch, options: ComputeOptions = ComputeOptions()
 ) -> list[TraceData]:
@@ -150,8 +162,7 @@ def compute_traces(
             observed=batch.observed,
         )
         post, prior = traj.post, traj.prior
-        kl = post.kl(prior)
-        free = model.spec.free_nats
+        kl, kl_dyn, kl_rep = kl_terms(model, post, prior)
         feat_post = model.feat(traj.deter, traj.stoch)
         feat_prior = model.feat(traj.deter, prior.mode())
         deter_delta = torch.linalg.vector_norm(traj.deter.diff(dim=1), dim=-1)
@@ -159,8 +170,8 @@ def compute_traces(
         deter_delta = torch.where(batch.is_first, float("nan"), deter_delta)
         metrics = {
             "kl": kl,
-            "kl_dyn": kl.clamp(min=free),
-            "kl_rep": kl.clamp(min=free),
+            "kl_dyn": kl_dyn,
+            "kl_rep": kl_rep,
             "correction": correction(post, prior),
             "prior_entropy": prior.entropy(),
             "post_entropy": post.entropy(),

@@ -33,11 +33,16 @@ def test_quick_demo_ingests_flags_and_scores(tmp_path: Path) -> None:
     assert set(runs) == {PRETRAINED_RUN, LIVE_RUN}
     for run in runs.values():
         assert run.n_checkpoints == 2 and run.n_episodes == 4
-        assert run.n_traces == run.n_checkpoints * run.n_episodes
+        variants = 2 if run.name == PRETRAINED_RUN else 1  # filter, and decode where probed
+        assert run.n_traces == variants * run.n_checkpoints * run.n_episodes
         scores = review_store.list_scores(store, run_id=run.id)
         assert len(scores) == 2 and all(s.score.episodes == 4 for s in scores)
+    pretrained = store.queries.list_checkpoints(run_id=runs[PRETRAINED_RUN].id).items
+    for ckpt in pretrained:
+        decode = review_store.get_probe_summary(store, checkpoint_id=ckpt.id, probe="decode")
+        assert len(decode["plain_error"]) == len(decode["since_occlusion"]) > 0
     assert {i.rule.metric for i in review_store.list_rules(store)} >= {"kl", "correction"}
-    assert "step slipR" in proc.stdout
+    assert "slip recall" in proc.stdout and "belief probe" in proc.stdout
     # a second run reuses the world and the trained live run, and ingests nothing new
     again = subprocess.run(
         [sys.executable, "-m", "beliefscope.cli", "demo", "--quick", "--home", str(home)],
@@ -45,4 +50,4 @@ def test_quick_demo_ingests_flags_and_scores(tmp_path: Path) -> None:
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "already holds a live run" in again.stdout
-    assert store.queries.list_runs().items[0].n_traces == 8
+    assert sum(r.n_traces for r in store.queries.list_runs().items) == 16 + 8

@@ -58,6 +58,10 @@ class RSSMCell(Protocol):
         """The posterior q(z_t | h_t, embed(o_t))."""
         ...
 
+    # A cell may also define `kl_terms(post, prior) -> (kl, kl_dyn, kl_rep)`, per step, when
+    # its family's loss does not floor the summed KL at the free nats (TorchRL's balanced
+    # mode frees bits per categorical); ingest then stores its own terms.
+
 
 class WorldModel(Protocol):
     """A loaded checkpoint: the cell plus the encoder and the heads on `feat`.

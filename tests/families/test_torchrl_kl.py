@@ -396,10 +396,5 @@ def test_ingest_kl_of_a_default_loss_matches_torchrl(ingested) -> None:
     assert _worst(ingested, "kl", 0) <= TOL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest/compute.py clips the summed KL (max(KL, free_nats)); the balanced mode's "
-    "free bits are per categorical, which needs compute.py to use the cell's kl_terms",
-)
 def test_ingest_kl_dyn_rep_of_a_default_loss_match_torchrl(ingested) -> None:
     assert _worst(ingested, "kl_dyn", 1) <= TOL and _worst(ingested, "kl_rep", 2) <= TOL
