@@ -37,9 +37,8 @@ import numpy as np  # noqa: E402
 from beliefscope.replay.base import detect_format  # noqa: E402
 from beliefscope.rssm.presets import Preset  # noqa: E402
 from beliefscope.rssm.train import Stream, train  # noqa: E402
-from beliefscope.store import access_store  # noqa: E402
 from beliefscope.store.engine import open_store, upgrade  # noqa: E402
-from beliefscope.trace import METRICS, TraceData  # noqa: E402
+from beliefscope.values.traces import METRICS, TraceData  # noqa: E402
 from beliefscope.world.generate import Generator, WorldConfig  # noqa: E402
 
 MICRO = Preset(name="micro", depth=4, deter=32, hidden=32, groups=4, classes=4, units=32)
@@ -92,7 +91,7 @@ def build(root: Path, url: str, rows: int) -> dict[str, object]:
             have += LENGTH
         n += 1
     build_s = time.perf_counter() - started
-    secret = access_store.create_token(store, "bench")[1]
+    secret = store.access.create_token("bench")[1]
     store.close()
     return {
         "ingest_rows_per_s": ingest_rows_per_s,

@@ -3,7 +3,7 @@
     python bench/reflag.py [--steps 1000000] [--traces 1000] [--repeat 3]
 
 Builds a SQLite store of synthetic traces through the real writer (KL with spikes, several
-checkpoints), then times `review_store.apply_rule`: first cold (the rule reads the step rows
+checkpoints), then times `ReviewService.apply_rule`: first cold (the rule reads the step rows
 and caches its metric columns), then for edited versions of the rule, each against a plain
 `SELECT kl FROM steps` scan in the same round (so the ratio holds on a shared, noisy machine).
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from beliefscope.store import review_store as rs
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import open_store, upgrade
-from beliefscope.trace import METRICS, TraceData
+from beliefscope.values.traces import METRICS, TraceData
 
 TARGET_S = 2.0
 
@@ -65,8 +65,9 @@ def main() -> None:
         built = time.perf_counter() - started
         print(f"built {args.steps:,} steps in {args.traces} traces: {built:.1f} s")
         store = open_store(url)
-        rs.ensure_default_rules(store)
-        r = rs.apply_rule(store, name="kl-spike", who="bench")
+        reviews = ReviewService(store)
+        reviews.ensure_default_rules()
+        r = reviews.apply_rule(name="kl-spike", who="bench")
         cold = r.read_s + r.compute_s + r.write_s
         print(f"cold apply (reads steps, caches columns): {cold:.2f} s, {r.created} flags")
         variants = [{"threshold": 6}, {"min_duration": 3, "merge_gap": 2}, {"normalise": "none"}]
@@ -78,8 +79,8 @@ def main() -> None:
                 scan_s = time.perf_counter() - t
                 assert len(scan) == args.steps // args.traces * args.traces
                 t = time.perf_counter()
-                rs.set_rule(store, name="kl-spike", changes=change, who="bench")
-                r = rs.apply_rule(store, name="kl-spike", who="bench")
+                reviews.set_rule(name="kl-spike", changes=change, who="bench")
+                r = reviews.apply_rule(name="kl-spike", who="bench")
                 total = time.perf_counter() - t
                 print(
                     f"round {i} v{r.version} {str(change):40} {total:5.2f} s "

@@ -25,10 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from beliefscope.replay.base import Episode  # noqa: E402
-from beliefscope.review.rules import Rule, make_rule  # noqa: E402
-from beliefscope.review.scoring import EpisodeTruth, Score, score  # noqa: E402
+from beliefscope.review.scoring import EpisodeTruth, score  # noqa: E402
 from beliefscope.review.segments import apply_rule  # noqa: E402
 from beliefscope.rssm import formats  # noqa: E402
+from beliefscope.values.review import Rule, Score, make_rule  # noqa: E402
 from bench.memory import load, signals  # noqa: E402
 from ingest import probes  # noqa: E402
 

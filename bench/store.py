@@ -32,7 +32,7 @@ from beliefscope.config import get_settings  # noqa: E402
 from beliefscope.store.engine import Store, open_store, upgrade  # noqa: E402
 from beliefscope.store.tables import STEP_METRICS, steps  # noqa: E402
 from beliefscope.store.writer import _write_steps  # noqa: E402
-from beliefscope.trace import METRICS, TraceData  # noqa: E402
+from beliefscope.values.traces import METRICS, TraceData  # noqa: E402
 
 STEPS_PER_TRACE = 1000
 

@@ -7,12 +7,14 @@ at request time, so nothing is loaded or connected at import.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, cast
 
 import dash
 
 if TYPE_CHECKING:
     from beliefscope.config import Settings
+    from beliefscope.review.service import ReviewService
     from beliefscope.store.engine import Store
     from beliefscope.store.queries import Queries
 
@@ -26,6 +28,13 @@ class Context:
     @property
     def queries(self) -> Queries:
         return self.store.queries
+
+    @cached_property
+    def reviews(self) -> ReviewService:
+        """The review service: rule thresholds, the queue, findings, applying rules."""
+        from beliefscope.review.service import ReviewService
+
+        return ReviewService(self.store)
 
     def frame_url(
         self, episode_id: int, *, checkpoint_id: int, panels: str = "recon,pred,error"

@@ -1,7 +1,7 @@
-"""What pages read, composed from the read layer (`queries`) and the review store.
+"""What pages read, composed from the store's read surfaces (`queries`, `reviews`) and the
+review service.
 
-No SQL here: every read goes through `beliefscope.store.queries` or
-`beliefscope.store.review_store`; this module only combines their values for a view.
+No SQL and no review logic here: this module only combines their values for a view.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from beliefscope.errors import NotFoundError
-from beliefscope.review import segments
-from beliefscope.review.rules import Rule
-from beliefscope.store import review_store
-from beliefscope.store.queries import MAX_LIMIT
-from beliefscope.store.review_store import FlagInfo
-from beliefscope.store.values import CheckpointInfo, Series, TraceInfo
+from beliefscope.values.page import MAX_LIMIT
+from beliefscope.values.review import FlagInfo, Rule
+from beliefscope.values.traces import CheckpointInfo, Series, TraceInfo
 from dashboard.context import current
 from dashboard.figures import EPISODE_METRICS
 
@@ -72,50 +69,17 @@ def trace_series(
 
 
 def flags_of(trace_id: int) -> list[FlagInfo]:
-    page = review_store.list_flags(current().store, trace_id=trace_id, limit=MAX_LIMIT)
+    page = current().store.reviews.list_flags(trace_id=trace_id, limit=MAX_LIMIT)
     return list(page.items)
 
 
 def rule_for(metric_hint: str | None = None) -> Rule | None:
     """The active (enabled, newest) rule on `metric_hint`, else the first enabled rule."""
-    rules = [i.rule for i in review_store.list_rules(current().store) if i.rule.enabled]
+    rules = [i.rule for i in current().store.reviews.list_rules() if i.rule.enabled]
     for rule in rules:
         if metric_hint is None or rule.metric == metric_hint:
             return rule
     return rules[0] if rules else None
-
-
-def rule_threshold(rule: Rule, trace: TraceInfo) -> float | None:
-    """The raw metric level `rule` holds this trace to (robust thresholds are computed over the
-    trace's checkpoint, episode-normalised ones are shifted back by the trace's median)."""
-    if rule.probe != trace.probe and trace.probe != "filter":
-        return None
-    cols = review_store.read_metric_columns(
-        current().store,
-        metric=rule.metric,
-        probe=rule.probe,
-        checkpoint_ids=[trace.checkpoint_id],
-    )
-    mine = np.flatnonzero(cols.trace_ids == trace.id)
-    if rule.mode == "absolute" and rule.normalise == "none":
-        level = rule.threshold
-    elif not len(mine):
-        return None
-    else:
-        values = cols.values
-        if rule.normalise == "episode":
-            values = segments.episode_normalise(values, cols.offsets)
-        level = float(
-            segments.group_thresholds(rule, values, cols.offsets, cols.checkpoint_ids)[mine[0]]
-        )
-        if rule.normalise == "episode":
-            a, b = cols.offsets[mine[0]], cols.offsets[mine[0] + 1]
-            own = cols.values[a:b]
-            own = own[np.isfinite(own)]
-            level += float(np.median(own)) if len(own) else 0.0
-    if rule.floor is not None:
-        level = max(level, rule.floor)
-    return float(level) if np.isfinite(level) else None
 
 
 def only_in_one(a: Iterable[FlagInfo], b: Iterable[FlagInfo]) -> tuple[set[int], set[int]]:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from beliefscope.store.values import Series
+from beliefscope.values.traces import Series
 
 Figure = dict[str, Any]
 

@@ -15,7 +15,6 @@ from dash import html
 from dash.backends._fastapi import get_current_request
 from fastapi import HTTPException
 
-from beliefscope.store import access_store
 from dashboard.context import current
 from server import auth
 
@@ -62,7 +61,7 @@ def _secure() -> bool:
 
 def sign_in(secret: str) -> str | None:
     """Check the token and set the login cookie on this callback's response."""
-    token = access_store.token_for_secret(current().store, secret.strip())
+    token = current().store.access.token_for_secret(secret.strip())
     if token is None:
         return None
     auth.set_login_cookie(cast(Any, dash.ctx.response), secret.strip(), secure=_secure())

@@ -11,9 +11,8 @@ from typing import Any
 
 from dash import dcc, html
 
-from beliefscope.store.review_store import FlagInfo, HistoryEntry
-from beliefscope.store.review_tables import FLAG_CATEGORIES
-from beliefscope.store.values import CheckpointInfo
+from beliefscope.values.review import FLAG_CATEGORIES, FlagInfo, HistoryEntry
+from beliefscope.values.traces import CheckpointInfo
 from dashboard.figures import STATE_COLOR
 
 GRAPH_CONFIG: Any = {

@@ -18,7 +18,7 @@ from torch import Tensor
 from beliefscope.replay.base import Episode
 from beliefscope.rssm.core import PosteriorMode, Trajectory, WorldModel, imagine, observe
 from beliefscope.rssm.dist import Categorical, LatentDist, correction
-from beliefscope.trace import TraceData
+from beliefscope.values.traces import TraceData
 
 HEADS = frozenset({"decode", "reward", "cont"})
 """A model's heads unless it names fewer in a `heads` attribute (see `WorldModel`)."""

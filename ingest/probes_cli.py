@@ -22,11 +22,11 @@ import torch
 
 from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.replay.base import Episode, EpisodeRef, get_format
+from beliefscope.review.service import ReviewService
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel
-from beliefscope.store import review_store as rs
 from beliefscope.store.engine import Store, open_store
-from beliefscope.store.values import CheckpointInfo, EpisodeInfo
+from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
 from ingest import probes
 from ingest.cli import add_request_arguments, request_from
 from ingest.compute import compute_traces, pad_batch
@@ -174,7 +174,7 @@ def _summarise_variant(
             summary["control"] = _mean_drift(
                 _control_drift(_load_model(ckpt, args.device), spec, list(loaded.values()))
             )
-        rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe=spec, data=summary)
+        store.reviews.save_probe_summary(checkpoint_id=ckpt.id, probe=spec, data=summary)
         control = summary.get("control")
         extra = f"  ablated memory: {control['resume_correction']:.3f}" if control else ""
         print(
@@ -214,7 +214,7 @@ def _openloop(
     for ckpt in checkpoints:
         curve = probes.horizon_curve(_load_model(ckpt, args.device), eps, args.horizon, args.stride)
         data = {k: np.asarray(v).tolist() for k, v in asdict(curve).items()}
-        rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe="openloop", data=data)
+        store.reviews.save_probe_summary(checkpoint_id=ckpt.id, probe="openloop", data=data)
         shown = " ".join(f"{e:.4f}" for e in curve.error[:: max(1, args.horizon // 5)])
         print(f"  {ckpt.step}: error by horizon {shown}")
 
@@ -269,7 +269,7 @@ def decode_checkpoint(
         "train_episodes": [infos[i].key for i in fit],
         "test_episodes": [infos[i].key for i in test],
     }
-    rs.save_probe_summary(store, checkpoint_id=ckpt.id, probe="decode", data=data)
+    store.reviews.save_probe_summary(checkpoint_id=ckpt.id, probe="decode", data=data)
     for info, ep in zip(infos, episodes, strict=True):
         (trace,) = compute_traces(model, pad_batch([ep]))
         beliefs = probes.decode_episode(model, probe, ep)
@@ -282,7 +282,7 @@ def decode_checkpoint(
             futures_spread=futures.spread,
         )
         store.writer.write_trace(ckpt.id, info.id, "decode", "mode", trace)
-    rs.apply_rules(store, who="probe", checkpoint_ids=[ckpt.id])
+    ReviewService(store).apply_rules(who="probe", checkpoint_ids=[ckpt.id])
     return data
 
 

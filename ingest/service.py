@@ -27,9 +27,9 @@ from beliefscope.errors import BadInputError, BeliefscopeError
 from beliefscope.replay.base import Episode, EpisodeRef
 from beliefscope.replay.base import detect_format as replay_format_for
 from beliefscope.replay.base import get_format as replay_format
+from beliefscope.review.service import ReviewService
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel, action_input
-from beliefscope.store import review_store
 from beliefscope.store.engine import Store
 from beliefscope.store.writer import StoreWriter
 from ingest import sources
@@ -190,8 +190,9 @@ class Ingestor:
                 progress.advance(len(unit.episodes), unit.probe)
                 self.writer.update_job(job_id, add_done=len(unit.episodes))
             if report.written:  # new traces get their flags now, not at the next rule change
-                review_store.ensure_default_rules(self.store)
-                review_store.apply_rules(self.store, who="ingest", run_id=run_id)
+                reviews = ReviewService(self.store)
+                reviews.ensure_default_rules()
+                reviews.apply_rules(who="ingest", run_id=run_id)
         except BaseException as err:
             self.writer.finish_job(job_id, failed=True, message=f"{type(err).__name__}: {err}")
             raise

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 
 from beliefscope.config import Settings, get_settings
 from beliefscope.errors import NotFoundError
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
 from server import errors
 from server.auth import is_loopback
@@ -65,6 +66,7 @@ def create_app(
     ctx = ServerContext(
         settings=settings,
         store=store,
+        reviews=ReviewService(store),
         open_reads=open_reads,
         secure_cookies=is_loopback(settings.host),
         frames=FrameService(store, settings),

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, Response
 
-from beliefscope.store import access_store
 from beliefscope.store.engine import Store
 
 COOKIE = "beliefscope_token"
@@ -60,7 +59,7 @@ def identify(store: Store, request: Request) -> Principal | None:
     secret, via = _presented(request)
     if secret is None or via is None:
         return None
-    token = access_store.token_for_secret(store, secret)
+    token = store.access.token_for_secret(secret)
     if token is None:
         raise unauthorized("invalid or revoked API token")
     return Principal(token.name, via)

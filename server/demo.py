@@ -32,7 +32,7 @@ from beliefscope.errors import NotFoundError
 from beliefscope.replay.native import MANIFEST
 from beliefscope.review.cli_score import HEADER, format_row
 from beliefscope.review.evaluate import TruthCache, rescore
-from beliefscope.store import review_store
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store, upgrade
 from beliefscope.world.generate import Generator, WorldConfig
 from ingest.probes_cli import decode_checkpoint, load_episode
@@ -83,7 +83,7 @@ def prepare(config: DemoConfig) -> Store:
     config.home.mkdir(parents=True, exist_ok=True)
     upgrade(config.store_url)
     store = open_store(config.store_url)
-    review_store.ensure_default_rules(store, who="demo")
+    ReviewService(store).ensure_default_rules(who="demo")
     if not (config.world / MANIFEST).exists():
         print(f"demo: generating {config.episodes} episodes of the occlusion world ...", flush=True)
         generator = Generator(config.world, WorldConfig(seed=WORLD_SEED, length=config.length))
@@ -172,7 +172,7 @@ class Follower(threading.Thread):
         episodes = None
         for ckpt in q.list_checkpoints(run_id=run_id, limit=10_000).items:
             try:
-                review_store.get_probe_summary(self.store, checkpoint_id=ckpt.id, probe="decode")
+                self.store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="decode")
                 continue
             except NotFoundError:
                 pass
@@ -252,6 +252,6 @@ def _summary(store: Store, elapsed: float) -> None:
             f"{run_info.n_traces} traces"
         )
         print(f"demo: {HEADER}")
-        for info in review_store.list_scores(store, run_id=run_info.id, split=None):
+        for info in store.reviews.list_scores(run_id=run_info.id, split=None):
             print(f"demo: {format_row(info.step, info.score, info.split)}")
     print(f"demo: done in {elapsed:.0f} s")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Path, Query, Request
 
 from beliefscope.config import Settings
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store
 from beliefscope.store.queries import Queries
 from server.auth import Principal, authorize
@@ -26,6 +27,7 @@ class ServerContext:
 
     settings: Settings
     store: Store
+    reviews: ReviewService
     open_reads: bool
     """Reads without a token (default: only when bound to loopback)."""
     secure_cookies: bool

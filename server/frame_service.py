@@ -28,10 +28,9 @@ from beliefscope.replay.native import SCENE as SCENE_FILE
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel, observe
 from beliefscope.rssm.formats import CheckpointRef
-from beliefscope.store import review_store
 from beliefscope.store.engine import Store
-from beliefscope.store.queries import MAX_LIMIT
-from beliefscope.store.values import CheckpointInfo, EpisodeInfo
+from beliefscope.values.page import MAX_LIMIT
+from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
 from server import frames
 from server.frames import ImageFormat, StepInfo
 from server.paths import contained
@@ -222,8 +221,8 @@ class FrameService:
     def flag_state(self, trace_id: int, t: int) -> str | None:
         """Review state of the flags of a trace covering step t; the most pressing wins
         (confirmed, then open, then dismissed)."""
-        flags = review_store.list_flags(
-            self._store, trace_id=trace_id, include_stale=False, limit=MAX_LIMIT
+        flags = self._store.reviews.list_flags(
+            trace_id=trace_id, include_stale=False, limit=MAX_LIMIT
         ).items
         states = {f.state for f in flags if f.t0 <= t <= f.t1}
         return next((s for s in ("confirmed", "open", "dismissed") if s in states), None)

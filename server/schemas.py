@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from beliefscope.store.values import Page
+from beliefscope.values.page import Page
 
 T = TypeVar("T")
 
@@ -409,6 +409,17 @@ class ApplyPublic(Public):
     updated: int
     stale: int
     deleted: int
+
+
+class ThresholdPublic(Public):
+    """The raw metric level a rule version holds one trace to (what the episode page draws);
+    null when the rule reads another trace variant or its checkpoint has nothing finite."""
+
+    rule: str
+    version: int
+    metric: str
+    trace_id: int
+    threshold: float | None
 
 
 class ScorePublic(Public):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from beliefscope.store import access_store
 from beliefscope.store.engine import open_store
 
 
@@ -22,15 +21,15 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     try:
         if args.action == "create":
-            token, secret = access_store.create_token(store, args.name)
+            token, secret = store.access.create_token(args.name)
             print(secret)
             print(f"token {token.name!r} created; keep the secret above, it is not stored")
         elif args.action == "list":
-            for t in access_store.list_tokens(store):
+            for t in store.access.list_tokens():
                 state = f"revoked {t.revoked:%Y-%m-%d %H:%M}" if t.revoked else "live"
                 print(f"{t.name}\t{t.prefix}…\tcreated {t.created:%Y-%m-%d %H:%M}\t{state}")
         else:
-            token = access_store.revoke_token(store, args.name)
+            token = store.access.revoke_token(args.name)
             print(f"token {token.name!r} revoked")
     finally:
         store.close()

@@ -19,10 +19,9 @@ import urllib.request
 from datetime import timedelta
 from typing import Any
 
-from beliefscope.review.rules import SEVERITIES
-from beliefscope.store import access_store, review_store
 from beliefscope.store.engine import Store
-from beliefscope.store.review_store import FlagInfo
+from beliefscope.values.access import DeliveryInfo, WebhookInfo
+from beliefscope.values.review import SEVERITIES, FlagInfo
 
 log = logging.getLogger("beliefscope.server")
 
@@ -36,10 +35,10 @@ def at_least(severity: str, minimum: str) -> bool:
 
 def newest_flag_id(store: Store) -> int:
     """The id of the newest flag (0 when there are none): a new hook's starting cursor."""
-    page = review_store.list_flags(store, after_id=0, limit=1)
+    page = store.reviews.list_flags(after_id=0, limit=1)
     if page.total == 0:
         return 0
-    last = review_store.list_flags(store, after_id=0, limit=1, offset=page.total - 1)
+    last = store.reviews.list_flags(after_id=0, limit=1, offset=page.total - 1)
     return last.items[0].id if last.items else 0
 
 
@@ -106,20 +105,20 @@ class WebhookWorker:
         """Queue deliveries for new flags and send the due ones; returns (queued, sent)."""
         queued = sum(self._queue(hook) for hook in self._hooks())
         sent = 0
-        for delivery, url in access_store.due_deliveries(self._store):
+        for delivery, url in self._store.access.due_deliveries():
             self._send(delivery, url)
             sent += 1
         return queued, sent
 
-    def _hooks(self) -> list[access_store.WebhookInfo]:
-        page = access_store.list_webhooks(self._store, active=True, limit=1000)
+    def _hooks(self) -> list[WebhookInfo]:
+        page = self._store.access.list_webhooks(active=True, limit=1000)
         return list(page.items)
 
-    def _queue(self, hook: access_store.WebhookInfo) -> int:
+    def _queue(self, hook: WebhookInfo) -> int:
         queued = 0
         cursor = hook.after_flag_id
         while True:
-            page = review_store.list_flags(self._store, after_id=cursor, limit=_BATCH)
+            page = self._store.reviews.list_flags(after_id=cursor, limit=_BATCH)
             if not page.items:
                 return queued
             bodies = {
@@ -128,9 +127,9 @@ class WebhookWorker:
                 if at_least(f.severity, hook.min_severity)
             }
             cursor = page.items[-1].id
-            queued += access_store.advance_webhook(self._store, hook.id, cursor, bodies)
+            queued += self._store.access.advance_webhook(hook.id, cursor, bodies)
 
-    def _send(self, delivery: access_store.DeliveryInfo, url: str) -> None:
+    def _send(self, delivery: DeliveryInfo, url: str) -> None:
         body = json.dumps(delivery.payload).encode()
         request = urllib.request.Request(
             url,
@@ -152,6 +151,6 @@ class WebhookWorker:
         retry = None
         if not ok and attempts < self.max_attempts:
             retry = timedelta(seconds=self.backoff_s * 2 ** (attempts - 1))
-        access_store.record_attempt(
-            self._store, delivery.id, ok=ok, status=status, error=error, retry_in=retry
+        self._store.access.record_attempt(
+            delivery.id, ok=ok, status=status, error=error, retry_in=retry
         )

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from beliefscope.store import review_store
 from beliefscope.store.engine import open_store
 from server.demo import ASSETS, LIVE_RUN, PRETRAINED_RUN
 
@@ -35,13 +34,13 @@ def test_quick_demo_ingests_flags_and_scores(tmp_path: Path) -> None:
         assert run.n_checkpoints == 2 and run.n_episodes == 4
         variants = 2 if run.name == PRETRAINED_RUN else 1  # filter, and decode where probed
         assert run.n_traces == variants * run.n_checkpoints * run.n_episodes
-        scores = review_store.list_scores(store, run_id=run.id)
+        scores = store.reviews.list_scores(run_id=run.id)
         assert len(scores) == 2 and all(s.score.episodes == 4 for s in scores)
     pretrained = store.queries.list_checkpoints(run_id=runs[PRETRAINED_RUN].id).items
     for ckpt in pretrained:
-        decode = review_store.get_probe_summary(store, checkpoint_id=ckpt.id, probe="decode")
+        decode = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="decode")
         assert len(decode["plain_error"]) == len(decode["since_occlusion"]) > 0
-    assert {i.rule.metric for i in review_store.list_rules(store)} >= {"kl", "correction"}
+    assert {i.rule.metric for i in store.reviews.list_rules()} >= {"kl", "correction"}
     assert "slip recall" in proc.stdout and "belief probe" in proc.stdout
     # a second run reuses the world and the trained live run, and ingests nothing new
     again = subprocess.run(

@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.store.engine import Store
-from beliefscope.store.queries import MAX_LIMIT
-from beliefscope.store.values import CheckpointInfo, EpisodeInfo, Page, RunInfo, TraceInfo
+from beliefscope.values.page import MAX_LIMIT, Page
+from beliefscope.values.traces import CheckpointInfo, EpisodeInfo, RunInfo, TraceInfo
 
 T = TypeVar("T")
 

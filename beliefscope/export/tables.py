@@ -1,7 +1,7 @@
 """Traces and flags as tables (CSV or Parquet), streamed in bounded record batches.
 
 A trace row is (run, checkpoint, checkpoint_step, episode_id, episode_key, probe, posterior, t)
-followed by every metric of `beliefscope.trace.METRICS` under its name. NaN and +/-inf are
+followed by every metric of `beliefscope.values.traces.METRICS` under its name. NaN and +/-inf are
 written as such (`nan`, `inf` in CSV); a metric the trace does not have is empty (null), so
 "not computed" is never confused with NaN. Rows are read window by window through the read
 layer and written batch by batch: memory is bounded by `BATCH_ROWS`, not by the store's size.
@@ -29,10 +29,9 @@ from beliefscope.export.selection import (
     select_runs,
     select_traces,
 )
-from beliefscope.store import review_store
 from beliefscope.store.engine import Store
-from beliefscope.store.queries import MAX_LIMIT
-from beliefscope.trace import METRICS
+from beliefscope.values.page import MAX_LIMIT
+from beliefscope.values.traces import METRICS
 
 TABLE_FORMATS = ("csv", "parquet")
 BATCH_ROWS = 65_536
@@ -136,8 +135,7 @@ def flag_batches(
         for checkpoint_id in checkpoints if filters.checkpoint is not None else [None]:
             offset = 0
             while True:
-                page = review_store.list_flags(
-                    store,
+                page = store.reviews.list_flags(
                     run_id=run.id,
                     checkpoint_id=checkpoint_id,
                     episode_id=episode_id,

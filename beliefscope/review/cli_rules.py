@@ -6,12 +6,12 @@ import argparse
 import getpass
 
 from beliefscope.errors import BadInputError
-from beliefscope.review.rules import NORMALISE, SEVERITIES, THRESHOLD_MODES
-from beliefscope.store import review_store as rs
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
+from beliefscope.values.review import NORMALISE, SEVERITIES, THRESHOLD_MODES
 
 _FIELDS = (
-    ("metric", "per-step metric the rule reads (see beliefscope.trace.METRICS)", None),
+    ("metric", "per-step metric the rule reads (see beliefscope.values.traces.METRICS)", None),
     ("threshold", "absolute value, k of median + k x MAD, or percentile 0..100", None),
     ("mode", "how the threshold is meant", THRESHOLD_MODES),
     ("floor", "raw metric value a step must reach to count ('none' to clear)", None),
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(store: Store, args: argparse.Namespace) -> int:
-    rs.ensure_default_rules(store)
-    for info in rs.list_rules(store, all_versions=args.all_versions):
+    ReviewService(store).ensure_default_rules()
+    for info in store.reviews.list_rules(all_versions=args.all_versions):
         rule = info.rule
         state = "" if rule.enabled else " (disabled)"
         print(f"{rule.name}@{rule.version}{state}: {rule.describe()}  [probe {rule.probe}]")
@@ -73,19 +73,18 @@ def _set(store: Store, args: argparse.Namespace) -> int:
     changes = {f: getattr(args, f) for f, _, _ in _FIELDS if getattr(args, f) is not None}
     if not changes:
         raise BadInputError(f"rules set {args.name}: give at least one field to set")
-    info = rs.set_rule(store, name=args.name, changes=changes, who=who())
+    info = ReviewService(store).set_rule(name=args.name, changes=changes, who=who())
     print(f"{info.rule.name}@{info.rule.version}: {info.rule.describe()}")
     return 0
 
 
 def _apply(store: Store, args: argparse.Namespace) -> int:
-    rs.ensure_default_rules(store)
+    reviews = ReviewService(store)
+    reviews.ensure_default_rules()
     run_id = store.queries.find_run(name=args.run).id if args.run else None
-    names = args.names or [i.rule.name for i in rs.list_rules(store)]
+    names = args.names or [i.rule.name for i in store.reviews.list_rules()]
     for name in names:
-        r = rs.apply_rule(
-            store, name=name, who=who(), run_id=run_id, checkpoint_ids=args.checkpoint
-        )
+        r = reviews.apply_rule(name=name, who=who(), run_id=run_id, checkpoint_ids=args.checkpoint)
         print(
             f"{r.rule}@{r.version}: {r.traces} traces, {r.steps} steps -> {r.created} new, "
             f"{r.updated} kept, {r.stale} stale, {r.deleted} removed "

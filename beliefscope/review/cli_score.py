@@ -7,9 +7,9 @@ import argparse
 import math
 
 from beliefscope.review.evaluate import TruthCache, rescore
-from beliefscope.review.scoring import Score
-from beliefscope.store import review_store as rs
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import open_store
+from beliefscope.values.review import Score
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -67,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
             else list(store.queries.list_runs(limit=10_000).items)
         )
         if args.apply:
-            rs.ensure_default_rules(store)
+            reviews = ReviewService(store)
+            reviews.ensure_default_rules()
             for run_info in runs:
-                rs.apply_rules(store, who="score", run_id=run_info.id)
+                reviews.apply_rules(who="score", run_id=run_info.id)
         truth = TruthCache(store)
         for run_info in runs:
             print(f"run {run_info.name}")

@@ -15,10 +15,10 @@ import numpy as np
 from beliefscope.errors import BadInputError, BeliefscopeError
 from beliefscope.replay.base import EpisodeRef, get_format
 from beliefscope.review.priority import FlagSummary, priority
-from beliefscope.review.scoring import EpisodeTruth, Score, score
-from beliefscope.store import review_store as rs
+from beliefscope.review.scoring import EpisodeTruth, score
 from beliefscope.store.engine import Store
-from beliefscope.store.values import EpisodeInfo
+from beliefscope.values.review import Score, ScoreInfo
+from beliefscope.values.traces import EpisodeInfo
 
 Truth = tuple[np.ndarray, np.ndarray]  # occluded, slip
 
@@ -61,23 +61,6 @@ SIGNAL_PROBE = {"belief_jump": "decode"}
 """Where a metric lives when it is not on the filter trace."""
 
 
-def _all_flags(store: Store, checkpoint_id: int) -> list[rs.FlagInfo]:
-    """The checkpoint's live rule flags, every page."""
-    out: list[rs.FlagInfo] = []
-    while True:
-        page = rs.list_flags(
-            store,
-            checkpoint_id=checkpoint_id,
-            source="rule",
-            include_stale=False,
-            limit=rs.MAX_LIMIT,
-            offset=len(out),
-        )
-        out.extend(page.items)
-        if len(out) >= page.total or not page.items:
-            return out
-
-
 def training_fingerprints(store: Store, checkpoint_id: int) -> frozenset[str]:
     """Fingerprints of the episodes the checkpoint trained on, where it (or its ingest's
     `--train-replay`) says so; empty when unknown."""
@@ -100,7 +83,7 @@ def score_checkpoint(
     reviewer is sent to. `metric` is the signal of the slip-vs-plain AUC (read from the trace
     variant it lives on). `split` keeps the checkpoint's training episodes (`train`), the
     others (`held-out`) or all of them. Returns the score and `name@version` of the rules."""
-    rules = [i.rule for i in rs.list_rules(store)]
+    rules = [i.rule for i in store.reviews.list_rules()]
     if rule_names:
         unknown = set(rule_names) - {r.name for r in rules}
         if unknown:
@@ -110,12 +93,15 @@ def score_checkpoint(
         rules = [r for r in rules if r.enabled]
     wanted = {(r.name, r.probe) for r in rules}
     flags: dict[int, list[FlagSummary]] = defaultdict(list)
-    for f in _all_flags(store, checkpoint_id):
+    live = store.reviews.all_flags(checkpoint_id=checkpoint_id, source="rule", include_stale=False)
+    for f in live:
         if (f.rule_name, f.probe) in wanted:
             flags[f.episode_id].append(FlagSummary(f.t0, f.t1, f.peak, f.severity, f.state))
     trained = training_fingerprints(store, checkpoint_id)
     probe = SIGNAL_PROBE.get(metric, "filter")
-    cols = rs.read_metric_columns(store, metric=metric, probe=probe, checkpoint_ids=[checkpoint_id])
+    cols = store.reviews.read_metric_columns(
+        metric=metric, probe=probe, checkpoint_ids=[checkpoint_id]
+    )
     episodes = []
     for i, episode_id in enumerate(cols.episode_ids.tolist()):
         known = truth.get(episode_id)
@@ -155,7 +141,7 @@ def rescore(
     rule_names: Sequence[str] | None = None,
     metric: str = "kl",
     resamples: int = 1000,
-) -> list[rs.ScoreInfo]:
+) -> list[ScoreInfo]:
     """Score a checkpoint on each of its splits and store the scores."""
     saved = []
     for split in splits_of(store, checkpoint_id):
@@ -169,8 +155,8 @@ def rescore(
             resamples=resamples,
         )
         saved.append(
-            rs.save_score(
-                store, checkpoint_id=checkpoint_id, score=score_, rules=rules, split=split
+            store.reviews.save_score(
+                checkpoint_id=checkpoint_id, score=score_, rules=rules, split=split
             )
         )
     return saved

@@ -9,9 +9,11 @@ and up to the reappearance). A reappearance is found when a flag overlaps its wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from beliefscope.values.review import Score
 
 WINDOW = (-1, 4)
 """Steps around the first visible step in which a flag counts as finding a reappearance."""
@@ -34,28 +36,6 @@ class EpisodeTruth:
     signal: np.ndarray  # (T,) float: the metric the rule reads (for the AUC)
     flags: Sequence[tuple[int, int]]  # (t0, t1) inclusive
     priority: float = 0.0  # the episode's review priority (for the ranking AP)
-
-
-@dataclass(frozen=True)
-class Score:
-    """Scores of one checkpoint; NaN where a figure is undefined (no events, no flags).
-    `intervals` holds a 95% bootstrap interval per figure (episodes resampled), where asked."""
-
-    slip_recall: float
-    reappearance_recall: float
-    precision: float
-    slip_auc: float
-    episode_ap: float
-    slip_events: int
-    plain_events: int
-    flags: int
-    episodes: int
-    slip_episodes: int
-    slip_precision: float = float("nan")
-    """Flags at a slip reappearance / flags: how often a flagged place is what matters."""
-    plain_flagged: float = float("nan")
-    """Plain reappearances flagged / plain reappearances: the false alarms a reviewer meets."""
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
 
 
 FIGURES = ("slip_recall", "slip_precision", "plain_flagged", "precision", "slip_auc")

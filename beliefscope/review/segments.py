@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from beliefscope.review.rules import Rule
+from beliefscope.values.review import Rule
 
 
 @dataclass(frozen=True)

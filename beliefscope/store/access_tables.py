@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from beliefscope.store.tables import Base, UTCDateTime, utcnow
-
-DELIVERY_STATES = ("pending", "delivered", "failed")
+from beliefscope.values.access import DELIVERY_STATES
 
 
 class ApiToken(Base):

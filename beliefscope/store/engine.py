@@ -26,7 +26,9 @@ from alembic.script import ScriptDirectory
 from beliefscope.errors import BadInputError, SchemaOutOfDateError, StoreUnavailableError
 
 if TYPE_CHECKING:
+    from beliefscope.store.access import AccessStore
     from beliefscope.store.queries import Queries
+    from beliefscope.store.reviews import ReviewStore
     from beliefscope.store.writer import StoreWriter
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -87,7 +89,9 @@ def head_revision() -> str:
 
 
 class Store:
-    """An open store: the engine plus the two ways in, `writer` and `queries`."""
+    """An open store: the engine plus the ways in, each a surface bound to this store:
+    `writer` (ingest), `queries` (the read layer), `reviews` (rules, flags, scores) and
+    `access` (tokens, webhooks)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -112,6 +116,18 @@ class Store:
         from beliefscope.store.queries import Queries
 
         return Queries(self)
+
+    @cached_property
+    def reviews(self) -> ReviewStore:
+        from beliefscope.store.reviews import ReviewStore
+
+        return ReviewStore(self)
+
+    @cached_property
+    def access(self) -> AccessStore:
+        from beliefscope.store.access import AccessStore
+
+        return AccessStore(self)
 
     @contextmanager
     def connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
@@ -150,6 +166,14 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class Surface:
+    """A way into one `Store`. Every call uses its own connection and transaction, so a
+    surface is safe to share between threads and requests; values come back frozen."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
 
 _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "malformed")

@@ -1,6 +1,6 @@
 """The read layer: the one way the API and the dashboard read the store.
 
-Every method is keyword-only and returns frozen values from `beliefscope.store.values`; lists
+Every method is keyword-only and returns frozen values from `beliefscope.values`; lists
 are pages (`limit`/`offset` plus the total count). A missing id raises `NotFoundError` (404), a
 bad argument `BadInputError` (400), an unreachable database `StoreUnavailableError` (503).
 NaN is restored from each step's `nan_mask` on both backends, so SQLite (which stores NaN as
@@ -10,15 +10,15 @@ NULL) and PostgreSQL read through the same code.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import sqlalchemy as sa
 
 from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.store.downsample import max_per_bucket, minmax_indices
+from beliefscope.store.engine import Surface
 from beliefscope.store.tables import (
-    JOB_STATES,
     STEP_METRICS,
     Checkpoint,
     Episode,
@@ -29,27 +29,22 @@ from beliefscope.store.tables import (
     TraceArray,
     steps,
 )
-from beliefscope.store.values import (
+from beliefscope.values.jobs import JOB_STATES, JobErrorInfo, JobInfo
+from beliefscope.values.page import MAX_LIMIT, Page
+from beliefscope.values.traces import (
     CheckpointInfo,
     CheckpointSummary,
     EpisodeInfo,
-    JobErrorInfo,
-    JobInfo,
-    Page,
     RunInfo,
     Series,
     Stats,
     TraceInfo,
     TraceSeries,
 )
-from beliefscope.store.values import (
+from beliefscope.values.traces import (
     TraceArray as TraceArrayValue,
 )
 
-if TYPE_CHECKING:
-    from beliefscope.store.engine import Store
-
-MAX_LIMIT = 10_000
 SUMMARY_PROBE, SUMMARY_POSTERIOR = "filter", "mode"
 EpisodeOrder = Literal["key", "length", "return", "created"]
 
@@ -96,11 +91,8 @@ _JOBS = sa.select(
 )
 
 
-class Queries:
-    """Read access to one `Store`; safe to share between threads and requests."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class Queries(Surface):
+    """Read access to runs, checkpoints, episodes, traces and jobs."""
 
     # -- runs ----------------------------------------------------------------------------
 

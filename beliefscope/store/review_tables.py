@@ -14,10 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from beliefscope.store.tables import Base, UTCDateTime, utcnow
-
-FLAG_STATES = ("open", "confirmed", "dismissed")
-FLAG_CATEGORIES = ("occlusion", "slip", "delay", "other")
-FLAG_SOURCES = ("rule", "manual")
+from beliefscope.values.review import FLAG_SOURCES, FLAG_STATES
 
 
 class ReviewRule(Base):

@@ -1,6 +1,6 @@
 """SQLAlchemy declarative models: the store's tables. ORM rows never leave `beliefscope.store`.
 
-Per-step metrics are one float column each (`STEP_METRICS`, in `beliefscope.trace.METRICS`
+Per-step metrics are one float column each (`STEP_METRICS`, in `values.traces.METRICS`
 order). NaN cannot be stored portably (SQLite turns it into NULL), so every step row carries
 `nan_mask`, bit i set when metric i is NaN; NULL without the bit means "not available" (e.g. a
 model without a reward head). Infinities are stored natively by both backends. The writer hands
@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from beliefscope.trace import METRICS
+from beliefscope.values.jobs import JOB_STATES
+from beliefscope.values.traces import METRICS
 
 STEP_METRICS: tuple[str, ...] = (
     "kl",
@@ -39,9 +40,7 @@ STEP_METRICS: tuple[str, ...] = (
 """Step columns; position = bit in `steps.nan_mask` and `traces.metrics_mask`. Append only: a new
 metric needs a migration adding its column, and must never reuse an existing bit."""
 
-assert set(STEP_METRICS) == set(METRICS), "beliefscope.trace.METRICS changed: add a migration"
-
-JOB_STATES = ("queued", "running", "done", "failed")
+assert set(STEP_METRICS) == set(METRICS), "values.traces.METRICS changed: add a migration"
 
 
 def utcnow() -> datetime:

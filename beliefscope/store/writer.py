@@ -14,13 +14,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from itertools import repeat
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from beliefscope.errors import BadInputError
+from beliefscope.store.engine import Surface
+from beliefscope.store.sql import dialect_insert
 from beliefscope.store.tables import (
     STEP_METRICS,
     Checkpoint,
@@ -33,10 +34,7 @@ from beliefscope.store.tables import (
     steps,
     utcnow,
 )
-from beliefscope.trace import TraceData
-
-if TYPE_CHECKING:
-    from beliefscope.store.engine import Store
+from beliefscope.values.traces import TraceData
 
 PROBS_DTYPE = np.dtype("<f2")
 """KL groups and class probabilities are stored as float16: heat maps need no more."""
@@ -45,12 +43,8 @@ _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PG_COPY_TRAILER = struct.pack(">h", -1)
 
 
-class StoreWriter:
-    """Writes through one `Store`; safe to share between threads (each call uses its own
-    connection and transaction)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
+class StoreWriter(Surface):
+    """Writes of runs, checkpoints, episodes, traces and job state."""
 
     # -- runs, checkpoints, episodes: insert if new, return the id either way --------------
 
@@ -149,7 +143,9 @@ class StoreWriter:
 
     def _ensure(self, entity: Any, key: dict[str, Any], rest: dict[str, Any]) -> int:
         with self._store.connect(write=True) as conn:
-            conn.execute(_insert(conn, entity).values(**key, **rest).on_conflict_do_nothing())
+            conn.execute(
+                dialect_insert(conn, entity).values(**key, **rest).on_conflict_do_nothing()
+            )
             where = [getattr(entity, k) == v for k, v in key.items()]
             return int(conn.execute(sa.select(entity.id).where(*where)).scalar_one())
 
@@ -231,7 +227,12 @@ class StoreWriter:
                 # No fsync wait per unit: a server crash may lose the last few units (never
                 # half of one), which the next ingest recomputes; commits stay 20% cheaper.
                 conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            stmt = _insert(conn, Trace).values(**row).on_conflict_do_nothing().returning(Trace.id)
+            stmt = (
+                dialect_insert(conn, Trace)
+                .values(**row)
+                .on_conflict_do_nothing()
+                .returning(Trace.id)
+            )
             trace_id = conn.execute(stmt).scalar()
             if trace_id is None:
                 return None
@@ -316,11 +317,6 @@ class StoreWriter:
             updated = conn.execute(sa.update(Job).where(Job.id == job_id).values(**values))
             if updated.rowcount != 1:
                 raise BadInputError(f"no job with id {job_id}")
-
-
-def _insert(conn: sa.Connection, entity: Any) -> Any:
-    """The dialect's INSERT, which has `on_conflict_do_nothing` on both backends."""
-    return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(entity)
 
 
 def _write_steps(

@@ -13,8 +13,7 @@ import dash_ag_grid as dag
 from dash import Input, Output, Patch, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from beliefscope.store import review_store
-from beliefscope.store.queries import MAX_LIMIT
+from beliefscope.values.page import MAX_LIMIT
 from dashboard import data, session, ui
 from dashboard.components import player
 from dashboard.context import current
@@ -258,7 +257,7 @@ def _summary(a_id: int, b_id: int) -> dag.AgGrid:
     counts = {}
     for cid in (a_id, b_id):
         per: dict[int, int] = {}
-        for f in review_store.list_flags(store, checkpoint_id=cid, limit=MAX_LIMIT).items:
+        for f in store.reviews.list_flags(checkpoint_id=cid, limit=MAX_LIMIT).items:
             per[f.episode_id] = per.get(f.episode_id, 0) + 1
         counts[cid] = per
 

@@ -14,7 +14,6 @@ from dash import ALL, Input, Output, Patch, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import BeliefscopeError
-from beliefscope.store import review_store
 from dashboard import data, session, ui
 from dashboard.components import player
 from dashboard.context import current
@@ -65,7 +64,7 @@ def layout(
     if selected is not None:
         pad = max(20, (selected.t1 - selected.t0) * 2)
         x_range = (max(selected.t0 - pad, 0) - 0.5, min(selected.t1 + pad, trace.length - 1) + 0.5)
-    threshold = data.rule_threshold(active, trace) if active is not None else None
+    threshold = current().reviews.effective_threshold(active, trace) if active else None
     line = (active.metric, threshold) if active is not None and threshold is not None else None
     t0, t1 = (None, None) if x_range is None else (int(x_range[0] + 0.5), int(x_range[1] - 0.5))
     series, groups = data.trace_series(trace, t0=t0, t1=t1)
@@ -157,7 +156,7 @@ def layout(
 
 
 def _rule_named(name: str):
-    return next((i.rule for i in review_store.list_rules(current().store, name=name)), None)
+    return next((i.rule for i in current().store.reviews.list_rules(name=name)), None)
 
 
 def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
@@ -168,7 +167,7 @@ def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
     probes = sorted(
         {t.probe for t in traces if trace is None or t.checkpoint_id == trace.checkpoint_id}
     )
-    rules = [i.rule for i in review_store.list_rules(current().store)]
+    rules = [i.rule for i in current().store.reviews.list_rules()]
     facts = [
         f"run {run.name}",
         f"{episode.length} steps",
@@ -308,7 +307,7 @@ def select_flag(_clicks: list[int]) -> tuple[int, int]:
     trigger = dash.ctx.triggered_id
     if not trigger or not any(_clicks):
         raise PreventUpdate
-    flag = review_store.get_flag(current().store, flag_id=trigger["index"])
+    flag = current().store.reviews.get_flag(flag_id=trigger["index"])
     return flag.id, flag.t0
 
 
@@ -335,7 +334,7 @@ def review_log(flag_id: int | None, _version: int, _catrev: int) -> tuple[Any, .
     """Facts and history apart from the controls: a category edit refreshes only these, so the
     category dropdown is never both an input and an output of one callback chain."""
     flag = _flag(flag_id)
-    history = review_store.flag_history(current().store, flag_id=flag.id) if flag else ()
+    history = current().store.reviews.flag_history(flag_id=flag.id) if flag else ()
     facts, _, _, items, _ = ui.review_fill(flag, history)
     return facts, items
 
@@ -355,8 +354,8 @@ def categorize(category: str | None, flag_id: int | None, rev: int) -> tuple[Any
     changes = ui.review_changes("ep-category", category=category, note=None)
     assert changes is not None
     try:
-        review_store.review_flag(
-            current().store, flag_id=flag.id, who=session.require_writer(), **changes
+        current().store.reviews.review_flag(
+            flag_id=flag.id, who=session.require_writer(), **changes
         )
     except (session.NotAllowed, BeliefscopeError) as err:
         return dash.no_update, session.toast(str(err), ok=False)
@@ -366,7 +365,7 @@ def categorize(category: str | None, flag_id: int | None, rev: int) -> tuple[Any
 def _flag(flag_id: int | None):
     if flag_id is None:
         return None
-    return data.get_or_none(review_store.get_flag, store=current().store, flag_id=flag_id)
+    return data.get_or_none(current().store.reviews.get_flag, flag_id=flag_id)
 
 
 @callback(
@@ -406,8 +405,7 @@ def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
                 raise session.NotAllowed(
                     "box-select a step range on the plots first (Box Select in the toolbar)"
                 )
-            made = review_store.create_manual_flag(
-                store,
+            made = store.reviews.create_manual_flag(
                 trace_id=trace_data["trace"],
                 t0=span[0],
                 t1=min(span[1], trace_data["length"] - 1),
@@ -415,7 +413,7 @@ def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
             )
             flag_id, message = made.id, f"flag #{made.id} created over steps {made.t0}–{made.t1}"
         else:
-            review_store.review_flag(store, flag_id=flag_id, who=who, **changes)
+            store.reviews.review_flag(flag_id=flag_id, who=who, **changes)
             message = f"flag #{flag_id}: {ui.describe_changes(changes)}"
     except (session.NotAllowed, BeliefscopeError) as err:
         return dash.no_update, dash.no_update, dash.no_update, session.toast(str(err), ok=False)

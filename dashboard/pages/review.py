@@ -16,10 +16,8 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import BeliefscopeError
-from beliefscope.review.rules import SEVERITIES
-from beliefscope.store import review_store
-from beliefscope.store.queries import MAX_LIMIT
-from beliefscope.store.review_tables import FLAG_CATEGORIES, FLAG_STATES
+from beliefscope.values.page import MAX_LIMIT
+from beliefscope.values.review import FLAG_CATEGORIES, FLAG_STATES, SEVERITIES
 from dashboard import data, session, ui
 from dashboard.context import current
 
@@ -207,8 +205,7 @@ def layout(
 
 def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, Any]]:
     q = current().queries
-    page = review_store.list_flags(
-        current().store,
+    page = current().store.reviews.list_flags(
         run_id=run_id,
         checkpoint_id=checkpoint_id,
         state=state,
@@ -329,7 +326,7 @@ def log(flag_id: int | None, _rev: int, _catrev: int) -> tuple[Any, ...]:
     """The flag's facts and history (apart from `show`: a category edit refreshes only these,
     so the category dropdown is never both an input and an output of one chain)."""
     flag = _flag(flag_id)
-    history = review_store.flag_history(current().store, flag_id=flag.id) if flag else ()
+    history = current().store.reviews.flag_history(flag_id=flag.id) if flag else ()
     facts, _, _, items, _ = ui.review_fill(flag, history)
     return facts, items
 
@@ -337,7 +334,7 @@ def log(flag_id: int | None, _rev: int, _catrev: int) -> tuple[Any, ...]:
 def _flag(flag_id: int | None):
     if flag_id is None:
         return None
-    return data.get_or_none(review_store.get_flag, store=current().store, flag_id=flag_id)
+    return data.get_or_none(current().store.reviews.get_flag, flag_id=flag_id)
 
 
 @callback(
@@ -394,7 +391,7 @@ def _review(ids: list[int], changes: dict | None, rev: int) -> tuple[Any, ...]:
     try:
         who = session.require_writer()
         for i in ids:
-            review_store.review_flag(current().store, flag_id=i, who=who, **changes)
+            current().store.reviews.review_flag(flag_id=i, who=who, **changes)
     except (session.NotAllowed, BeliefscopeError) as err:
         return dash.no_update, session.toast(str(err), ok=False)
     what = f"{len(ids)} flags" if len(ids) > 1 else f"flag #{ids[0]}"
@@ -413,9 +410,7 @@ def priorities(run_id: int | None, checkpoint_id: int | None, _rev: int) -> Any:
         if not ckpts:
             return ui.missing("Pick a run (and optionally a checkpoint) to rank its episodes.")
         checkpoint_id = ckpts[-1].id
-    ranked = review_store.review_queue(
-        current().store, checkpoint_id=checkpoint_id, limit=MAX_LIMIT
-    )
+    ranked = current().reviews.review_queue(checkpoint_id=checkpoint_id, limit=MAX_LIMIT)
     rows = [
         {
             "id": str(e.episode_id),

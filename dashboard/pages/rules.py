@@ -16,9 +16,15 @@ from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import BeliefscopeError
 from beliefscope.review import segments
-from beliefscope.review.rules import NORMALISE, SEVERITIES, THRESHOLD_MODES, Rule, edit_rule
-from beliefscope.store import review_store
-from beliefscope.trace import METRICS
+from beliefscope.values.review import (
+    NORMALISE,
+    SEVERITIES,
+    THRESHOLD_MODES,
+    MetricColumns,
+    Rule,
+    edit_rule,
+)
+from beliefscope.values.traces import METRICS
 from dashboard import session, ui
 from dashboard.context import current
 from dashboard.figures import empty_figure, preview_figure
@@ -41,7 +47,7 @@ FIELDS = (
 def layout(rule: str | None = None, **_: Any) -> html.Div:
     if not session.can_read():
         return ui.sign_in_needed()
-    infos = review_store.list_rules(current().store)
+    infos = current().store.reviews.list_rules()
     if not infos:
         return ui.missing("No rules stored yet (`beliefscope rules` or the demo stores defaults).")
     chosen = next((i for i in infos if i.rule.name == rule), infos[0])
@@ -164,16 +170,14 @@ def layout(rule: str | None = None, **_: Any) -> html.Div:
 
 
 def _edited(name: str, values: tuple[Any, ...]) -> tuple[Rule, Rule]:
-    stored = review_store.get_rule(current().store, name=name).rule
+    stored = current().store.reviews.get_rule(name=name).rule
     changes = dict(zip(FIELDS, values, strict=True))
     changes["enabled"] = "on" in (changes["enabled"] or [])
     changes["floor"] = None if changes["floor"] in (None, "") else changes["floor"]
     return stored, edit_rule(stored, changes)
 
 
-def _flags_per_checkpoint(
-    rule: Rule, cols: review_store.MetricColumns, ids: list[int]
-) -> list[int]:
+def _flags_per_checkpoint(rule: Rule, cols: MetricColumns, ids: list[int]) -> list[int]:
     if not rule.enabled or not len(cols.trace_ids):
         return [0] * len(ids)
     found = segments.apply_rule(rule, cols.values, cols.offsets, cols.checkpoint_ids)
@@ -194,15 +198,12 @@ def preview(*args: Any) -> tuple[Any, ...]:
         stored, edited = _edited(name, tuple(values))
     except BeliefscopeError as err:
         return dash.no_update, html.Span(str(err), style={"color": "#cf222e"}), dash.no_update
-    cols = review_store.read_metric_columns(
-        current().store, metric=edited.metric, probe=edited.probe
-    )
+    reviews = current().store.reviews
+    cols = reviews.read_metric_columns(metric=edited.metric, probe=edited.probe)
     old_cols = (
         cols
         if stored.metric == edited.metric
-        else review_store.read_metric_columns(
-            current().store, metric=stored.metric, probe=stored.probe
-        )
+        else reviews.read_metric_columns(metric=stored.metric, probe=stored.probe)
     )
     ids = sorted({int(i) for i in cols.checkpoint_ids} | {int(i) for i in old_cols.checkpoint_ids})
     labels = []
@@ -232,12 +233,11 @@ def save(clicks: int | None, *args: Any) -> tuple[Any, ...]:
     if not clicks:
         raise PreventUpdate
     *values, name = args
-    store = current().store
     try:
         who = session.require_writer()
         _, edited = _edited(name, tuple(values))
-        info = review_store.save_rule(store, rule=edited, who=who)
-        result = review_store.apply_rule(store, name=name, who=who)
+        info = current().store.reviews.save_rule(rule=edited, who=who)
+        result = current().reviews.apply_rule(name=name, who=who)
     except (session.NotAllowed, BeliefscopeError) as err:
         return session.toast(str(err), ok=False), dash.no_update
     message = (

@@ -16,9 +16,8 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import NotFoundError
-from beliefscope.store import review_store
-from beliefscope.store.queries import MAX_LIMIT
-from beliefscope.store.values import CheckpointInfo
+from beliefscope.values.page import MAX_LIMIT
+from beliefscope.values.traces import CheckpointInfo
 from dashboard import data, session, ui
 from dashboard.context import current
 from dashboard.figures import memory_figure, timeline_figure
@@ -98,12 +97,12 @@ def _run_detail(run_id: int) -> html.Div:
     run = q.get_run(run_id=run_id)
     checkpoints = data.checkpoints_of(run_id)
     summaries = {s.checkpoint_id: s for s in q.checkpoint_summaries(run_id=run_id)}
-    scored = review_store.list_scores(store, run_id=run_id, split=None)
+    scored = store.reviews.list_scores(run_id=run_id, split=None)
     split = "held-out" if any(s.split == "held-out" for s in scored) else "all"
     scores = {s.checkpoint_id: s.score for s in scored if s.split == split}
-    findings = review_store.run_findings(store, run_id=run_id)
+    findings = current().reviews.run_findings(run_id=run_id)
     flag_counts = {
-        c.id: review_store.list_flags(store, checkpoint_id=c.id, limit=1).total for c in checkpoints
+        c.id: store.reviews.list_flags(checkpoint_id=c.id, limit=1).total for c in checkpoints
     }
     steps = [c.step if c.step is not None else i for i, c in enumerate(checkpoints)]
     by_id = {c.id: s for c, s in zip(checkpoints, steps, strict=True)}
@@ -178,8 +177,8 @@ def _memory(checkpoints: Sequence[CheckpointInfo]) -> html.Div:
     panels = []
     for ckpt in checkpoints:
         try:
-            summary = review_store.get_probe_summary(
-                current().store, checkpoint_id=ckpt.id, probe="decode"
+            summary = current().store.reviews.get_probe_summary(
+                checkpoint_id=ckpt.id, probe="decode"
             )
         except NotFoundError:
             continue
@@ -208,9 +207,7 @@ def _episodes(run_id: int, latest) -> list[Any]:
     q = current().queries
     episodes = q.list_episodes(run_id=run_id, limit=MAX_LIMIT).items
     priority = (
-        review_store.episode_priorities(current().store, checkpoint_id=latest.id)
-        if latest is not None
-        else {}
+        current().reviews.episode_priorities(checkpoint_id=latest.id) if latest is not None else {}
     )
     rows = [
         {

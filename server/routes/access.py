@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response, status
 
-from beliefscope.store import access_store
 from server import auth
 from server.deps import ContextDep
 from server.schemas import LoginCreate, WhoAmIPublic
@@ -16,7 +15,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 def login(ctx: ContextDep, request: Request, response: Response, body: LoginCreate) -> WhoAmIPublic:
     """Check a token and keep it in a `SameSite=Strict`, HttpOnly cookie for the dashboard."""
     auth.check_same_origin(request)
-    token = access_store.token_for_secret(ctx.store, body.token.strip())
+    token = ctx.store.access.token_for_secret(body.token.strip())
     if token is None:
         raise auth.unauthorized("invalid or revoked API token")
     auth.set_login_cookie(response, body.token.strip(), secure=ctx.secure_cookies)

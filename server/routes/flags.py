@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from beliefscope.store import review_store
 from server.deps import ContextDep, IdPath, IdQuery, PageDep, WriterDep
 from server.schemas import (
     Category,
@@ -38,8 +37,7 @@ def list_flags(
     source: Annotated[str | None, Query(pattern="^(rule|manual)$")] = None,
     include_stale: bool = True,
 ) -> FlagsPublic:
-    found = review_store.list_flags(
-        ctx.store,
+    found = ctx.store.reviews.list_flags(
         run_id=run_id,
         checkpoint_id=checkpoint_id,
         episode_id=episode_id,
@@ -60,23 +58,20 @@ def list_flags(
 def create_flag(ctx: ContextDep, who: WriterDep, body: FlagCreate) -> FlagPublic:
     """A manual flag; the reviewer is the token's name."""
     assert who.name is not None
-    flag = review_store.create_manual_flag(
-        ctx.store, who=who.name, **body.model_dump(exclude_none=False)
-    )
+    flag = ctx.store.reviews.create_manual_flag(who=who.name, **body.model_dump(exclude_none=False))
     return FlagPublic.model_validate(flag)
 
 
 @router.get("/{flag_id}")
 def get_flag(ctx: ContextDep, flag_id: IdPath) -> FlagPublic:
-    return FlagPublic.model_validate(review_store.get_flag(ctx.store, flag_id=flag_id))
+    return FlagPublic.model_validate(ctx.store.reviews.get_flag(flag_id=flag_id))
 
 
 @router.patch("/{flag_id}")
 def review_flag(ctx: ContextDep, who: WriterDep, flag_id: IdPath, body: FlagUpdate) -> FlagPublic:
     """Change review state, category, tags or notes; history records who changed what."""
     assert who.name is not None
-    flag = review_store.review_flag(
-        ctx.store,
+    flag = ctx.store.reviews.review_flag(
         flag_id=flag_id,
         who=who.name,
         state=body.state,
@@ -92,20 +87,20 @@ def review_flag(ctx: ContextDep, who: WriterDep, flag_id: IdPath, body: FlagUpda
 def add_note(ctx: ContextDep, who: WriterDep, flag_id: IdPath, body: NoteCreate) -> FlagPublic:
     """Append a signed line to the flag's notes."""
     assert who.name is not None
-    current = review_store.get_flag(ctx.store, flag_id=flag_id)
+    current = ctx.store.reviews.get_flag(flag_id=flag_id)
     line = f"{who.name}: {body.text.strip()}"
     notes = f"{current.notes.rstrip()}\n{line}" if current.notes.strip() else line
-    flag = review_store.review_flag(ctx.store, flag_id=flag_id, who=who.name, notes=notes)
+    flag = ctx.store.reviews.review_flag(flag_id=flag_id, who=who.name, notes=notes)
     return FlagPublic.model_validate(flag)
 
 
 @router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_flag(ctx: ContextDep, _who: WriterDep, flag_id: IdPath) -> None:
     """Remove a manual flag (rule flags are dismissed, not deleted)."""
-    review_store.delete_manual_flag(ctx.store, flag_id=flag_id)
+    ctx.store.reviews.delete_manual_flag(flag_id=flag_id)
 
 
 @router.get("/{flag_id}/history")
 def flag_history(ctx: ContextDep, flag_id: IdPath) -> HistoriesPublic:
-    found = review_store.flag_history(ctx.store, flag_id=flag_id)
+    found = ctx.store.reviews.flag_history(flag_id=flag_id)
     return HistoriesPublic.model_validate({"data": list(found), "count": len(found)})

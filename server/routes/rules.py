@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Query, status
 
-from beliefscope.store import review_store
-from beliefscope.store.review_store import RuleInfo
-from server.deps import ContextDep, IdQuery, WriterDep
-from server.schemas import ApplyPublic, RuleApply, RuleCreate, RulePublic, RulesPublic, RuleWrite
+from beliefscope.values.review import RuleInfo
+from server.deps import MAX_ID, ContextDep, IdQuery, WriterDep
+from server.schemas import (
+    ApplyPublic,
+    RuleApply,
+    RuleCreate,
+    RulePublic,
+    RulesPublic,
+    RuleWrite,
+    ThresholdPublic,
+)
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 RuleName = Annotated[str, Path(min_length=1, max_length=100)]
@@ -24,7 +31,7 @@ def _public(info: RuleInfo) -> RulePublic:
 
 @router.get("")
 def list_rules(ctx: ContextDep, all_versions: bool = False) -> RulesPublic:
-    found = review_store.list_rules(ctx.store, all_versions=all_versions)
+    found = ctx.store.reviews.list_rules(all_versions=all_versions)
     return RulesPublic(data=[_public(i) for i in found], count=len(found))
 
 
@@ -32,22 +39,43 @@ def list_rules(ctx: ContextDep, all_versions: bool = False) -> RulesPublic:
 def create_rule(ctx: ContextDep, who: WriterDep, body: RuleCreate) -> RulePublic:
     assert who.name is not None
     changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"name"})
-    info = review_store.set_rule(ctx.store, name=body.name, changes=changes, who=who.name)
+    info = ctx.reviews.set_rule(name=body.name, changes=changes, who=who.name)
     return _public(info)
 
 
 @router.get("/{name}")
 def get_rule(ctx: ContextDep, name: RuleName, version: IdQuery = None) -> RulePublic:
-    return _public(review_store.get_rule(ctx.store, name=name, version=version))
+    return _public(ctx.store.reviews.get_rule(name=name, version=version))
+
+
+@router.get("/{name}/threshold")
+def rule_threshold(
+    ctx: ContextDep,
+    name: RuleName,
+    trace_id: Annotated[int, Query(ge=1, le=MAX_ID)],
+    version: IdQuery = None,
+) -> ThresholdPublic:
+    """The raw metric level the rule (newest version unless given) holds a trace to: robust
+    thresholds over the trace's checkpoint, episode normalisation undone, the floor applied."""
+    info = ctx.store.reviews.get_rule(name=name, version=version)
+    trace = ctx.store.queries.get_trace(trace_id=trace_id)
+    rule = info.rule
+    return ThresholdPublic(
+        rule=rule.name,
+        version=rule.version,
+        metric=rule.metric,
+        trace_id=trace.id,
+        threshold=ctx.reviews.effective_threshold(rule, trace),
+    )
 
 
 @router.patch("/{name}")
 def edit_rule(ctx: ContextDep, who: WriterDep, name: RuleName, body: RuleWrite) -> RulePublic:
     """Store the rule with these changes as its next version (flags keep their version)."""
     assert who.name is not None
-    review_store.get_rule(ctx.store, name=name)  # editing needs an existing rule: 404 if not
+    ctx.store.reviews.get_rule(name=name)  # editing needs an existing rule: 404 if not
     changes = body.model_dump(exclude_none=True)
-    return _public(review_store.set_rule(ctx.store, name=name, changes=changes, who=who.name))
+    return _public(ctx.reviews.set_rule(name=name, changes=changes, who=who.name))
 
 
 @router.post("/{name}/apply")
@@ -57,8 +85,7 @@ def apply_rule(
     """Recompute the rule's flags over the stored traces in scope (human reviews survive)."""
     assert who.name is not None
     scope = body or RuleApply()
-    result = review_store.apply_rule(
-        ctx.store,
+    result = ctx.reviews.apply_rule(
         name=name,
         who=who.name,
         run_id=scope.run_id,

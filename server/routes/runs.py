@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from beliefscope.store import review_store
 from server.deps import ContextDep, IdPath, PageDep, QueriesDep
 from server.schemas import (
     CheckpointsPublic,
@@ -76,7 +75,7 @@ def run_findings(ctx: ContextDep, run_id: IdPath) -> FindingsPublic:
     """Chronic diagnostics of the run's checkpoints (posterior collapse, no memory, rising
     correction), computed from the stored correction."""
     ctx.store.queries.get_run(run_id=run_id)
-    found = review_store.run_findings(ctx.store, run_id=run_id)
+    found = ctx.reviews.run_findings(run_id=run_id)
     data = [
         FindingPublic.model_validate({**asdict(f), "examples": [list(e) for e in f.examples]})
         for f in found

@@ -6,7 +6,6 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from beliefscope.store import review_store
 from server.deps import ContextDep, IdQuery
 from server.schemas import ScorePublic, ScoresPublic
 
@@ -19,9 +18,7 @@ def list_scores(
 ) -> ScoresPublic:
     """Scores by checkpoint step (with `latest`, each checkpoint's newest); NaN where a figure
     is undefined arrives as the string "NaN"."""
-    found = review_store.list_scores(
-        ctx.store, run_id=run_id, checkpoint_id=checkpoint_id, latest=latest
-    )
+    found = ctx.store.reviews.list_scores(run_id=run_id, checkpoint_id=checkpoint_id, latest=latest)
     data = [
         ScorePublic.model_validate(
             {

@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from beliefscope.store import access_store
 from server.deps import ContextDep, IdPath, PageDep, WriterDep
 from server.schemas import DeliveriesPublic, WebhookCreate, WebhookPublic, WebhooksPublic
 from server.webhooks import newest_flag_id
@@ -16,17 +15,14 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 @router.get("")
 def list_webhooks(ctx: ContextDep, page: PageDep) -> WebhooksPublic:
-    return WebhooksPublic.of(
-        access_store.list_webhooks(ctx.store, limit=page.limit, offset=page.offset)
-    )
+    return WebhooksPublic.of(ctx.store.access.list_webhooks(limit=page.limit, offset=page.offset))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_webhook(ctx: ContextDep, who: WriterDep, body: WebhookCreate) -> WebhookPublic:
     """Flags created from now on at or above `min_severity` are POSTed to `url`."""
     assert who.name is not None
-    hook = access_store.create_webhook(
-        ctx.store,
+    hook = ctx.store.access.create_webhook(
         url=body.url,
         min_severity=body.min_severity,
         created_by=who.name,
@@ -37,12 +33,12 @@ def create_webhook(ctx: ContextDep, who: WriterDep, body: WebhookCreate) -> Webh
 
 @router.get("/{webhook_id}")
 def get_webhook(ctx: ContextDep, webhook_id: IdPath) -> WebhookPublic:
-    return WebhookPublic.model_validate(access_store.get_webhook(ctx.store, webhook_id))
+    return WebhookPublic.model_validate(ctx.store.access.get_webhook(webhook_id))
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_webhook(ctx: ContextDep, _who: WriterDep, webhook_id: IdPath) -> None:
-    access_store.delete_webhook(ctx.store, webhook_id)
+    ctx.store.access.delete_webhook(webhook_id)
 
 
 @router.get("/{webhook_id}/deliveries")
@@ -52,8 +48,8 @@ def list_deliveries(
     page: PageDep,
     state: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
 ) -> DeliveriesPublic:
-    access_store.get_webhook(ctx.store, webhook_id)
-    found = access_store.list_deliveries(
-        ctx.store, webhook_id=webhook_id, state=state, limit=page.limit, offset=page.offset
+    ctx.store.access.get_webhook(webhook_id)
+    found = ctx.store.access.list_deliveries(
+        webhook_id=webhook_id, state=state, limit=page.limit, offset=page.offset
     )
     return DeliveriesPublic.of(found)

@@ -60,7 +60,7 @@ def build_store(
 ) -> UiData:
     """World -> train -> ingest -> rules, all through the real commands. `episodes` maps an
     episode length to how many episodes of that length (default: four of 100 steps)."""
-    from beliefscope.store import access_store, review_store
+    from beliefscope.review.service import ReviewService
     from beliefscope.store.engine import open_store
 
     env = {
@@ -116,13 +116,13 @@ def build_store(
         ckpts = q.list_checkpoints(run_id=run_info.id).items
         assert len(ckpts) >= 2, f"expected two checkpoints, got {len(ckpts)}"
         episode = q.list_episodes(run_id=run_info.id).items[0]
-        review_store.ensure_default_rules(store)
-        review_store.apply_rules(store, who="tests")
+        ReviewService(store).ensure_default_rules()
+        ReviewService(store).apply_rules(who="tests")
         trace = q.find_trace(checkpoint_id=ckpts[-1].id, episode_id=episode.id)
-        flag = review_store.create_manual_flag(
-            store, trace_id=trace.id, t0=30, t1=36, who="tests", notes="slip at the shelf?"
+        flag = store.reviews.create_manual_flag(
+            trace_id=trace.id, t0=30, t1=36, who="tests", notes="slip at the shelf?"
         )
-        _, token = access_store.create_token(store, REVIEWER)
+        _, token = store.access.create_token(REVIEWER)
         return UiData(
             url, root, run_info.id, (ckpts[0].id, ckpts[-1].id), episode.id, flag.id, token
         )

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from beliefscope.store import review_store
 from beliefscope.store.engine import open_store
 from tests.dashboard.conftest import REVIEWER, UiData
 
@@ -152,8 +151,8 @@ def test_review_a_flag_in_one_key_and_see_it_in_the_store(page: Any, ui_data: Ui
     page.wait_for_selector(".bs-toast-msg:has-text('state → confirmed')")
     store = open_store(ui_data.url)
     try:
-        flag = review_store.get_flag(store, flag_id=ui_data.flag_id)
-        history = review_store.flag_history(store, flag_id=ui_data.flag_id)
+        flag = store.reviews.get_flag(flag_id=ui_data.flag_id)
+        history = store.reviews.flag_history(flag_id=ui_data.flag_id)
     finally:
         store.close()
     assert flag.state == "confirmed" and flag.updated_by == REVIEWER
@@ -173,7 +172,7 @@ def test_writes_need_a_sign_in(page: Any, ui_data: UiData) -> None:
     page.wait_for_selector(".bs-toast-err:has-text('sign in')")
     store = open_store(ui_data.url)
     try:
-        assert review_store.get_flag(store, flag_id=ui_data.flag_id).state != "dismissed"
+        assert store.reviews.get_flag(flag_id=ui_data.flag_id).state != "dismissed"
     finally:
         store.close()
 

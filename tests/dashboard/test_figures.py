@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from beliefscope.store.values import Series
+from beliefscope.values.traces import Series
 from dashboard import figures as F
 
 

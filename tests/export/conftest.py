@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from beliefscope.store.engine import Store, open_store
-from beliefscope.trace import METRICS, TraceData
+from beliefscope.values.traces import METRICS, TraceData
 
 ABSENT = "reward_pred"
 """A metric the synthetic traces do not have (a model without a reward head)."""

@@ -14,9 +14,8 @@ import pytest
 from beliefscope.cli import main
 from beliefscope.export.selection import Filters
 from beliefscope.export.tables import TRACE_SCHEMA, trace_batches
-from beliefscope.store import review_store
 from beliefscope.store.engine import Store
-from beliefscope.trace import METRICS
+from beliefscope.values.traces import METRICS
 from tests.export.conftest import ABSENT, Written, seed_store
 
 
@@ -152,8 +151,7 @@ def test_streams_in_bounded_batches(store: Store) -> None:
 def test_flags_export(tmp_path: Path, store: Store, seeded: Written, fmt: str) -> None:
     alpha = sorted(i for i, v in seeded.traces.items() if v[0] == "alpha" and v[5] == "filter")
     made = [
-        review_store.create_manual_flag(
-            store,
+        store.reviews.create_manual_flag(
             trace_id=trace,
             t0=0,
             t1=3,
@@ -164,7 +162,7 @@ def test_flags_export(tmp_path: Path, store: Store, seeded: Written, fmt: str) -
         )
         for trace in alpha
     ]
-    review_store.review_flag(store, flag_id=made[0].id, who="tester", state="confirmed")
+    store.reviews.review_flag(flag_id=made[0].id, who="tester", state="confirmed")
     out = tmp_path / f"flags.{fmt}"
     assert main(["export", "flags", "--store", store.url, "--out", str(out), "--run", "alpha"]) == 0
     frame = read(out).sort_values("flag", ignore_index=True)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from beliefscope.cli import main
-from beliefscope.store import review_store
 from beliefscope.store.engine import Store
 from tests.export.conftest import ABSENT, Written
 from tests.export.wandb_log import read_records
@@ -33,8 +32,8 @@ def history(run_dir: Path) -> list[dict[str, object]]:
 
 def test_offline_run_holds_series_and_flags(tmp_path: Path, store: Store, seeded: Written) -> None:
     alpha = sorted(i for i, v in seeded.traces.items() if v[0] == "alpha")
-    flag = review_store.create_manual_flag(
-        store, trace_id=alpha[0], t0=1, t1=2, who="tester", category="slip", notes="look"
+    flag = store.reviews.create_manual_flag(
+        trace_id=alpha[0], t0=1, t1=2, who="tester", category="slip", notes="look"
     )
     out = tmp_path / "wandb-export"
     assert main(["export", "wandb", "--store", store.url, "--out", str(out), "--run", "alpha"]) == 0

@@ -48,11 +48,10 @@ def test_ingest_end_to_end_and_rerun_skips(store_url: str, world: Path, run_dir:
     ep = q.list_episodes(run_id=run.id).items[0]
     assert ep.has_truth and "occluded_steps" in ep.truth_summary
     # the default review rules were stored and applied to the new traces
-    from beliefscope.store import review_store
 
     store = open_store(store_url)
-    assert {i.rule.metric for i in review_store.list_rules(store)} >= {"kl", "correction"}
-    assert review_store.read_metric_columns(store, metric="kl", probe="filter").trace_ids.size == 8
+    assert {i.rule.metric for i in store.reviews.list_rules()} >= {"kl", "correction"}
+    assert store.reviews.read_metric_columns(metric="kl", probe="filter").trace_ids.size == 8
     ck = q.list_checkpoints(run_id=run.id).items[0]
     assert ck.family == "native" and ck.step in (1, 2) and len(ck.content_hash) == 64
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from beliefscope.cli import main
-from beliefscope.store import review_store as rs
 from beliefscope.store.engine import open_store
 from tests.builders import make_run, make_world
 
@@ -30,16 +29,16 @@ def test_probe_dropout_openloop_and_decode(run_dir: Path, sqlite_url: str, capsy
     (ckpt,) = store.queries.list_checkpoints(run_id=store.queries.find_run(name="r").id).items
     probes = {t.probe for t in store.queries.list_traces(checkpoint_id=ckpt.id).items}
     assert probes == {"filter", "dropout:5-15"}
-    summary = rs.get_probe_summary(store, checkpoint_id=ckpt.id, probe="dropout:5-15")
+    summary = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="dropout:5-15")
     assert summary["episodes"] == 4 and summary["gap_steps"] == 10
     assert np.isfinite(summary["resume_correction"]) and "control" in summary
 
     assert main(["probe", "openloop", *base, "--horizon", "4", "--stride", "3"]) == 0
-    curve = rs.get_probe_summary(store, checkpoint_id=ckpt.id, probe="openloop")
+    curve = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="openloop")
     assert curve["horizon"] == [1, 2, 3, 4] and min(curve["count"]) > 0
 
     assert main(["probe", "decode", *base, "--samples", "3", "--future", "4"]) == 0
-    decode = rs.get_probe_summary(store, checkpoint_id=ckpt.id, probe="decode")
+    decode = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="decode")
     assert len(decode["train_episodes"]) == 2 and np.isfinite(decode["visible_error"])
     trace = store.queries.list_traces(checkpoint_id=ckpt.id, probe="decode").items[0]
     extras = {"extra:decoded_pos", "extra:decoded_prior_pos", "extra:futures_mean"}
@@ -75,7 +74,7 @@ def test_decode_fits_on_the_episodes_the_checkpoint_trained_on(
     store = open_store(sqlite_url)
     run_id = store.queries.find_run(name="t").id
     (ckpt,) = store.queries.list_checkpoints(run_id=run_id).items
-    decode = rs.get_probe_summary(store, checkpoint_id=ckpt.id, probe="decode")
+    decode = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="decode")
     trained = set(ckpt.config["train_episodes"])
     episodes = store.queries.list_episodes(run_id=run_id).items
     fit = {e.key for e in episodes if e.fingerprint in trained}

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
-from beliefscope.trace import METRICS, TraceData
+from beliefscope.values.traces import METRICS, TraceData
 
 
 @pytest.fixture
@@ -17,6 +18,11 @@ def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def service(store: Store) -> ReviewService:
+    return ReviewService(store)
 
 
 def trace_data(kl: np.ndarray, **columns: np.ndarray) -> TraceData:

@@ -10,7 +10,6 @@ import pytest
 from beliefscope.cli import main
 from beliefscope.replay.base import detect_format
 from beliefscope.review.scoring import reappearances
-from beliefscope.store import review_store as rs
 from beliefscope.store.engine import open_store
 from tests.builders import make_world
 from tests.review.conftest import trace_data
@@ -80,7 +79,11 @@ def test_rules_and_score_from_the_cli(world: Path, sqlite_url: str, capsys) -> N
         == 2
     )
     assert "threshold: 'lots' is not a number" in capsys.readouterr().err
-    assert [i.rule.name for i in rs.list_rules(store)] == ["correction-spike", "kl-spike", "spike"]
+    assert [i.rule.name for i in store.reviews.list_rules()] == [
+        "correction-spike",
+        "kl-spike",
+        "spike",
+    ]
 
     assert main(["rules", "apply", "--store", sqlite_url]) == 0
     out = capsys.readouterr().out
@@ -91,7 +94,7 @@ def test_rules_and_score_from_the_cli(world: Path, sqlite_url: str, capsys) -> N
     assert main(["score", "--store", sqlite_url]) == 0
     out = capsys.readouterr().out
     assert "run demo" in out
-    (scored,) = rs.list_scores(store, run_id=run)
+    (scored,) = store.reviews.list_scores(run_id=run)
     s = scored.score
     assert scored.rules == ("spike@1",) and scored.step == 500
     assert (s.slip_events, s.plain_events, s.flags) == (n_slip, n_events - n_slip, n_slip + n_false)
@@ -140,7 +143,7 @@ def test_score_splits_training_and_held_out_episodes_and_unions_every_rules_flag
     assert main(["score", "--store", sqlite_url, "--run", "split", "--resamples", "50"]) == 0
     out = capsys.readouterr().out
     assert "held-out" in out and " train " in out
-    scores = {s.split: s.score for s in rs.list_scores(store, run_id=run, split=None)}
+    scores = {s.split: s.score for s in store.reviews.list_scores(run_id=run, split=None)}
     assert sorted(scores) == ["all", "held-out", "train"]
     assert (scores["train"].episodes, scores["held-out"].episodes, scores["all"].episodes) == (
         2, len(eps) - 2, len(eps),
@@ -149,6 +152,6 @@ def test_score_splits_training_and_held_out_episodes_and_unions_every_rules_flag
     assert scores["all"].slip_recall == 1.0 and scores["all"].plain_flagged == 1.0  # the union
     assert scores["all"].slip_precision < 1.0 and "slip_recall" in scores["all"].intervals
     assert main(["score", "--store", sqlite_url, "--run", "split", "--metric", "belief_jump"]) == 0
-    (held,) = [s for s in rs.list_scores(store, run_id=run, split="held-out")]
+    (held,) = [s for s in store.reviews.list_scores(run_id=run, split="held-out")]
     assert held.score.slip_auc == 1.0  # the jump, read from the decode traces
     store.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from beliefscope.errors import BadInputError
-from beliefscope.review.rules import DEFAULT_RULES, edit_rule, make_rule
+from beliefscope.review.rules import DEFAULT_RULES
+from beliefscope.values.review import edit_rule, make_rule
 
 
 def test_valid_rule_from_cli_strings():

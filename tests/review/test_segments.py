@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beliefscope.review.rules import make_rule
 from beliefscope.review.segments import apply_rule, episode_normalise, runs
+from beliefscope.values.review import make_rule
 
 
 def rule(**kw):

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from beliefscope.config import Settings, get_settings
-from beliefscope.store import access_store, review_store
+from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store, upgrade
 from server.app import create_app
 from tests.builders import ingest_run, make_run, make_world
@@ -39,8 +39,8 @@ def build_store(root: Path, db: Path, home: Path) -> None:
     ingest_run(url, root / "run", root / "run" / "replay")
     store = open_store(url)
     try:
-        review_store.ensure_default_rules(store)
-        review_store.apply_rules(store, who="tests")
+        ReviewService(store).ensure_default_rules()
+        ReviewService(store).apply_rules(who="tests")
     finally:
         store.close()
 
@@ -101,7 +101,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def token(store_copy: Store) -> str:
     """A live API token named "alice"."""
-    return access_store.create_token(store_copy, "alice")[1]
+    return store_copy.access.create_token("alice")[1]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from beliefscope.cli import main
-from beliefscope.store import access_store
 from beliefscope.store.engine import Store
 from server.app import create_app
 from server.auth import COOKIE
@@ -44,7 +43,7 @@ def test_writes_need_a_token_and_history_names_its_holder(client: TestClient, au
 
 def test_revoked_token_stops_working(client: TestClient, store_copy: Store, auth: dict) -> None:
     assert client.get("/api/v1/auth/me", headers=auth).json()["name"] == "alice"
-    access_store.revoke_token(store_copy, "alice")
+    store_copy.access.revoke_token("alice")
     assert client.get("/api/v1/auth/me", headers=auth).status_code == 401
     body = {"trace_id": _trace_id(client), "t0": 1, "t1": 2}
     assert client.post("/api/v1/flags", json=body, headers=auth).status_code == 401
@@ -115,14 +114,11 @@ def test_token_command(store_copy: Store, capsys) -> None:  # type: ignore[no-un
     url = store_copy.url
     assert main(["token", "--store", url, "create", "bob"]) == 0
     secret = capsys.readouterr().out.splitlines()[0]
-    assert (
-        secret.startswith("bsk_")
-        and access_store.token_for_secret(store_copy, secret).name == "bob"
-    )
+    assert secret.startswith("bsk_") and store_copy.access.token_for_secret(secret).name == "bob"
     assert main(["token", "--store", url, "create", "bob"]) == 2  # names are unique
     assert main(["token", "--store", url, "list"]) == 0
     listing = capsys.readouterr().out
     assert "bob" in listing and secret not in listing
     assert main(["token", "--store", url, "revoke", "bob"]) == 0
-    assert access_store.token_for_secret(store_copy, secret) is None
+    assert store_copy.access.token_for_secret(secret) is None
     assert main(["token", "--store", url, "revoke", "bob"]) == 2

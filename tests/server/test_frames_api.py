@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from beliefscope.replay.base import get_format
-from beliefscope.store import review_store
 from beliefscope.store.engine import Store
 from server import frames
 
@@ -88,7 +87,7 @@ def test_flag_border_follows_review_state(
 ) -> None:
     ep = _episode(client)
     trace = client.get(f"/api/v1/episodes/{ep['id']}/traces").json()["data"][-1]
-    for flag in review_store.list_flags(store_copy, trace_id=trace["id"]).items:
+    for flag in store_copy.reviews.list_flags(trace_id=trace["id"]).items:
         client.patch(f"/api/v1/flags/{flag.id}", json={"state": "dismissed"}, headers=auth)
     created = client.post(
         "/api/v1/flags",
@@ -103,7 +102,7 @@ def test_flag_border_follows_review_state(
         return tuple(_decode(answer.content)[0, 0])
 
     assert corner(22) == frames.REVIEW_COLORS["confirmed"]
-    flags_here = review_store.list_flags(store_copy, trace_id=trace["id"]).items
+    flags_here = store_copy.reviews.list_flags(trace_id=trace["id"]).items
     free = [t for t in range(40) if not any(f.t0 <= t <= f.t1 for f in flags_here)]
     assert free, "every step is flagged: the rules flag too much for this test"
     assert corner(free[0]) not in frames.REVIEW_COLORS.values()

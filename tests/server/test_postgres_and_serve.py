@@ -14,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from beliefscope.config import get_settings
-from beliefscope.store import access_store
 from beliefscope.store.engine import open_store
 from server.app import create_app
 from tests.builders import ingest_run
@@ -28,7 +27,7 @@ def test_api_on_postgresql(built: Built, pg_url: str, monkeypatch: pytest.Monkey
     ingest_run(pg_url, built.run_dir, built.world)
     store = open_store(pg_url)
     try:
-        secret = access_store.create_token(store, "pg-reviewer")[1]
+        secret = store.access.create_token("pg-reviewer")[1]
         auth = {"Authorization": f"Bearer {secret}"}
         with TestClient(create_app(make_settings(built, store), store=store, dashboard=False)) as c:
             assert c.get("/healthz").json()["store"] == "postgresql"

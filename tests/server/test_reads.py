@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from beliefscope.trace import METRICS
+from beliefscope.values.traces import METRICS
 
 
 def _first(client: TestClient, path: str) -> dict:
@@ -78,6 +79,27 @@ def test_summaries_findings_jobs_rules(client: TestClient) -> None:
     rules = client.get("/api/v1/rules").json()
     assert rules["count"] >= 1 and rules["data"][0]["version"] >= 1
     assert client.get("/api/v1/scores").json()["count"] == 0
+
+
+def test_rule_threshold_of_a_trace(app: FastAPI, client: TestClient) -> None:
+    trace = _first(client, "/api/v1/traces")
+    found = client.get("/api/v1/rules/kl-spike/threshold", params={"trace_id": trace["id"]})
+    body = found.json()
+    assert found.status_code == 200 and (body["rule"], body["metric"]) == ("kl-spike", "kl")
+    ctx = app.state.ctx
+    rule = ctx.store.reviews.get_rule(name="kl-spike").rule
+    expected = ctx.reviews.effective_threshold(
+        rule, ctx.store.queries.get_trace(trace_id=trace["id"])
+    )
+    assert body["threshold"] == expected and body["version"] == rule.version
+    assert (
+        client.get("/api/v1/rules/nope/threshold", params={"trace_id": trace["id"]}).status_code
+        == 404
+    )
+    assert (
+        client.get("/api/v1/rules/kl-spike/threshold", params={"trace_id": 999}).status_code == 404
+    )
+    assert client.get("/api/v1/rules/kl-spike/threshold").status_code == 422
 
 
 def test_unknown_ids_and_bad_queries(client: TestClient) -> None:

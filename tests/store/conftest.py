@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from beliefscope.store.engine import Store, open_store
-from beliefscope.trace import METRICS, TraceData
+from beliefscope.values.traces import METRICS, TraceData
 
 
 @dataclass(frozen=True)
