@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.review import diagnostics, segments
 from beliefscope.review.priority import FlagSummary, priority
 from beliefscope.review.reconcile import plan_flags
@@ -28,8 +27,6 @@ from beliefscope.values.review import (
     Found,
     Rule,
     RuleInfo,
-    edit_rule,
-    make_rule,
 )
 from beliefscope.values.traces import TraceInfo
 
@@ -48,18 +45,10 @@ class ReviewService:
 
     def set_rule(self, *, name: str, changes: Mapping[str, Any], who: str) -> RuleInfo:
         """Create or edit a rule from loose values (CLI strings, a JSON body): the newest
-        version plus `changes`, validated before anything is written (a bad value saves
-        nothing); a shipped rule not stored yet is edited from its default."""
-        if "version" in changes or "name" in changes and changes["name"] != name:
-            raise BadInputError("rule: 'name' and 'version' cannot be changed")
-        try:
-            current: Rule | None = self._reviews.get_rule(name=name).rule
-        except NotFoundError:
-            current = next((r for r in DEFAULT_RULES if r.name == name), None)
-        rule = (
-            make_rule({"name": name, **changes}) if current is None else edit_rule(current, changes)
-        )
-        return self._reviews.save_rule(rule=rule, who=who)
+        version plus `changes` (see `update_rule`); a shipped rule not stored yet is edited
+        from its default."""
+        default = next((r for r in DEFAULT_RULES if r.name == name), None)
+        return self._reviews.update_rule(name=name, changes=changes, who=who, default=default)
 
     def ensure_default_rules(self, *, who: str = "beliefscope") -> tuple[RuleInfo, ...]:
         """Store the shipped rules whose names are not stored yet (never overrides an edit)."""

@@ -200,6 +200,41 @@ def test_concurrent_review_edits_are_all_in_the_history(store, service):
     assert final.notes == history[-1].changes["notes"][1] and final.updated_by == history[-1].who
 
 
+def test_concurrent_rule_edits_all_land(store, service):
+    """Edits of different fields at once: each starts from the newest version, none is lost."""
+    service.set_rule(name="k", changes=RULE, who="ann")
+    edits = [
+        {"threshold": 7},
+        {"min_duration": 4},
+        {"merge_gap": 3},
+        {"severity": "high"},
+        {"floor": 2},
+        {"normalise": "episode"},
+    ]
+    barrier = threading.Barrier(len(edits))
+    errors = []
+
+    def edit(change: dict) -> None:
+        try:
+            barrier.wait()
+            service.set_rule(name="k", changes=change, who=f"user-{next(iter(change))}")
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=edit, args=(change,)) for change in edits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    final = store.reviews.get_rule(name="k").rule
+    assert {k: getattr(final, k) for change in edits for k in change} == {
+        k: v for change in edits for k, v in change.items()
+    }
+    versions = [i.rule.version for i in store.reviews.list_rules(name="k", all_versions=True)]
+    assert versions == list(range(1, len(edits) + 2))
+
+
 def test_review_queue_ranks_episodes(store, service):
     ids = add_run(
         store,
