@@ -197,8 +197,7 @@ class FlagTable(Surface):
         notes: str | None = None,
         clear_category: bool = False,
     ) -> FlagInfo:
-        """Change a flag's review fields (None leaves a field as it is). One transaction with
-        the row locked: concurrent reviews queue, each history row shows what it changed from."""
+        """Change a flag's review fields (None leaves a field as it is)."""
         _check_review(state, category, tags)
         wanted: dict[str, Any] = {}
         if state is not None:
@@ -209,6 +208,27 @@ class FlagTable(Surface):
             wanted["tags"] = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
         if notes is not None:
             wanted["notes"] = notes
+        return self._review(flag_id, who, lambda _current: wanted)
+
+    def add_note(self, *, flag_id: int, who: str, text: str) -> FlagInfo:
+        """Append the signed line `who: text` to the flag's notes."""
+        line = f"{who}: {text.strip()}"
+
+        def appended(current: Mapping[str, Any]) -> dict[str, Any]:
+            notes = current["notes"]
+            return {"notes": f"{notes.rstrip()}\n{line}" if notes.strip() else line}
+
+        return self._review(flag_id, who, appended)
+
+    def _review(
+        self,
+        flag_id: int,
+        who: str,
+        wanted: Callable[[Mapping[str, Any]], dict[str, Any]],
+    ) -> FlagInfo:
+        """Write `wanted(current review fields)` in the transaction that read them, with the
+        row locked: concurrent reviews queue, each builds on the one before it, and each
+        history row shows what it changed from."""
         now = utcnow()
         with self._store.connect(write=True) as conn:
             row = conn.execute(
@@ -219,12 +239,13 @@ class FlagTable(Surface):
             if row is None:
                 raise NotFoundError(f"no flag with id {flag_id}")
             current = row._asdict()
-            changes = {k: [current[k], v] for k, v in wanted.items() if current[k] != v}
+            values = wanted(current)
+            changes = {k: [current[k], v] for k, v in values.items() if current[k] != v}
             if changes:
                 conn.execute(
                     sa.update(Flag)
                     .where(Flag.id == flag_id)
-                    .values(**wanted, reviewed=True, updated=now, updated_by=who)
+                    .values(**values, reviewed=True, updated=now, updated_by=who)
                 )
                 conn.execute(
                     sa.insert(FlagHistory).values(**_history(flag_id, who, "review", changes, now))

@@ -87,10 +87,7 @@ def review_flag(ctx: ContextDep, who: WriterDep, flag_id: IdPath, body: FlagUpda
 def add_note(ctx: ContextDep, who: WriterDep, flag_id: IdPath, body: NoteCreate) -> FlagPublic:
     """Append a signed line to the flag's notes."""
     assert who.name is not None
-    current = ctx.store.reviews.get_flag(flag_id=flag_id)
-    line = f"{who.name}: {body.text.strip()}"
-    notes = f"{current.notes.rstrip()}\n{line}" if current.notes.strip() else line
-    flag = ctx.store.reviews.review_flag(flag_id=flag_id, who=who.name, notes=notes)
+    flag = ctx.store.reviews.add_note(flag_id=flag_id, who=who.name, text=body.text)
     return FlagPublic.model_validate(flag)
 
 
