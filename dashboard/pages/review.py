@@ -204,44 +204,33 @@ def layout(
 
 
 def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, Any]]:
-    q = current().queries
+    """Grid rows of the matching flags, from one read (each flag names its run, checkpoint
+    step and episode key)."""
     page = current().store.reviews.list_flags(
         run_id=run_id,
         checkpoint_id=checkpoint_id,
         state=state,
         category=category,
+        severity=severity,
         limit=MAX_ROWS,
     )
-    flags = [f for f in page.items if severity is None or f.severity == severity]
-    episodes: dict[int, Any] = {}
-    checkpoints: dict[int, Any] = {}
-    runs: dict[int, str] = {}
-    rows = []
-    for f in flags:
-        if f.episode_id not in episodes:
-            episodes[f.episode_id] = q.get_episode(episode_id=f.episode_id)
-        if f.checkpoint_id not in checkpoints:
-            checkpoints[f.checkpoint_id] = q.get_checkpoint(checkpoint_id=f.checkpoint_id)
-        ckpt = checkpoints[f.checkpoint_id]
-        if ckpt.run_id not in runs:
-            runs[ckpt.run_id] = q.get_run(run_id=ckpt.run_id).name
-        rows.append(
-            {
-                "id": str(f.id),
-                "run": runs[ckpt.run_id],
-                "ckpt": ckpt.step,
-                "episode": episodes[f.episode_id].key,
-                "steps": f"{f.t0}–{f.t1}",
-                "len": f.t1 - f.t0 + 1,
-                "peak": None if f.peak is None else round(f.peak, 4),
-                "severity": f.severity,
-                "state": f.state + (" · stale" if f.stale else ""),
-                "category": f.category or "",
-                "rule": f.rule_name or "manual",
-                "by": f.updated_by,
-            }
-        )
-    return rows
+    return [
+        {
+            "id": str(f.id),
+            "run": f.run_name,
+            "ckpt": f.checkpoint_step,
+            "episode": f.episode_key,
+            "steps": f"{f.t0}–{f.t1}",
+            "len": f.t1 - f.t0 + 1,
+            "peak": None if f.peak is None else round(f.peak, 4),
+            "severity": f.severity,
+            "state": f.state + (" · stale" if f.stale else ""),
+            "category": f.category or "",
+            "rule": f.rule_name or "manual",
+            "by": f.updated_by,
+        }
+        for f in page.items
+    ]
 
 
 @callback(
