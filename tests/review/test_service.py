@@ -63,12 +63,15 @@ def test_apply_rule_flags_from_stored_steps(store, service):
         1,
         ids["episodes"][1],
     )
-    # applying again changes nothing
+    # applying again changes nothing: the same flags (ids, spans, peaks), no history
+    before = store.reviews.list_flags().items
     again = service.apply_rule(name="k", who="ann")
     assert (again.created, again.updated, again.deleted) == (0, 2, 0)
-    assert [f.id for f in store.reviews.list_flags().items] == [
-        f.id for f in store.reviews.list_flags().items
+    after = store.reviews.list_flags().items
+    assert [(f.id, f.t0, f.t1, f.peak) for f in after] == [
+        (f.id, f.t0, f.t1, f.peak) for f in before
     ]
+    assert all(store.reviews.flag_history(flag_id=f.id) == () for f in after)
 
 
 def test_reflagging_keeps_human_reviews(store, service):
