@@ -38,3 +38,15 @@ class StoreUnavailableError(BeliefscopeError):
     """The store's database cannot be reached (server down, file locked past the timeout)."""
 
     status = 503
+
+
+class UnauthorizedError(BeliefscopeError):
+    """No valid API token where one is needed (answered with `WWW-Authenticate: Bearer`)."""
+
+    status = 401
+
+
+class ForbiddenError(BeliefscopeError):
+    """A valid token, used where it may not be (a cookie session writing from another site)."""
+
+    status = 403

@@ -4,7 +4,7 @@
 
 Builds a store the way a user does (MuJoCo world episodes of 1,000 and 10,000 steps, a tiny
 model trained for a few updates, `beliefscope ingest`, default rules), serves it with
-`server.app.create_app`, and measures in the browser:
+`beliefscope.cli.serve.build_app`, and measures in the browser:
 - time to interactive of the episode page: navigation start -> the frame image loaded and the
   step cursor drawn on the stacked plots (target <= 1.5 s), for the 1k and the 10k episode;
 - step-scrub round trip: a seek -> every frame showing the new (uncached) step and every cursor

@@ -1,8 +1,9 @@
 """The Dash app: a shell (top bar, sign-in, page container) around the pages in `pages/`.
 
-Dash 4 runs on FastAPI directly (`backend="fastapi"`); the server mounts `app.server` at `/`
-beside its API, so one process serves both and the frame player loads frames from the same
-origin. Nothing touches the store until a page is requested.
+Dash 4 runs on FastAPI directly (`backend="fastapi"`); the command wiring
+(`beliefscope.cli.serve`) mounts `app.server` at `/` beside the API, so one process serves both
+and the frame player loads frames from the same origin. Nothing touches the store until a page
+is requested.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import dash
 from dash import Dash, Input, Output, State, dcc, html
 
+from beliefscope.access import Authorizer
 from beliefscope.config import Settings
 from beliefscope.store.engine import Store
 from dashboard.context import Context
@@ -26,8 +28,11 @@ NAV = (
 )
 
 
-def create_dash(store: Store, settings: Settings, *, api_prefix: str = "/api/v1") -> Dash:
-    """The dashboard reading `store`; mount `app.server` (a FastAPI app) at `/`."""
+def create_dash(
+    store: Store, settings: Settings, *, access: Authorizer, api_prefix: str = "/api/v1"
+) -> Dash:
+    """The dashboard reading `store` and authorizing with `access` (the API's policy); mount
+    `app.server` (a FastAPI app) at `/`."""
     app = Dash(
         __name__,
         backend="fastapi",
@@ -41,7 +46,7 @@ def create_dash(store: Store, settings: Settings, *, api_prefix: str = "/api/v1"
         use_async=False,  # sync setup hooks, run below
     )
     app.server.state.beliefscope_dashboard = Context(
-        store=store, settings=settings, api_prefix=api_prefix
+        store=store, settings=settings, access=access, api_prefix=api_prefix
     )
     app.layout = _shell
     _register_shell_callbacks(app)

@@ -1,4 +1,5 @@
-"""What every page and callback needs from the process: the store and the API's address.
+"""What every page and callback needs from the process: the store, the access policy and the
+API's address.
 
 `create_dash` puts one `Context` on the FastAPI app's state; pages read it through `current()`
 at request time, so nothing is loaded or connected at import.
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 import dash
 
 if TYPE_CHECKING:
+    from beliefscope.access import Authorizer
     from beliefscope.config import Settings
     from beliefscope.review.service import ReviewService
     from beliefscope.store.engine import Store
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 class Context:
     store: Store
     settings: Settings
+    access: Authorizer
+    """The server's own policy: the dashboard authorizes exactly as the API does."""
     api_prefix: str = "/api/v1"
 
     @property

@@ -1,8 +1,10 @@
-"""The FastAPI application: API under `/api/v1`, `/healthz`, and the Dash dashboard at `/`.
+"""The FastAPI application: API under `/api/v1` and `/healthz`.
 
 `create_app` is the only way to build it, so tests, the benchmark and `beliefscope serve` run
-the same app: a store (opened here from settings unless given), the auth policy derived from the
-bind address, a frame service, the ingest job runner and the webhook worker.
+the same app: a store (opened here from settings unless given), the access policy
+(`beliefscope.access`), a frame service, the ingest job runner and the webhook worker. The
+dashboard is mounted beside it by the command wiring (`beliefscope.cli.serve`): the server
+does not know it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
+from beliefscope.access import Authorizer
 from beliefscope.config import Settings, get_settings
 from beliefscope.errors import NotFoundError
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
 from server import errors
-from server.auth import is_loopback
 from server.bodylimit import BodyLimit
 from server.deps import ServerContext, reader
 from server.frame_service import FrameService
@@ -52,7 +54,6 @@ def create_app(
     settings: Settings | None = None,
     *,
     store: Store | None = None,
-    dashboard: bool = True,
     webhook_interval_s: float = 2.0,
 ) -> FastAPI:
     """The app for `settings` (default: `get_settings()`); `store` overrides `settings.store`.
@@ -60,15 +61,11 @@ def create_app(
     settings = settings or get_settings()
     owns_store = store is None
     store = store or open_store(settings.store or None)
-    open_reads = settings.open_reads
-    if open_reads is None:
-        open_reads = is_loopback(settings.host)
     ctx = ServerContext(
         settings=settings,
         store=store,
         reviews=ReviewService(store),
-        open_reads=open_reads,
-        secure_cookies=is_loopback(settings.host),
+        access=Authorizer(store, settings),
         frames=FrameService(store, settings),
         jobs=IngestJobs(store, settings),
         webhooks=WebhookWorker(store, base_url=public_url(settings), interval_s=webhook_interval_s),
@@ -128,8 +125,6 @@ def create_app(
         """Unknown API paths answer 404 JSON (the dashboard's catch-all would answer HTML)."""
         raise NotFoundError(f"no API endpoint {request.url.path}")
 
-    if dashboard:
-        _mount_dashboard(app, ctx)
     return app
 
 
@@ -138,10 +133,3 @@ def public_url(settings: Settings) -> str:
     host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{settings.port}"
-
-
-def _mount_dashboard(app: FastAPI, ctx: ServerContext) -> None:
-    from dashboard.app import create_dash
-
-    dash_app = create_dash(ctx.store, ctx.settings, api_prefix=API_PREFIX)
-    app.mount("/", dash_app.server)

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Query, Request
 
+from beliefscope.access import Authorizer, Presented
 from beliefscope.config import Settings
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store
 from beliefscope.store.queries import Queries
-from server.auth import Principal, authorize
+from beliefscope.values.access import Principal
 
 if TYPE_CHECKING:
     from server.frame_service import FrameService
@@ -28,9 +29,7 @@ class ServerContext:
     settings: Settings
     store: Store
     reviews: ReviewService
-    open_reads: bool
-    """Reads without a token (default: only when bound to loopback)."""
-    secure_cookies: bool
+    access: Authorizer
     frames: FrameService
     jobs: IngestJobs
     webhooks: WebhookWorker
@@ -51,12 +50,19 @@ def get_queries(ctx: ContextDep) -> Queries:
 QueriesDep = Annotated[Queries, Depends(get_queries)]
 
 
-def reader(request: Request, ctx: ContextDep) -> Principal:
-    return authorize(ctx.store, request, write=False, open_reads=ctx.open_reads)
+def presented(request: Request) -> Presented:
+    return Presented.of(request.headers, request.cookies)
 
 
-def writer(request: Request, ctx: ContextDep) -> Principal:
-    return authorize(ctx.store, request, write=True, open_reads=ctx.open_reads)
+PresentedDep = Annotated[Presented, Depends(presented)]
+
+
+def reader(ctx: ContextDep, creds: PresentedDep) -> Principal:
+    return ctx.access.authorize(creds, write=False)
+
+
+def writer(ctx: ContextDep, creds: PresentedDep) -> Principal:
+    return ctx.access.authorize(creds, write=True)
 
 
 ReaderDep = Annotated[Principal, Depends(reader)]

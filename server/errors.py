@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from beliefscope.errors import BeliefscopeError
+from beliefscope.errors import BeliefscopeError, UnauthorizedError
 
 log = logging.getLogger("beliefscope.server")
 
@@ -50,7 +50,8 @@ async def _beliefscope(_request: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, BeliefscopeError)
     if err.status >= 500:
         log.error("%s: %s", type(err).__name__, err)
-    return error_response(err.status, str(err))
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(err, UnauthorizedError) else None
+    return error_response(err.status, str(err), headers)
 
 
 async def _database(_request: Request, err: Exception) -> JSONResponse:

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from beliefscope.cli.demo import ASSETS, LIVE_RUN, PRETRAINED_RUN
 from beliefscope.store.engine import open_store
-from server.demo import ASSETS, LIVE_RUN, PRETRAINED_RUN
 
 
 def test_shipped_checkpoints_load() -> None:

@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 
-from server import auth
-from server.deps import ContextDep
+from beliefscope.access import check_same_origin
+from server.deps import ContextDep, PresentedDep
 from server.schemas import LoginCreate, WhoAmIPublic
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 @router.post("/login")
-def login(ctx: ContextDep, request: Request, response: Response, body: LoginCreate) -> WhoAmIPublic:
+def login(
+    ctx: ContextDep, creds: PresentedDep, response: Response, body: LoginCreate
+) -> WhoAmIPublic:
     """Check a token and keep it in a `SameSite=Strict`, HttpOnly cookie for the dashboard."""
-    auth.check_same_origin(request)
-    token = ctx.store.access.token_for_secret(body.token.strip())
-    if token is None:
-        raise auth.unauthorized("invalid or revoked API token")
-    auth.set_login_cookie(response, body.token.strip(), secure=ctx.secure_cookies)
+    check_same_origin(creds)
+    token = ctx.access.sign_in(body.token)
+    response.set_cookie(**ctx.access.login_cookie(body.token.strip()))
     return WhoAmIPublic(name=token.name, via="cookie", can_write=True)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
-def logout(response: Response) -> None:
-    auth.clear_login_cookie(response)
+def logout(ctx: ContextDep, response: Response) -> None:
+    response.set_cookie(**ctx.access.logout_cookie())
 
 
 @router.get("/me")
-def whoami(ctx: ContextDep, request: Request) -> WhoAmIPublic:
-    principal = auth.identify(ctx.store, request)
+def whoami(ctx: ContextDep, creds: PresentedDep) -> WhoAmIPublic:
+    principal = ctx.access.identify(creds)
     if principal is None:
         return WhoAmIPublic(name=None, via="anonymous", can_write=False)
     return WhoAmIPublic(name=principal.name, via=principal.via, can_write=True)

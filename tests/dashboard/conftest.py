@@ -138,11 +138,12 @@ def free_port() -> int:
 
 @contextmanager
 def serve(data: UiData) -> Iterator[str]:
-    """The real app (`server.app.create_app`: API, frames, dashboard) on a free local port."""
+    """The real app (`beliefscope.cli.serve.build_app`: API, frames, dashboard) on a free local
+    port."""
     import uvicorn
 
+    from beliefscope.cli.serve import build_app
     from beliefscope.config import Settings
-    from server.app import create_app
 
     port = free_port()
     settings = Settings(
@@ -153,7 +154,7 @@ def serve(data: UiData) -> Iterator[str]:
         port=port,
     )
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from beliefscope.access import Authorizer
 from beliefscope.config import Settings
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
@@ -43,7 +44,8 @@ def test_rows_of_many_targets_take_one_read(store: Store, tmp_path: Path) -> Non
     reviews.apply_rule(name="k", who="a")
     flags = store.reviews.list_flags(limit=100).items
     assert len({(f.checkpoint_id, f.episode_id) for f in flags}) == 16
-    create_dash(store, Settings(store=store.url, home=tmp_path))
+    settings = Settings(store=store.url, home=tmp_path)
+    create_dash(store, settings, access=Authorizer(store, settings))
     from dashboard.pages import review
 
     selects: list[str] = []

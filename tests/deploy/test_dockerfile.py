@@ -87,7 +87,7 @@ def test_no_secrets_in_the_image(dockerfile: list[Instruction]) -> None:
     assert ignore and "*" in ignore, ".dockerignore must exclude everything not named"
     for secret in (".env", "server/.env", "store.db", "keys/server.key"):
         assert _ignored(secret, ignore), f"{secret} would be sent to the build"
-    for needed in ("pyproject.toml", "README.md", "beliefscope/cli.py", "server/app.py"):
+    for needed in ("pyproject.toml", "README.md", "beliefscope/cli/__init__.py", "server/app.py"):
         assert not _ignored(needed, ignore), f"{needed} would be missing from the build"
 
 

@@ -89,7 +89,7 @@ def make_settings(built: Built, store: Store, **overrides: object) -> Settings:
 
 @pytest.fixture
 def app(built: Built, store_copy: Store) -> FastAPI:
-    return create_app(make_settings(built, store_copy), store=store_copy, dashboard=False)
+    return create_app(make_settings(built, store_copy), store=store_copy)
 
 
 @pytest.fixture

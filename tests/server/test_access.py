@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from beliefscope.access import COOKIE
 from beliefscope.cli import main
 from beliefscope.store.engine import Store
 from server.app import create_app
-from server.auth import COOKIE
 from tests.server.conftest import Built, make_settings
 
 
@@ -88,9 +88,7 @@ def test_no_cors_headers_for_other_origins(client: TestClient) -> None:
 def test_non_loopback_bind_needs_tokens_for_reads(
     built: Built, store_copy: Store, token: str
 ) -> None:
-    closed = create_app(
-        make_settings(built, store_copy, host="0.0.0.0"), store=store_copy, dashboard=False
-    )
+    closed = create_app(make_settings(built, store_copy, host="0.0.0.0"), store=store_copy)
     with TestClient(closed) as c:
         assert c.get("/api/v1/runs").status_code == 401
         assert (
@@ -100,7 +98,6 @@ def test_non_loopback_bind_needs_tokens_for_reads(
     opened = create_app(
         make_settings(built, store_copy, host="0.0.0.0", open_reads=True),
         store=store_copy,
-        dashboard=False,
     )
     with TestClient(opened) as c:
         assert c.get("/api/v1/runs").status_code == 200

@@ -32,7 +32,7 @@ def test_concurrent_notes_all_land(store: Store, tmp_path: Path) -> None:
     settings = Settings(store=store.url, home=tmp_path, host="127.0.0.1")
     barrier = threading.Barrier(WRITERS)
     answers: list[int] = []
-    with TestClient(create_app(settings, store=store, dashboard=False)) as client:
+    with TestClient(create_app(settings, store=store)) as client:
 
         def note(i: int) -> None:
             barrier.wait()

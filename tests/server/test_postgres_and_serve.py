@@ -29,7 +29,7 @@ def test_api_on_postgresql(built: Built, pg_url: str, monkeypatch: pytest.Monkey
     try:
         secret = store.access.create_token("pg-reviewer")[1]
         auth = {"Authorization": f"Bearer {secret}"}
-        with TestClient(create_app(make_settings(built, store), store=store, dashboard=False)) as c:
+        with TestClient(create_app(make_settings(built, store), store=store)) as c:
             assert c.get("/healthz").json()["store"] == "postgresql"
             trace = c.get("/api/v1/traces").json()["data"][0]
             series = c.get(f"/api/v1/traces/{trace['id']}/series", params={"metrics": "kl"}).json()

@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from beliefscope.cli.serve import build_app
 from beliefscope.store.engine import Store
 from beliefscope.store.tables import Checkpoint, Episode
-from server.app import create_app
 from server.paths import contained, fully_decoded
 from tests.server.conftest import Built, make_settings
 
@@ -96,7 +96,7 @@ def test_url_payloads(client: TestClient) -> None:
 
 
 def test_dashboard_static_routes_refuse_traversal(built: Built, store_copy: Store) -> None:
-    app = create_app(make_settings(built, store_copy), store=store_copy, dashboard=True)
+    app = build_app(make_settings(built, store_copy), store=store_copy)
     with TestClient(app) as c:
         for path in (
             "/assets/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",

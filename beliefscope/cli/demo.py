@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+import server
 from beliefscope.config import Settings, get_settings
 from beliefscope.errors import NotFoundError
 from beliefscope.replay.native import MANIFEST
@@ -38,8 +39,9 @@ from beliefscope.world.generate import Generator, WorldConfig
 from ingest.probes_cli import decode_checkpoint, load_episode
 from ingest.service import Ingestor, IngestRequest, SnapshotCache
 
-ASSETS = Path(__file__).parent / "demo_checkpoints"
-"""Checkpoints of `scripts/make-demo-checkpoints.sh` (tiny preset, world seed 0)."""
+ASSETS = Path(server.__file__).parent / "demo_checkpoints"
+"""Checkpoints of `scripts/make-demo-checkpoints.sh` (tiny preset, world seed 0), shipped as
+the server package's data."""
 
 WORLD_SEED = 0
 PRETRAINED_RUN = "pretrained-tiny"
@@ -230,10 +232,10 @@ def run(args: argparse.Namespace) -> int:
 def _serve(config: DemoConfig, store: Store, args: argparse.Namespace, follower: Follower) -> int:
     import uvicorn
 
-    from server.app import create_app
+    from beliefscope.cli.serve import build_app
 
     settings = Settings(home=config.home, store=config.store_url, host=args.host, port=args.port)
-    app = create_app(settings, store=store)
+    app = build_app(settings, store=store)
     url = f"http://{args.host}:{args.port}/"
     print(f"demo: dashboard at {url} (Ctrl-C to stop)", flush=True)
     if not args.no_browser and os.environ.get("DISPLAY"):
