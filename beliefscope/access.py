@@ -12,6 +12,7 @@ answers; cookie attributes come from here so both set the same cookie.
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 
 COOKIE = "beliefscope_token"
 COOKIE_MAX_AGE_S = 7 * 24 * 3600
+
+
+def terminal_user() -> str:
+    """Who a command typed at a terminal acts as (`cli:<login>`): the reviewer of a rule edit,
+    the starter of an ingest job."""
+    return f"cli:{getpass.getuser()}"
 
 
 def is_loopback(host: str) -> bool:

@@ -47,7 +47,8 @@ LENGTH = 1000
 
 def build(root: Path, url: str, rows: int) -> dict[str, object]:
     """World + trained run + real ingest, then synthetic traces up to `rows` step rows."""
-    from ingest.service import Ingestor, IngestRequest
+    from ingest.request import IngestRequest
+    from ingest.service import Ingestor
 
     replay = root / "run" / "replay"
     gen = Generator(replay, WorldConfig(seed=0, length=LENGTH))
@@ -64,7 +65,8 @@ def build(root: Path, url: str, rows: int) -> dict[str, object]:
     upgrade(url)
     store = open_store(url)
     started = time.perf_counter()
-    report = Ingestor(store, IngestRequest(logdir=root / "run", replay=(replay,))).run()
+    ingestor = Ingestor(store, IngestRequest(logdir=root / "run", replay=(replay,)))
+    report = ingestor.run(ingestor.submit(started_by="bench").id)
     ingest_rows_per_s = report.written * LENGTH / (time.perf_counter() - started)
     queries = store.queries
     run = queries.list_runs().items[0]

@@ -43,7 +43,8 @@ from beliefscope.store.engine import open_store, upgrade  # noqa: E402
 from beliefscope.world.generate import Generator, WorldConfig  # noqa: E402
 from bench import store as store_bench  # noqa: E402
 from ingest.compute import ComputeOptions, compute_traces, pad_batch  # noqa: E402
-from ingest.service import Ingestor, IngestRequest  # noqa: E402
+from ingest.request import IngestRequest  # noqa: E402
+from ingest.service import Ingestor  # noqa: E402
 
 BATCH = 16
 OPENLOOP = 5
@@ -142,7 +143,8 @@ def end_to_end(run: Path, replay: Path, url: str) -> float:
     upgrade(url)
     request = IngestRequest(logdir=run, replay=(replay,), batch_size=BATCH)
     began = time.perf_counter()
-    report = Ingestor(open_store(url), request).run()
+    ingestor = Ingestor(open_store(url), request)
+    report = ingestor.run(ingestor.submit(started_by="bench").id)
     elapsed = time.perf_counter() - began
     assert not report.errors, report.errors
     fmt = detect_format(replay)
@@ -194,8 +196,7 @@ def cluster_steps_per_s(run: Path, replay: Path, url: str, workers: int) -> floa
     """End-to-end ingest throughput on a local Dask cluster of `workers` (0: in-process)."""
     import distributed
 
-    from ingest.executors import DaskExecutor
-    from ingest.service import LocalExecutor
+    from ingest.executors import DaskExecutor, LocalExecutor
 
     upgrade(url)
     request = IngestRequest(logdir=run, replay=(replay,), batch_size=4)
@@ -216,7 +217,8 @@ def cluster_steps_per_s(run: Path, replay: Path, url: str, workers: int) -> floa
             else LocalExecutor()
         )
         began = time.perf_counter()
-        report = Ingestor(open_store(url), request).run(executor=executor)
+        ingestor = Ingestor(open_store(url), request)
+        report = ingestor.run(ingestor.submit(started_by="bench").id, executor=executor)
         elapsed = time.perf_counter() - began
     finally:
         if cluster is not None:

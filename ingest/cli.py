@@ -7,11 +7,15 @@ from pathlib import Path
 
 import torch
 
+from beliefscope.access import terminal_user
 from beliefscope.errors import BadInputError
 from beliefscope.store.engine import open_store
 from ingest.compute import ComputeOptions
+from ingest.executors import Executor, LocalExecutor
 from ingest.progress import Progress
-from ingest.service import Executor, Ingestor, IngestRequest, LocalExecutor, default_threads
+from ingest.request import IngestRequest
+from ingest.service import Ingestor
+from ingest.units import default_threads
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,8 +124,10 @@ def executor_from(args: argparse.Namespace) -> Executor:
 def run(args: argparse.Namespace) -> int:
     request = request_from(args, args.run_dir)
     store = open_store(args.store)
+    ingestor = Ingestor(store, request)
+    job = ingestor.submit(started_by=terminal_user())
     with Progress(f"ingest {request.name}") as progress:
-        report = Ingestor(store, request).run(progress, executor=executor_from(args))
+        report = ingestor.run(job.id, progress, executor=executor_from(args))
     print(
         f"ingest {request.name}: {report.written} traces written, {report.skipped} already stored, "
         f"{len(report.errors)} errors (job {report.job_id})"

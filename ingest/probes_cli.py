@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from beliefscope.access import terminal_user
 from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.replay.base import Episode, EpisodeRef, get_format
 from beliefscope.review.service import ReviewService
@@ -90,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
     request = request_from(args, args.run_dir)
     store = open_store(args.store)
     try:
+        ingestor = Ingestor(store, request)
+        job = ingestor.submit(started_by=terminal_user())
         with Progress(f"probe {args.kind} {request.name}") as progress:
-            report = Ingestor(store, request).run(progress)
+            report = ingestor.run(job.id, progress)
         for line in report.errors[:20]:
             print(f"  error: {line}")
         run_id = store.queries.find_run(name=request.name).id
@@ -118,15 +121,7 @@ def _load_model(ckpt: CheckpointInfo, device: str) -> WorldModel:
 
 
 def load_episode(info: EpisodeInfo) -> Episode:
-    ref = EpisodeRef(
-        info.format,
-        Path(info.source_path),
-        info.key,
-        info.length,
-        int(info.locator.get("part", 0)),
-        tuple(info.locator.get("extra", ())),
-    )
-    return get_format(info.format).load(ref)
+    return get_format(info.format).load(EpisodeRef.stored(info))
 
 
 def _hidden(spec: str, ep: Episode) -> np.ndarray:

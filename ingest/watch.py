@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from beliefscope.access import terminal_user
 from beliefscope.store.engine import open_store
 from ingest.cli import add_request_arguments, request_from
+from ingest.planner import SnapshotCache
 from ingest.progress import Progress
-from ingest.service import Ingestor, IngestRequest, SnapshotCache
+from ingest.request import IngestRequest
+from ingest.service import Ingestor
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,8 +51,9 @@ def watch(
         cycle += 1
         ingestor = Ingestor(store, request, cache)
         if ingestor.pending():
+            job = ingestor.submit(started_by=f"watch:{terminal_user()}")
             with Progress(f"watch {request.name}") as progress:
-                report = ingestor.run(progress)
+                report = ingestor.run(job.id, progress)
             written += report.written
             if log:
                 print(

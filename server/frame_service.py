@@ -105,7 +105,6 @@ class FrameService:
         self._models: LRU[int, WorldModel] = LRU(model_cache)
         self._decodes: LRU[tuple[int, int], Decodes] = LRU(decode_cache)
         self._truth: LRU[int, dict[str, np.ndarray]] = LRU(16)
-        self._refs: LRU[tuple[str, str], dict[str, EpisodeRef]] = LRU(64)
         self._run_roots: list[Path] | None = None
         self._compute = threading.Lock()  # one model run at a time: they saturate the cores
 
@@ -129,17 +128,7 @@ class FrameService:
 
     def episode_ref(self, episode: EpisodeInfo) -> EpisodeRef:
         """The replay reference of a stored episode, after the containment check."""
-        path = self.contained_path(episode.source_path)
-        listing = self._refs.get((episode.format, str(path.parent)))
-        if listing is None or episode.key not in listing:
-            refs = get_format(episode.format).list(path.parent)
-            listing = self._refs.put((episode.format, str(path.parent)), {r.key: r for r in refs})
-        ref = listing.get(episode.key)
-        return (
-            ref
-            if ref is not None
-            else EpisodeRef(episode.format, path, episode.key, episode.length)
-        )
+        return EpisodeRef.stored(episode, self.contained_path(episode.source_path))
 
     # -- the pieces of a frame --------------------------------------------------------------
 

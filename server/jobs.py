@@ -22,7 +22,7 @@ from beliefscope.store.engine import Store
 from server.paths import contained
 
 if TYPE_CHECKING:
-    from ingest.service import IngestRequest
+    from ingest.request import IngestRequest
 
 log = logging.getLogger("beliefscope.server")
 
@@ -46,21 +46,17 @@ class IngestJobs:
         return path
 
     def start(self, root: str, *, run_name: str | None, who: str) -> int:
-        """Queue an ingest of `root`; returns the job id."""
-        from ingest.service import IngestRequest
+        """Submit an ingest of `root` (run and job registered now, so the client can poll the
+        job at once) and queue it for the worker; returns the job id."""
+        from ingest.request import IngestRequest
+        from ingest.service import Ingestor
 
         logdir = self.resolve_root(root)
         # snapshots under the server's home, so its overlays can read them back
         request = IngestRequest(
             logdir=logdir, run_name=run_name, snapshots=self._settings.home / "snapshots"
         )
-        writer = self._store.writer
-        run_id = writer.ensure_run(request.name, logdir=str(logdir))
-        job_id = writer.create_job(
-            "ingest",
-            run_id=run_id,
-            args={"logdir": str(logdir), "probes": list(request.probes), "started_by": who},
-        )
+        job_id = Ingestor(self._store, request).submit(started_by=who).id
         url = self._store.engine.url.render_as_string(hide_password=False)
         self._queue.put((self._settings.model_copy(update={"store": url}), request, job_id))
         with self._lock:
@@ -106,12 +102,13 @@ def _ingest(settings: Settings, request: IngestRequest, job_id: int) -> None:
     import torch
 
     from beliefscope.store.engine import open_store
-    from ingest.service import Ingestor, default_threads
+    from ingest.service import Ingestor
+    from ingest.units import default_threads
 
     torch.set_num_threads(settings.torch_threads or default_threads())
     store = open_store(settings.store)
     try:
-        Ingestor(store, request).run(job_id=job_id)
+        Ingestor(store, request).run(job_id)
     except Exception as err:  # the service recorded it on the job already
         log.error("ingest job %d failed: %s", job_id, err)
     finally:

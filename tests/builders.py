@@ -11,9 +11,11 @@ from pathlib import Path
 from beliefscope.replay.base import detect_format
 from beliefscope.rssm.presets import Preset
 from beliefscope.rssm.train import Stream, train
-from beliefscope.store.engine import open_store
+from beliefscope.store.engine import Store, open_store
 from beliefscope.world.generate import Generator, WorldConfig
-from ingest.service import Ingestor, IngestReport, IngestRequest
+from ingest.executors import Executor
+from ingest.request import IngestReport, IngestRequest, ProgressSink
+from ingest.service import Ingestor
 
 MICRO = Preset(name="micro", depth=4, deter=32, hidden=32, groups=4, classes=4, units=32)
 """A model small enough that a test trains and ingests it in seconds."""
@@ -53,6 +55,17 @@ def make_run(
     )
 
 
+def ingest(
+    store: Store,
+    request: IngestRequest,
+    progress: ProgressSink | None = None,
+    executor: Executor | None = None,
+) -> IngestReport:
+    """Submit and run an ingest job, as the CLI does."""
+    ingestor = Ingestor(store, request)
+    return ingestor.run(ingestor.submit(started_by="tests").id, progress, executor)
+
+
 def ingest_run(store_url: str, run_dir: Path, replay: Path, **request: object) -> IngestReport:
     req = IngestRequest(logdir=run_dir, replay=(replay,), **request)  # type: ignore[arg-type]
-    return Ingestor(open_store(store_url), req).run()
+    return ingest(open_store(store_url), req)

@@ -36,8 +36,10 @@ from beliefscope.review.evaluate import TruthCache, rescore
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store, upgrade
 from beliefscope.world.generate import Generator, WorldConfig
+from ingest.planner import SnapshotCache
 from ingest.probes_cli import decode_checkpoint, load_episode
-from ingest.service import Ingestor, IngestRequest, SnapshotCache
+from ingest.request import IngestRequest
+from ingest.service import Ingestor
 
 ASSETS = Path(server.__file__).parent / "demo_checkpoints"
 """Checkpoints of `scripts/make-demo-checkpoints.sh` (tiny preset, world seed 0), shipped as
@@ -154,7 +156,7 @@ class Follower(threading.Thread):
             ingestor = Ingestor(self.store, request, self.caches.setdefault(run_dir.name, {}))
             if not ingestor.pending():
                 continue
-            report = ingestor.run()
+            report = ingestor.run(ingestor.submit(started_by="demo").id)
             written += report.written
             run_id = self.store.queries.find_run(name=request.name).id
             if run_dir.name == PRETRAINED_RUN:

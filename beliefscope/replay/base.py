@@ -12,11 +12,12 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from beliefscope.errors import BadInputError
+from beliefscope.values.traces import EpisodeInfo
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,24 @@ class EpisodeRef:
     length: int
     part: int = 0  # index of the episode inside a multi-episode stream (chunked formats)
     extra: tuple[str, ...] = ()  # format-specific locators (e.g. chunk files of a stream)
+
+    @property
+    def locator(self) -> dict[str, Any]:
+        """What the store keeps of the ref besides its format, path, key and length."""
+        return {"part": self.part, "extra": list(self.extra)}
+
+    @classmethod
+    def stored(cls, episode: EpisodeInfo, path: Path | None = None) -> EpisodeRef:
+        """The ref of an episode the store knows, back from its locator; at `path` when the
+        caller resolved the stored path itself (the server, inside its data roots)."""
+        return cls(
+            episode.format,
+            Path(episode.source_path) if path is None else path,
+            episode.key,
+            episode.length,
+            int(episode.locator.get("part", 0)),
+            tuple(episode.locator.get("extra", ())),
+        )
 
 
 @dataclass

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 
+from beliefscope.access import terminal_user
 from beliefscope.errors import BadInputError
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
@@ -22,10 +22,6 @@ _FIELDS = (
     ("probe", "which traces it reads (default filter)", None),
     ("enabled", "true or false", None),
 )
-
-
-def who() -> str:
-    return f"cli:{getpass.getuser()}"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +69,7 @@ def _set(store: Store, args: argparse.Namespace) -> int:
     changes = {f: getattr(args, f) for f, _, _ in _FIELDS if getattr(args, f) is not None}
     if not changes:
         raise BadInputError(f"rules set {args.name}: give at least one field to set")
-    info = ReviewService(store).set_rule(name=args.name, changes=changes, who=who())
+    info = ReviewService(store).set_rule(name=args.name, changes=changes, who=terminal_user())
     print(f"{info.rule.name}@{info.rule.version}: {info.rule.describe()}")
     return 0
 
@@ -84,7 +80,9 @@ def _apply(store: Store, args: argparse.Namespace) -> int:
     run_id = store.queries.find_run(name=args.run).id if args.run else None
     names = args.names or [i.rule.name for i in store.reviews.list_rules()]
     for name in names:
-        r = reviews.apply_rule(name=name, who=who(), run_id=run_id, checkpoint_ids=args.checkpoint)
+        r = reviews.apply_rule(
+            name=name, who=terminal_user(), run_id=run_id, checkpoint_ids=args.checkpoint
+        )
         print(
             f"{r.rule}@{r.version}: {r.traces} traces, {r.steps} steps -> {r.created} new, "
             f"{r.updated} kept, {r.stale} stale, {r.deleted} removed "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -38,16 +37,8 @@ class TruthCache:
 
 
 def _load_truth(info: EpisodeInfo) -> Truth | None:
-    ref = EpisodeRef(
-        info.format,
-        Path(info.source_path),
-        info.key,
-        info.length,
-        int(info.locator.get("part", 0)),
-        tuple(info.locator.get("extra", ())),
-    )
     try:
-        episode = get_format(info.format).load(ref)
+        episode = get_format(info.format).load(EpisodeRef.stored(info))
     except (OSError, BeliefscopeError) as err:
         raise BadInputError(f"cannot read ground truth of episode {info.key}: {err}") from None
     if "occluded" not in episode.truth:

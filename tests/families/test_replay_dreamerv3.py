@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from beliefscope.errors import BadInputError
-from beliefscope.replay.base import detect_format, get_format
+from beliefscope.replay.base import EpisodeRef, detect_format, get_format
+from beliefscope.store.engine import open_store
 from tests.families.conftest import OFFICIAL_DIR, TORCH_DIR
 
 CHUNKS = sorted((OFFICIAL_DIR / "replay").glob("*.npz"))
@@ -75,6 +76,27 @@ def test_crossing_episode_matches_the_reference_rows() -> None:
     assert episode.is_first[0] and episode.is_last[-1] and episode.is_last.sum() == 1
     for t in (0, 25, 26, 40):  # both sides of the chunk boundary
         assert np.array_equal(fmt.frame(ref, t), episode.image[t])
+
+
+def test_a_stored_episode_finds_its_stream_again(sqlite_url: str) -> None:
+    """The store keeps each ref's locator (part, chunk files): the ref read back from it is the
+    listed one, so scoring, probes and frames load the episode that crosses a chunk boundary."""
+    fmt = get_format("dreamerv3-chunks")
+    store = open_store(sqlite_url)
+    run = store.writer.ensure_run("official", logdir=str(OFFICIAL_DIR))
+    for ref in fmt.list(OFFICIAL_DIR):
+        episode_id = store.writer.ensure_episode(
+            run,
+            key=ref.key,
+            format=ref.format,
+            source_path=str(ref.path),
+            length=ref.length,
+            locator=ref.locator,
+        )
+        back = EpisodeRef.stored(store.queries.get_episode(episode_id=episode_id))
+        assert back == ref
+        assert np.array_equal(fmt.load(back).image, fmt.load(ref).image)
+    store.close()
 
 
 def test_streams_follow_succ_links_across_several_chunks(tmp_path: Path) -> None:

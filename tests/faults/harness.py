@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from beliefscope.store.engine import open_store
-from ingest.service import Ingestor, IngestRequest
+from ingest.request import IngestRequest
+from tests.builders import ingest
 from tests.faults.integrity import census
 
 
@@ -37,7 +38,7 @@ def _fork_ingest(url: str, request: IngestRequest, out: Path | None = None) -> i
     code = 1
     try:
         store = open_store(url)
-        report = Ingestor(store, request).run()
+        report = ingest(store, request)
         if out is not None:
             out.write_text(
                 json.dumps(

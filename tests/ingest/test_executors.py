@@ -15,7 +15,9 @@ import pytest
 from beliefscope.errors import BadInputError
 from beliefscope.store.engine import Store, open_store, upgrade
 from ingest.executors import DaskExecutor, JobIdentity, preflight
-from ingest.service import Ingestor, IngestRequest, UnitResult, WorkUnit
+from ingest.request import IngestRequest
+from ingest.units import UnitResult, WorkUnit
+from tests.builders import ingest
 from tests.faults.integrity import assert_complete_once
 
 
@@ -53,7 +55,7 @@ class _Plan:
 
 def _planned(store: Store, request: IngestRequest) -> tuple[int, list[WorkUnit]]:
     plan = _Plan()
-    report = Ingestor(store, request).run(executor=plan)
+    report = ingest(store, request, executor=plan)
     return report.job_id, plan.units
 
 
@@ -75,8 +77,8 @@ def test_dask_ingest_is_local_ingest_on_workers(
         logdir=run_dir, replay=(world,), batch_size=2, probes=("filter", "delay:1")
     )
     progress = _Count()
-    report = Ingestor(open_store(store_url), request).run(
-        progress, executor=DaskExecutor(address=cluster, retry_pause_s=0.1)
+    report = ingest(
+        open_store(store_url), request, progress, DaskExecutor(address=cluster, retry_pause_s=0.1)
     )
     assert report.errors == [] and report.written == 2 * 4 * 2
     assert progress.done == progress.total == 16
@@ -86,10 +88,10 @@ def test_dask_ingest_is_local_ingest_on_workers(
 
     local = f"sqlite:///{tmp_path / 'local.db'}"
     upgrade(local)
-    Ingestor(open_store(local), request).run()
+    ingest(open_store(local), request)
     assert _filter_kl(store_url) == pytest.approx(_filter_kl(local), rel=1e-5, abs=1e-6)
 
-    again = Ingestor(open_store(store_url), request).run(executor=DaskExecutor(address=cluster))
+    again = ingest(open_store(store_url), request, executor=DaskExecutor(address=cluster))
     assert again.written == 0 and again.skipped == 16
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from beliefscope.store.engine import open_store
-from ingest.service import Ingestor, IngestRequest
+from ingest.request import IngestRequest
+from ingest.service import Ingestor
 from ingest.watch import watch
 from tests.builders import ingest_run, make_run
 

@@ -148,7 +148,20 @@ def test_ingest_job_from_the_api(
         assert job["state"] == "done" and job["args"]["started_by"] == "alice"
         assert job["n_errors"] == 0 and job["done"] == job["total"] == 1
         assert job["n_errors"] == client.get(f"/api/v1/jobs/{job_id}/errors").json()["count"]
-        assert client.get("/api/v1/runs").json()["count"] == 2
+        runs = {r["name"]: r for r in client.get("/api/v1/runs").json()["data"]}
+        assert len(runs) == 2
+        # registered like an ingest from the command line: the same run and job fields
+        (first,) = [j for j in client.get("/api/v1/jobs").json()["data"] if j["id"] != job_id]
+        assert set(job["args"]) == set(first["args"]) and job["args"]["posterior"] == "mode"
+        built_run = next(r for name, r in runs.items() if name != "more")
+        assert (
+            (runs["more"]["format"], runs["more"]["family"])
+            == (
+                built_run["format"],
+                built_run["family"],
+            )
+            != (None, None)
+        )
     finally:
         shutil.rmtree(built.root / "more")
     assert (

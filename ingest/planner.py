@@ -1,0 +1,245 @@
+"""Planning an ingest: which checkpoint versions and episodes a log dir holds, which units
+(checkpoint, trace variant, batch of episodes) are not stored yet, and registering the run,
+its checkpoints and their snapshots on the way. Loads each checkpoint once, to check it; runs
+no model over episodes (that is `units`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from beliefscope.config import get_settings
+from beliefscope.errors import BadInputError, BeliefscopeError
+from beliefscope.replay.base import EpisodeRef
+from beliefscope.replay.base import detect_format as replay_format_for
+from beliefscope.rssm import formats as ckpt_formats
+from beliefscope.store.engine import Store
+from beliefscope.store.writer import StoreWriter
+from ingest import sources
+from ingest.request import IngestReport, IngestRequest, ProgressSink
+from ingest.units import WorkUnit
+from ingest.variants import Variant, parse
+
+SnapshotCache = dict[tuple[tuple[str, int, int], ...], "sources.Snapshot | str"]
+"""(file, mtime, size) of a checkpoint's files -> its snapshot, or the reason it failed:
+lets a watcher skip re-hashing unchanged files and re-trying a version that doesn't load."""
+
+
+class Planner:
+    """The plan of one request against one store (and a watcher's snapshot cache)."""
+
+    def __init__(
+        self, store: Store, request: IngestRequest, cache: SnapshotCache | None = None
+    ) -> None:
+        if request.posterior not in ("mode", "sample"):
+            raise BadInputError(f"--posterior must be mode or sample, got {request.posterior!r}")
+        self.store = store
+        self.writer: StoreWriter = store.writer
+        self.request = request
+        self.variants: list[Variant] = [parse(p) for p in dict.fromkeys(request.probes)]
+        self.snapshots = request.snapshots or get_settings().home / "snapshots"
+        self.cache: SnapshotCache = {} if cache is None else cache
+        self._declared: list[str] | None = None
+
+    def pending(self) -> int:
+        """Units not stored yet (0 when a watcher has nothing to do); loads no model."""
+        req = self.request
+        run_id = self.ensure_run()
+        keys = {ref.key for ref in self._episodes(None)}
+        count = 0
+        for ref in self._checkpoints(None):
+            snap = self._snapshot(ref)
+            if isinstance(snap, str):
+                continue
+            checkpoint_id = self.writer.find_checkpoint(run_id, content_hash=snap.content_hash)
+            for variant in self.variants:
+                done = (
+                    set()
+                    if checkpoint_id is None
+                    else self.writer.done_episode_keys(
+                        checkpoint_id, probe=variant.spec, posterior=req.posterior_label
+                    )
+                )
+                count += len(keys - done)
+        return count
+
+    def ensure_run(self) -> int:
+        """The run's id; a new run records the checkpoint format(s) found in its log dir and
+        their model family (each checkpoint format is named for the family it rebuilds)."""
+        req = self.request
+        found = sorted({ref.format for ref in self._checkpoints(None)})
+        source = "+".join(found) or None
+        return self.writer.ensure_run(
+            req.name,
+            logdir=str(req.logdir.resolve()),
+            format=source,
+            family=source,
+            replay_dirs=[str(d.resolve()) for d in req.replay],
+        )
+
+    def _snapshot(self, ref: ckpt_formats.CheckpointRef) -> sources.Snapshot | str:
+        try:
+            files = ckpt_formats.get_format(ref.format).content_files(ref)
+            key = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        except (OSError, BeliefscopeError) as err:
+            return str(err)
+        if key not in self.cache:
+            try:
+                self.cache[key] = sources.snapshot(ref, self.snapshots)
+            except (OSError, BeliefscopeError) as err:
+                return str(err)
+        return self.cache[key]
+
+    # -- the plan -------------------------------------------------------------------------
+
+    def plan(self, run_id: int, report: IngestReport, progress: ProgressSink) -> list[WorkUnit]:
+        """Register every checkpoint version, skip stored units, batch the rest by length."""
+        req = self.request
+        episodes = self._episodes(report)
+        checkpoints = self._checkpoints(report)
+        if not checkpoints:
+            self._error(report, unit="checkpoints", file=req.logdir, reason="no checkpoints found")
+        total = len(checkpoints) * len(episodes) * len(self.variants)
+        self.writer.update_job(report.job_id, total=total)
+        progress.start(total)
+        # one episode per batch when sampling: a seeded draw must not depend on batch neighbours
+        size = 1 if req.posterior == "sample" else req.batch_size
+        units: list[WorkUnit] = []
+        # newest first: while a long backlog is ingested, the model a user cares about most
+        # (the latest) is the first one on screen
+        newest = sorted(checkpoints, key=lambda r: (r.step is not None, r.step or 0, str(r.path)))
+        for ref in reversed(newest):
+            registered = self._register_checkpoint(run_id, ref, report)
+            for variant in self.variants:
+                if registered is None:  # its error is recorded; count its units as finished
+                    progress.advance(len(episodes), "checkpoint not loadable")
+                    self.writer.update_job(report.job_id, add_done=len(episodes))
+                    continue
+                checkpoint_id, snapshot = registered
+                done = self.writer.done_episode_keys(
+                    checkpoint_id, probe=variant.spec, posterior=req.posterior_label
+                )
+                todo = [e for e in episodes if e.key not in done]
+                if skipped := len(episodes) - len(todo):
+                    report.skipped += skipped
+                    progress.advance(skipped, "already stored")
+                    self.writer.update_job(report.job_id, add_done=skipped)
+                units += [
+                    WorkUnit(report.job_id, run_id, checkpoint_id, snapshot, variant.spec, tuple(b))
+                    for b in _batches(todo, size)
+                ]
+        return units
+
+    def _checkpoints(self, report: IngestReport | None) -> list[ckpt_formats.CheckpointRef]:
+        """The log dir's checkpoints, less those `sources.check_readable` refuses."""
+        req = self.request
+        refs = []
+        for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format):
+            try:
+                sources.check_readable(ref.path, req.logdir)
+            except BadInputError as err:
+                if report:
+                    self._error(
+                        report, unit="checkpoint", file=Path(err.path or ref.path), reason=str(err)
+                    )
+                continue
+            refs.append(ref)
+        return refs
+
+    def _episodes(self, report: IngestReport | None) -> list[EpisodeRef]:
+        req = self.request
+        refs: list[EpisodeRef] = []
+        for directory, fmt in sources.replay_dirs(req.logdir, list(req.replay)):
+
+            def skip(err: BadInputError, directory: Path = directory) -> None:
+                if report:
+                    self._error(
+                        report, unit="replay", file=Path(err.path or directory), reason=str(err)
+                    )
+
+            try:
+                listed = fmt.list(directory, on_error=skip)
+            except BadInputError as err:
+                skip(err)
+                continue
+            for ref in listed:
+                try:
+                    sources.check_readable(ref.path, directory)
+                    if ref.length < 2:  # no transition: nothing for the filter to predict
+                        raise BadInputError(
+                            "episode has one step; a trace needs at least two", path=ref.path
+                        )
+                except BadInputError as err:
+                    skip(err)
+                    continue
+                refs.append(ref)
+        if not refs and report:
+            self._error(report, unit="replay", file=req.logdir, reason="no episodes found")
+        return refs
+
+    def _register_checkpoint(
+        self, run_id: int, ref: ckpt_formats.CheckpointRef, report: IngestReport
+    ) -> tuple[int, ckpt_formats.CheckpointRef] | None:
+        """Snapshot, load once (to check it and read its spec) and register a checkpoint
+        version; returns its id and snapshot, or None (error recorded) if it doesn't load."""
+        snap = self._snapshot(ref)
+        try:
+            if isinstance(snap, str):
+                raise BadInputError(snap, path=ref.path)
+            model = ckpt_formats.load(snap.ref)
+        except BeliefscopeError as err:
+            for key, value in list(self.cache.items()):  # this version won't load next time either
+                if value is snap:
+                    self.cache[key] = str(err)
+            self._error(report, unit=f"checkpoint {ref.path.name}", file=ref.path, reason=str(err))
+            return None
+        spec = model.spec
+        trained_on = spec.config.get("train_episodes") or self._declared_training()
+        checkpoint_id = self.writer.ensure_checkpoint(
+            run_id,
+            content_hash=snap.content_hash,
+            format=ref.format,
+            source_path=str(snap.ref.path),
+            step=ref.step if ref.step is not None else spec.config.get("step"),
+            family=spec.family,
+            config={
+                **_jsonable(spec.config),
+                "origin": str(ref.path),
+                "latent": spec.latent,
+                "deter": spec.deter,
+                "groups": spec.groups,
+                "classes": spec.classes,
+                "action_dim": spec.action_dim,
+                "image_shape": list(spec.image_shape),
+                "train_episodes": list(trained_on),
+            },
+        )
+        return checkpoint_id, snap.ref
+
+    def _declared_training(self) -> list[str]:
+        """Fingerprints of the episodes under `train_replay`, read once."""
+        if self._declared is None:
+            self._declared = []
+            for root in self.request.train_replay:
+                fmt = replay_format_for(root)
+                self._declared.extend(fmt.load(ref).fingerprint for ref in fmt.list(root))
+        return self._declared
+
+    def _error(self, report: IngestReport, *, unit: str, file: Path, reason: str) -> None:
+        report.errors.append(reason)
+        self.writer.record_job_error(report.job_id, unit=unit, file=str(file), reason=reason)
+
+
+def _batches(refs: Sequence[EpisodeRef], size: int) -> Iterator[list[EpisodeRef]]:
+    """Fixed-size batches of similar length, so little compute goes to padding."""
+    ordered = sorted(refs, key=lambda r: (r.length, r.key))
+    for i in range(0, len(ordered), size):
+        yield ordered[i : i + size]
+
+
+def _jsonable(config: dict) -> dict:
+    return {
+        k: v
+        for k, v in config.items()
+        if isinstance(v, str | int | float | bool | list | dict | type(None))
+    }
