@@ -4,19 +4,18 @@ A client names an episode and a step, never a file. The episode's stored source 
 resolve inside a registered data root (`paths.contained`) before its replay format reads it.
 Recon and prediction panels need the checkpoint re-run over the episode: its snapshot is loaded
 through the checkpoint-format registry (no code executed), the filter is run once over the
-whole episode, and both decodes are kept per (checkpoint, episode) in an LRU, so scrubbing
-through an episode costs one model run. Rendered images are kept in an LRU keyed by everything
-drawn on them (including the flag state, so a review change shows at once).
+whole episode, and both decodes are kept per (checkpoint, episode), so scrubbing through an
+episode costs one model run. Rendered images are kept keyed by everything drawn on them
+(including the flag state, so a review change shows at once). Every cache is an LRU bounded by
+bytes that makes each missing value once (`cache.ByteLRU`): a model loads once however many
+requests ask for it at the same time.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -32,45 +31,12 @@ from beliefscope.store.engine import Store
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
 from server import frames
+from server.cache import ByteLRU
 from server.frames import ImageFormat, StepInfo
 from server.paths import contained
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
 DECODE_CHUNK = 256
 """Time steps decoded at once (bounds memory on long episodes)."""
-
-
-class LRU(Generic[K, V]):
-    """A thread-safe LRU of at most `size` entries."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: K, value: V) -> V:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
-
-    def get_or_make(self, key: K, make: Callable[[], V]) -> V:
-        found = self.get(key)
-        return found if found is not None else self.put(key, make())
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,11 +46,23 @@ class Decodes:
     recon: np.ndarray  # posterior reconstruction
     pred: np.ndarray  # prior one-step prediction
 
+    @property
+    def nbytes(self) -> int:
+        return self.recon.nbytes + self.pred.nbytes
+
 
 @dataclass(frozen=True)
 class Rendered:
     data: bytes
     media_type: str
+
+
+@dataclass(frozen=True, eq=False)
+class Loaded:
+    """A model with the bytes of its checkpoint's content (what its weights take in memory)."""
+
+    model: WorldModel
+    nbytes: int
 
 
 class FrameService:
@@ -95,16 +73,21 @@ class FrameService:
         store: Store,
         settings: Settings,
         *,
-        frame_cache: int = 1024,
-        model_cache: int = 4,
-        decode_cache: int = 8,
+        frame_cache_bytes: int = 64 << 20,
+        model_cache_bytes: int = 2 << 30,
+        decode_cache_bytes: int = 512 << 20,
+        truth_cache_bytes: int = 64 << 20,
     ) -> None:
         self._store = store
         self._settings = settings
-        self._frames: LRU[tuple, Rendered] = LRU(frame_cache)
-        self._models: LRU[int, WorldModel] = LRU(model_cache)
-        self._decodes: LRU[tuple[int, int], Decodes] = LRU(decode_cache)
-        self._truth: LRU[int, dict[str, np.ndarray]] = LRU(16)
+        self._frames: ByteLRU[tuple, Rendered] = ByteLRU(frame_cache_bytes, lambda r: len(r.data))
+        self._models: ByteLRU[int, Loaded] = ByteLRU(model_cache_bytes, lambda m: m.nbytes)
+        self._decodes: ByteLRU[tuple[int, int], Decodes] = ByteLRU(
+            decode_cache_bytes, lambda d: d.nbytes
+        )
+        self._truth: ByteLRU[int, dict[str, np.ndarray]] = ByteLRU(
+            truth_cache_bytes, lambda truth: sum(a.nbytes for a in truth.values())
+        )
         self._run_roots: list[Path] | None = None
         self._compute = threading.Lock()  # one model run at a time: they saturate the cores
 
@@ -169,27 +152,21 @@ class FrameService:
         return ckpt
 
     def model(self, ckpt: CheckpointInfo) -> WorldModel:
-        def load() -> WorldModel:
-            path = self.contained_path(ckpt.source_path)
-            return ckpt_formats.load(
-                CheckpointRef(ckpt.format, path, ckpt.step), config=dict(ckpt.config)
-            )
+        def load() -> Loaded:
+            ref = CheckpointRef(ckpt.format, self.contained_path(ckpt.source_path), ckpt.step)
+            files = ckpt_formats.get_format(ref.format).content_files(ref)
+            model = ckpt_formats.load(ref, config=dict(ckpt.config))
+            return Loaded(model, sum(f.stat().st_size for f in files))
 
-        return self._models.get_or_make(ckpt.id, load)
+        return self._models.get_or_make(ckpt.id, load).model
 
     def decodes(self, ckpt: CheckpointInfo, episode: EpisodeInfo) -> Decodes:
-        key = (ckpt.id, episode.id)
-        found = self._decodes.get(key)
-        if found is not None:
-            return found
-        with self._compute:
-            found = self._decodes.get(key)  # another request may have made it meanwhile
-            if found is None:
-                ref = self.episode_ref(episode)
-                found = self._decodes.put(
-                    key, decode_episode(self.model(ckpt), get_format(ref.format).load(ref))
-                )
-        return found
+        def decode() -> Decodes:
+            ref = self.episode_ref(episode)
+            with self._compute:
+                return decode_episode(self.model(ckpt), get_format(ref.format).load(ref))
+
+        return self._decodes.get_or_make((ckpt.id, episode.id), decode)
 
     def step_info(self, episode: EpisodeInfo, ckpt: CheckpointInfo | None, t: int) -> StepInfo:
         """KL and correction of the checkpoint's filter trace at t, and the flag state."""
