@@ -8,7 +8,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,14 @@ from tests.faults.services import RestartablePg, ingest_cmd, restartable_pg, ser
 
 PROBES = ("delay:1", "dropout:5-15")
 EXPECTED = 2 * 4 * (1 + len(PROBES))
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Return as soon as `condition()` holds; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s:.0f} s for {what}"
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -46,7 +54,7 @@ def test_database_restart_during_ingest_and_api_requests(
                         for path in ("/healthz", "/api/v1/runs"):
                             r = client.get(path)
                             answers.append((time.monotonic(), r.status_code, r.text))
-                        time.sleep(0.05)
+                        stop.wait(0.05)
 
             poller = threading.Thread(target=poll)
             poller.start()
@@ -57,17 +65,22 @@ def test_database_restart_during_ingest_and_api_requests(
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            deadline = time.monotonic() + 180
-            while not census(url).keys and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert census(url).keys, "the ingest wrote nothing before the restart"
+            wait_until(lambda: bool(census(url).keys), 180, "a first trace before the restart")
             down_at = time.monotonic()
             pg.stop()
-            time.sleep(3)
+            wait_until(
+                lambda: any(t >= down_at and code == 503 for t, code, _ in answers),
+                60,
+                "a request to meet the database down",
+            )
             pg.start()
             up_at = time.monotonic()
             out, err = ingest.communicate(timeout=300)
-            time.sleep(2)  # some answers after the restart
+            wait_until(
+                lambda: sum(t > up_at + 1 for t, _, _ in answers) >= 5,
+                60,
+                "five answers after the restart",
+            )
             stop.set()
             poller.join()
 
