@@ -17,6 +17,7 @@ from beliefscope.access import Authorizer
 from beliefscope.config import Settings
 from beliefscope.store.engine import Store
 from dashboard.context import Context
+from dashboard.dash_internals import finish_setup
 
 HERE = Path(__file__).parent
 
@@ -50,14 +51,10 @@ def create_dash(
     )
     app.layout = _shell
     _register_shell_callbacks(app)
-    # Dash finishes its setup (assets, the pages' callbacks) on its first request through its
-    # middleware, and adds the catch-all route for deep links (/episodes/12?t=40) on the ASGI
-    # lifespan event. A mounted sub-app gets no lifespan event, and a deep link opened first
-    # would be served before that setup (a page without its scripts), so do both now. Setting up
-    # now also binds the pages' callbacks to this app even when a process builds several.
-    for hook in app.backend._before_request_funcs:  # type: ignore[attr-defined]
-        hook()  # Dash's own first-request setup: assets, pages router, page callbacks
-    app.backend._setup_catchall()  # type: ignore[attr-defined]
+    # Dash finishes its setup on its first request and adds the deep-link route on the ASGI
+    # lifespan event, which a mounted sub-app never gets: do both now. Setting up now also binds
+    # the pages' callbacks to this app even when a process builds several.
+    finish_setup(app)
     return app
 
 

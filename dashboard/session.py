@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dash
 from dash import html
-from dash.backends._fastapi import get_current_request
 
 from beliefscope.access import Presented
 from beliefscope.errors import ForbiddenError, UnauthorizedError
 from dashboard.context import current
+from dashboard.dash_internals import current_request
 
 
 class NotAllowed(Exception):
@@ -22,7 +22,7 @@ class NotAllowed(Exception):
 
 
 def _presented() -> Presented:
-    request = get_current_request()
+    request = current_request()
     return Presented.of(request.headers, request.cookies)
 
 

@@ -81,6 +81,11 @@ FLAG_SCHEMA = pa.schema(
 )
 
 
+def series_tag(probe: str, posterior: str, metric: str) -> str:
+    """The name of one metric of one trace variant in TensorBoard and W&B."""
+    return f"{probe}/{metric}" if posterior == "mode" else f"{probe}@{posterior}/{metric}"
+
+
 def trace_batches(
     store: Store, filters: Filters, batch_rows: int = BATCH_ROWS
 ) -> Iterator[pa.RecordBatch]:

@@ -3,8 +3,9 @@
 (tag `<probe>/<metric>`, `<probe>@<posterior>/<metric>` for sampled posteriors) and x = the
 episode step `t`, so a user can open them next to their training curves.
 
-Written with TensorBoard's own event-file writer: one event per step holding that step's
-metrics. NaN and +/-inf are written as such (TensorBoard stores scalars as float32).
+Written with TensorBoard's own event-file writer (the optional `tensorboard` package,
+`pip install 'beliefscope[tensorboard]'`): one event per step holding that step's metrics. NaN
+and +/-inf are written as such (TensorBoard stores scalars as float32).
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tensorboard.compat.proto.event_pb2 import Event
-from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from beliefscope.errors import BadInputError
 from beliefscope.export.selection import Filters, SelectedTrace, select_traces
-from beliefscope.export.tables import BATCH_ROWS
+from beliefscope.export.tables import BATCH_ROWS, series_tag
 from beliefscope.store.engine import Store
 
 
@@ -29,10 +29,6 @@ class TensorBoardReport:
     directories: int = 0  # (checkpoint, episode) event-file directories written
     traces: int = 0
     points: int = 0  # scalar values written
-
-
-def series_tag(probe: str, posterior: str, metric: str) -> str:
-    return f"{probe}/{metric}" if posterior == "mode" else f"{probe}@{posterior}/{metric}"
 
 
 def run_dir(out: Path, sel: SelectedTrace) -> Path:
@@ -46,8 +42,16 @@ def run_dir(out: Path, sel: SelectedTrace) -> Path:
 def export_tensorboard(
     store: Store, filters: Filters, out: Path, window: int = BATCH_ROWS
 ) -> TensorBoardReport:
+    try:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    except ImportError:
+        raise BadInputError(
+            "the TensorBoard export needs the tensorboard package: "
+            "pip install 'beliefscope[tensorboard]'"
+        ) from None
     report = TensorBoardReport()
-    writers: dict[Path, EventFileWriter] = {}
+    writers: dict[Path, Any] = {}
     try:
         for sel in select_traces(store, filters):
             directory = run_dir(out, sel)
@@ -58,7 +62,9 @@ def export_tensorboard(
                 directory.mkdir(parents=True, exist_ok=True)
                 writers[directory] = EventFileWriter(str(directory))
                 report.directories += 1
-            report.points += _write_trace(store, sel, writers[directory], window)
+            report.points += _write_trace(
+                store, sel, writers[directory], window, event_pb2.Event, summary_pb2.Summary
+            )
             report.traces += 1
     finally:
         for writer in writers.values():
@@ -66,7 +72,10 @@ def export_tensorboard(
     return report
 
 
-def _write_trace(store: Store, sel: SelectedTrace, writer: EventFileWriter, window: int) -> int:
+def _write_trace(
+    store: Store, sel: SelectedTrace, writer: Any, window: int, Event: Any, Summary: Any
+) -> int:
+    """Write one trace's steps, `window` at a time, as `Event`s of `Summary` values."""
     points = 0
     wall = time.time()
     for t0 in range(0, sel.trace.length, window):

@@ -16,8 +16,7 @@ from typing import Any
 
 from beliefscope.errors import BadInputError
 from beliefscope.export.selection import Filters, SelectedTrace, select_traces
-from beliefscope.export.tables import BATCH_ROWS, FLAG_SCHEMA, flag_batches
-from beliefscope.export.tensorboard import series_tag
+from beliefscope.export.tables import BATCH_ROWS, FLAG_SCHEMA, flag_batches, series_tag
 from beliefscope.store.engine import Store
 
 PROJECT = "beliefscope"

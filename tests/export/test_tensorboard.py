@@ -3,6 +3,7 @@ the stored values (float32, as TensorBoard keeps scalars), NaN and +/-inf includ
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,15 @@ def test_filters_limit_the_event_files(tmp_path: Path, store: Store, seeded: Wri
     assert [d.relative_to(out).parts[:2] for d in dirs] == [("alpha", "step-200")] * 2
     for directory in dirs:
         assert {t.split("/")[0] for t in load(directory).Tags()["scalars"]} == {"openloop:3"}
+
+
+def test_without_the_extra_the_export_says_how_to_get_it(
+    tmp_path: Path, store: Store, seeded: Written, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    for name in [m for m in sys.modules if m == "tensorboard" or m.startswith("tensorboard.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if the extra were not installed
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    out = tmp_path / "tb"
+    assert main(["export", "tensorboard", "--store", store.url, "--out", str(out)]) == 2
+    assert "pip install 'beliefscope[tensorboard]'" in capsys.readouterr().err
+    assert not out.exists()
