@@ -102,6 +102,9 @@ def export_wandb(
             report.run_dirs.append(Path(run.dir).parent)
         finally:
             run.finish()
+    # finish() can return while W&B's service process is still writing the run's transaction
+    # log; teardown waits for it, so the offline runs are complete when the export says done
+    wandb.teardown()
     return report
 
 
