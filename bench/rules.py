@@ -85,7 +85,7 @@ def grid(traces: Traces, metric: str) -> list[Rule]:
                     "normalise": norm,
                     "min_duration": duration,
                     "merge_gap": gap,
-                    "probe": METRICS[metric],
+                    "variant": METRICS[metric],
                 }
             )
         )
@@ -143,7 +143,7 @@ def main() -> None:
     chosen = max(candidates, key=lambda rules: goal(train.score(rules)))
     print("chosen (union):")
     for rule in chosen:
-        print(f"  {rule.describe()} on {rule.probe} traces")
+        print(f"  {rule.describe()} on {rule.variant} traces")
     print(f"  training episodes: {describe(train.score(chosen, args.resamples))}")
     for held_dir in args.held:
         held_eps = load(held_dir)

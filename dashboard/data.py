@@ -31,18 +31,18 @@ def traces_of_episode(episode_id: int) -> list[TraceInfo]:
 
 
 def pick_trace(
-    traces: Sequence[TraceInfo], checkpoint_id: int | None, probe: str
+    traces: Sequence[TraceInfo], checkpoint_id: int | None, variant: str
 ) -> TraceInfo | None:
-    """The `mode` trace of (checkpoint, probe); the newest checkpoint's when none is given,
-    and the plain filter trace when the probe does not exist there."""
+    """The `mode` trace of (checkpoint, variant); the newest checkpoint's when none is given,
+    and the plain filter trace when the variant does not exist there."""
     if not traces:
         return None
     if checkpoint_id is None:
         checkpoint_id = max(traces, key=lambda t: t.checkpoint_id).checkpoint_id
     mine = [t for t in traces if t.checkpoint_id == checkpoint_id]
-    for want in (probe, "filter"):
+    for want in (variant, "filter"):
         for posterior in ("mode", None):
-            found = [t for t in mine if t.probe == want and posterior in (None, t.posterior)]
+            found = [t for t in mine if t.variant == want and posterior in (None, t.posterior)]
             if found:
                 return found[0]
     return mine[0] if mine else None

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from beliefscope.access import terminal_user
+from beliefscope.deprecations import old_option
 from beliefscope.errors import BadInputError
 from beliefscope.store.engine import open_store
 from ingest.compute import ComputeOptions
@@ -35,12 +36,13 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         help="SQLAlchemy URL of the store (default: BELIEFSCOPE_STORE or embedded SQLite)",
     )
     parser.add_argument(
-        "--probe",
+        "--variant",
         action="append",
         default=[],
         metavar="SPEC",
         help="trace variant besides `filter`: openloop:K, dropout:A-B, dropout:occluded, delay:D",
     )
+    old_option(parser, "--probe", "--variant", dest="variant", append=True)
     parser.add_argument("--run-name", default=None, help="run name (default: the log dir's name)")
     parser.add_argument(
         "--posterior",
@@ -80,7 +82,7 @@ def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
         logdir=logdir,
         replay=tuple(args.replay),
         run_name=args.run_name,
-        probes=("filter", *args.probe),
+        variants=("filter", *args.variant),
         posterior=args.posterior,
         seed=args.seed,
         device=args.device,

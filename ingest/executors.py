@@ -286,7 +286,7 @@ def _failed(store: Store, unit: WorkUnit, attempts: int, err: BaseException) -> 
     where = unit.episodes[0].path if unit.episodes else unit.checkpoint.path
     store.writer.record_job_error(
         unit.job_id,
-        unit=f"{unit.probe} x {len(unit.episodes)} episodes of checkpoint {unit.checkpoint_id}",
+        unit=f"{unit.variant} x {len(unit.episodes)} episodes of checkpoint {unit.checkpoint_id}",
         file=str(where),
         reason=reason,
     )

@@ -36,7 +36,7 @@ class Planner:
         self.store = store
         self.writer: StoreWriter = store.writer
         self.request = request
-        self.variants: list[Variant] = [parse(p) for p in dict.fromkeys(request.probes)]
+        self.variants: list[Variant] = [parse(v) for v in dict.fromkeys(request.variants)]
         self.snapshots = request.snapshots or get_settings().home / "snapshots"
         self.cache: SnapshotCache = {} if cache is None else cache
         self._declared: list[str] | None = None
@@ -57,7 +57,7 @@ class Planner:
                     set()
                     if checkpoint_id is None
                     else self.writer.done_episode_keys(
-                        checkpoint_id, probe=variant.spec, posterior=req.posterior_label
+                        checkpoint_id, variant=variant.spec, posterior=req.posterior_label
                     )
                 )
                 count += len(keys - done)
@@ -117,7 +117,7 @@ class Planner:
                     continue
                 checkpoint_id, snapshot = registered
                 done = self.writer.done_episode_keys(
-                    checkpoint_id, probe=variant.spec, posterior=req.posterior_label
+                    checkpoint_id, variant=variant.spec, posterior=req.posterior_label
                 )
                 todo = [e for e in episodes if e.key not in done]
                 if skipped := len(episodes) - len(todo):

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         spec = f"delay:{args.steps}"
     if spec is not None:
         parse(spec)  # a bad window is an error before anything runs
-    args.probe = [*args.probe, spec] if spec else args.probe
+    args.variant = [*args.variant, spec] if spec else args.variant
     request = request_from(args, args.run_dir)
     store = open_store(args.store)
     try:
@@ -149,13 +149,13 @@ def _summarise_variant(
         drifts = []
         for info in episodes:
             try:
-                probe = store.queries.find_trace(
-                    checkpoint_id=ckpt.id, episode_id=info.id, probe=spec
+                what_if = store.queries.find_trace(
+                    checkpoint_id=ckpt.id, episode_id=info.id, variant=spec
                 )
                 plain = store.queries.find_trace(checkpoint_id=ckpt.id, episode_id=info.id)
             except NotFoundError:
                 continue
-            p = store.queries.read_trace(trace_id=probe.id, metrics=["correction", "recon_error"])
+            p = store.queries.read_trace(trace_id=what_if.id, metrics=["correction", "recon_error"])
             f = store.queries.read_trace(trace_id=plain.id, metrics=["correction", "recon_error"])
             drifts.append(
                 probes.dropout_drift(
@@ -194,8 +194,8 @@ def _control_drift(model: WorldModel, spec: str, eps: list[Episode]) -> list[pro
         for ep in eps:
             batch = pad_batch([ep])
             (plain,) = compute_traces(ablated, batch)
-            (probe,) = compute_traces(ablated, variant.apply(batch, [ep]))
-            out.append(probes.dropout_drift(_hidden(spec, ep), probe.metrics, plain.metrics))
+            (what_if,) = compute_traces(ablated, variant.apply(batch, [ep]))
+            out.append(probes.dropout_drift(_hidden(spec, ep), what_if.metrics, plain.metrics))
     return out
 
 

@@ -15,7 +15,8 @@ class IngestRequest:
     replay: tuple[Path, ...] = ()
     """Replay directories; empty: every recognised directory under `logdir`."""
     run_name: str | None = None
-    probes: tuple[str, ...] = ("filter",)
+    variants: tuple[str, ...] = ("filter",)
+    """Trace variants to compute (see `ingest.variants`); `filter` is the plain replay."""
     posterior: str = "mode"
     seed: int = 0
     device: str = "cpu"

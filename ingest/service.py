@@ -46,7 +46,7 @@ class Ingestor:
             run_id=run_id,
             args={
                 "logdir": str(req.logdir),
-                "probes": list(req.probes),
+                "variants": list(req.variants),
                 "posterior": req.posterior_label,
                 "started_by": started_by,
                 "host": socket.gethostname(),
@@ -73,7 +73,7 @@ class Ingestor:
                 report.written += result.written
                 report.skipped += result.skipped
                 report.errors += result.errors
-                progress.advance(len(unit.episodes), unit.probe)
+                progress.advance(len(unit.episodes), unit.variant)
                 writer.update_job(job_id, add_done=len(unit.episodes))
             if report.written:  # new traces get their flags now, not at the next rule change
                 reviews = ReviewService(self.store)

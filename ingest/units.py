@@ -33,7 +33,7 @@ class WorkUnit:
     run_id: int
     checkpoint_id: int
     checkpoint: ckpt_formats.CheckpointRef  # the snapshot
-    probe: str
+    variant: str
     episodes: tuple[EpisodeRef, ...]
 
 
@@ -79,7 +79,7 @@ class UnitRunner:
     ) -> UnitResult:
         req = self.request
         result = UnitResult()
-        variant = parse(unit.probe)
+        variant = parse(unit.variant)
         try:
             model = self.model(unit.checkpoint)
         except BeliefscopeError as err:
@@ -104,7 +104,7 @@ class UnitRunner:
         traces = compute_traces(model, batch, options)
         for (_, episode_id), data in zip(loaded, traces, strict=True):
             stored = self.writer.write_trace(
-                unit.checkpoint_id, episode_id, unit.probe, req.posterior_label, data
+                unit.checkpoint_id, episode_id, unit.variant, req.posterior_label, data
             )
             if stored is None:
                 result.skipped += 1
@@ -121,14 +121,14 @@ class UnitRunner:
         variant: Variant,
         result: UnitResult,
     ) -> tuple[Episode, int] | None:
-        """Check a read episode against the model and the probe, and register it."""
+        """Check a read episode against the model and the variant, and register it."""
         try:
             if isinstance(ep, BeliefscopeError):
                 raise ep
             _check_compatible(ep, model)
             if variant.needs_truth() and "occluded" not in ep.truth:
                 raise BadInputError(
-                    f"probe {variant.spec} needs ground truth 'occluded'", path=ref.path
+                    f"trace variant {variant.spec} needs ground truth 'occluded'", path=ref.path
                 )
         except BeliefscopeError as err:
             self._error(unit, result, f"episode {ref.key} / {variant.spec}", ref.path, err)

@@ -1,6 +1,6 @@
 """Trace variants: the plain filter and what-if replays of the same recorded episode.
 
-A variant is named by a spec string stored as the trace's `probe`:
+A variant is named by a spec string stored as the trace's `variant`:
 - `filter`            the recorded episode as it happened (open-loop horizon 5)
 - `openloop:K`        the same filter with open-loop error at horizon K
 - `dropout:A-B`       frames of steps A..B-1 withheld: the model advances on its prior alone
@@ -89,10 +89,11 @@ def parse(spec: str) -> Variant:
         if match:
             args = tuple(int(g) for g in match.groups() if g is not None)
             if kind == "dropout" and args and args[0] >= args[1]:
-                raise BadInputError(f"probe {spec!r}: the window A-B needs A < B")
+                raise BadInputError(f"trace variant {spec!r}: the window A-B needs A < B")
             if kind in ("openloop", "delay") and args[0] < 1:
-                raise BadInputError(f"probe {spec!r}: needs a positive number of steps")
+                raise BadInputError(f"trace variant {spec!r}: needs a positive number of steps")
             return Variant(spec, kind, args)
     raise BadInputError(
-        f"unknown probe {spec!r}; use filter, openloop:K, dropout:A-B, dropout:occluded, delay:D"
+        f"unknown trace variant {spec!r}; "
+        "use filter, openloop:K, dropout:A-B, dropout:occluded, delay:D"
     )

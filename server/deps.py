@@ -69,6 +69,21 @@ ReaderDep = Annotated[Principal, Depends(reader)]
 WriterDep = Annotated[Principal, Depends(writer)]
 
 
+def variant_query(
+    variant: Annotated[
+        str | None, Query(max_length=100, description="trace variant: filter, openloop:5, ...")
+    ] = None,
+    probe: Annotated[
+        str | None, Query(max_length=100, deprecated=True, description="old name of `variant`")
+    ] = None,
+) -> str | None:
+    return variant if variant is not None else probe
+
+
+VariantDep = Annotated[str | None, Depends(variant_query)]
+"""A trace-variant filter, still accepting its old name `probe`."""
+
+
 @dataclass(frozen=True)
 class Pagination:
     limit: int

@@ -132,7 +132,7 @@ class FrameService:
         traced = {
             t.checkpoint_id
             for t in queries.list_traces(
-                episode_id=episode.id, probe="filter", limit=MAX_LIMIT
+                episode_id=episode.id, variant="filter", limit=MAX_LIMIT
             ).items
         }
         ckpts = queries.list_checkpoints(run_id=episode.run_id, limit=MAX_LIMIT).items

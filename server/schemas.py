@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from beliefscope.values.page import Page
 
@@ -104,7 +104,7 @@ class TracePublic(Public):
     id: int
     checkpoint_id: int
     episode_id: int
-    probe: str
+    variant: str
     posterior: str
     length: int
     metrics: list[str]
@@ -276,7 +276,7 @@ class FlagPublic(Public):
     trace_id: int
     checkpoint_id: int
     episode_id: int
-    probe: str
+    variant: str
     t0: int
     t1: int
     source: str
@@ -358,7 +358,7 @@ class RulePublic(Public):
     min_duration: int
     merge_gap: int
     severity: str
-    probe: str
+    variant: str
     enabled: bool
     version: int
     created: datetime
@@ -383,7 +383,12 @@ class RuleWrite(BaseModel):
     min_duration: int | None = Field(default=None, ge=1, le=1_000_000)
     merge_gap: int | None = Field(default=None, ge=0, le=1_000_000)
     severity: Severity | None = None
-    probe: str | None = Field(default=None, max_length=100)
+    variant: str | None = Field(
+        default=None,
+        max_length=100,
+        validation_alias=AliasChoices("variant", "probe"),  # `probe`: its old name
+        description="the trace variant the rule reads (default filter)",
+    )
     enabled: bool | None = None
 
 

@@ -50,7 +50,7 @@ def payload(flag: FlagInfo, base_url: str) -> dict[str, Any]:
             "checkpoint_id": flag.checkpoint_id,
             "episode_id": flag.episode_id,
             "trace_id": flag.trace_id,
-            "probe": flag.probe,
+            "variant": flag.variant,
             "t0": flag.t0,
             "t1": flag.t1,
             "severity": flag.severity,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from beliefscope.deprecations import old_option
 from beliefscope.export.selection import Filters
 from beliefscope.store.engine import open_store
 
@@ -37,8 +38,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="only this episode: its key, else its id (or key:K, id:N)",
     )
     common.add_argument(
-        "--probe", default=None, metavar="SPEC", help="only this probe (filter, openloop:5, ...)"
+        "--variant",
+        default=None,
+        metavar="SPEC",
+        help="only this trace variant (filter, openloop:5, ...)",
     )
+    old_option(common, "--probe", "--variant", dest="variant")
     common.add_argument("--posterior", default=None, help="only this posterior (mode, sample:SEED)")
     sub = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     for what, help_text in (
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         run=args.run,
         checkpoint=args.checkpoint,
         episode=args.episode,
-        probe=args.probe,
+        variant=args.variant,
         posterior=args.posterior,
     )
     store = open_store(args.store)

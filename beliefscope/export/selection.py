@@ -1,4 +1,4 @@
-"""Which traces an export covers: the `--run/--checkpoint/--episode/--probe` filters resolved
+"""Which traces an export covers: the `--run/--checkpoint/--episode/--variant` filters resolved
 against the store, with the names (run, checkpoint step, episode key) each exported row carries.
 
 `--checkpoint` takes a training step or a checkpoint id: a bare number is a step when some
@@ -26,7 +26,7 @@ class Filters:
     run: str | None = None  # run name
     checkpoint: str | None = None  # step or id, see the module docstring
     episode: str | None = None  # key or id
-    probe: str | None = None  # exact probe spec, e.g. "filter", "openloop:5"
+    variant: str | None = None  # exact trace variant, e.g. "filter", "openloop:5"
     posterior: str | None = None  # "mode", "sample:SEED"
 
 
@@ -81,7 +81,7 @@ def select_episode(store: Store, run: RunInfo, spec: str) -> EpisodeInfo | None:
 
 
 def select_traces(store: Store, filters: Filters) -> Iterator[SelectedTrace]:
-    """Matching traces, run by run, checkpoint by training step, then episode and probe.
+    """Matching traces, run by run, checkpoint by training step, then episode and variant.
 
     Raises `BadInputError` when nothing matches, so an export never writes an empty file by
     mistake (a typo in a filter is the usual cause)."""
@@ -98,7 +98,7 @@ def select_traces(store: Store, filters: Filters) -> Iterator[SelectedTrace]:
                 store.queries.list_traces,
                 checkpoint_id=checkpoint.id,
                 episode_id=None if episode_filter is None else episode_filter.id,
-                probe=filters.probe,
+                variant=filters.variant,
                 posterior=filters.posterior,
                 limit=MAX_LIMIT,
             )

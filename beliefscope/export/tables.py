@@ -1,6 +1,6 @@
 """Traces and flags as tables (CSV or Parquet), streamed in bounded record batches.
 
-A trace row is (run, checkpoint, checkpoint_step, episode_id, episode_key, probe, posterior, t)
+A trace row is (run, checkpoint, checkpoint_step, episode_id, episode_key, variant, posterior, t)
 followed by every metric of `beliefscope.values.traces.METRICS` under its name. NaN and +/-inf are
 written as such (`nan`, `inf` in CSV); a metric the trace does not have is empty (null), so
 "not computed" is never confused with NaN. Rows are read window by window through the read
@@ -44,7 +44,7 @@ TRACE_SCHEMA = pa.schema(
         ("checkpoint_step", pa.int64()),
         ("episode_id", pa.int64()),
         ("episode_key", pa.string()),
-        ("probe", pa.string()),
+        ("variant", pa.string()),
         ("posterior", pa.string()),
         ("t", pa.int64()),
         *((name, pa.float64()) for name in METRICS),
@@ -59,7 +59,7 @@ FLAG_SCHEMA = pa.schema(
         ("checkpoint_step", pa.int64()),
         ("episode_id", pa.int64()),
         ("episode_key", pa.string()),
-        ("probe", pa.string()),
+        ("variant", pa.string()),
         ("t0", pa.int64()),
         ("t1", pa.int64()),
         ("source", pa.string()),
@@ -81,9 +81,9 @@ FLAG_SCHEMA = pa.schema(
 )
 
 
-def series_tag(probe: str, posterior: str, metric: str) -> str:
+def series_tag(variant: str, posterior: str, metric: str) -> str:
     """The name of one metric of one trace variant in TensorBoard and W&B."""
-    return f"{probe}/{metric}" if posterior == "mode" else f"{probe}@{posterior}/{metric}"
+    return f"{variant}/{metric}" if posterior == "mode" else f"{variant}@{posterior}/{metric}"
 
 
 def trace_batches(
@@ -104,7 +104,7 @@ def trace_batches(
                 pa.array([sel.checkpoint.step] * n, pa.int64()),
                 pa.array(np.full(n, sel.episode.id), pa.int64()),
                 pa.array([sel.episode.key] * n, pa.string()),
-                pa.array([sel.trace.probe] * n, pa.string()),
+                pa.array([sel.trace.variant] * n, pa.string()),
                 pa.array([sel.trace.posterior] * n, pa.string()),
                 pa.array(t, pa.int64()),
             ]
@@ -148,7 +148,9 @@ def flag_batches(
                     offset=offset,
                 )
                 offset += len(page.items)
-                flags = [f for f in page.items if filters.probe is None or f.probe == filters.probe]
+                flags = [
+                    f for f in page.items if filters.variant is None or f.variant == filters.variant
+                ]
                 rows = []
                 for f in flags:
                     if f.episode_id not in keys:
@@ -164,7 +166,7 @@ def flag_batches(
                             "checkpoint_step": checkpoint.step,
                             "episode_id": f.episode_id,
                             "episode_key": keys[f.episode_id],
-                            "probe": f.probe,
+                            "variant": f.variant,
                             "t0": f.t0,
                             "t1": f.t1,
                             "source": f.source,

@@ -1,6 +1,6 @@
 """TensorBoard event files: one directory (a TensorBoard "run") per (checkpoint, episode),
-`OUT/<run>/<checkpoint>/<episode>/`, with one scalar series per probe and metric
-(tag `<probe>/<metric>`, `<probe>@<posterior>/<metric>` for sampled posteriors) and x = the
+`OUT/<run>/<checkpoint>/<episode>/`, with one scalar series per trace variant and metric (tag
+`<variant>/<metric>`, `<variant>@<posterior>/<metric>` for sampled posteriors) and x = the
 episode step `t`, so a user can open them next to their training curves.
 
 Written with TensorBoard's own event-file writer (the optional `tensorboard` package,
@@ -83,7 +83,7 @@ def _write_trace(
         series = store.queries.read_trace(trace_id=sel.trace.id, t0=t0, t1=t1).series
         if not series:
             continue
-        tags = [series_tag(sel.trace.probe, sel.trace.posterior, m) for m in series]
+        tags = [series_tag(sel.trace.variant, sel.trace.posterior, m) for m in series]
         t = next(iter(series.values())).t
         table = np.stack([s.values for s in series.values()], axis=1)  # (n, M)
         assert table.shape == (len(t), len(tags)), (table.shape, len(t), len(tags))

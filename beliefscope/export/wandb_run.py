@@ -2,7 +2,7 @@
 trace and the review flags as a table, written under `OUT/wandb/` with no network at all
 (`wandb sync` uploads it later, if the user wants).
 
-Series keys are `<checkpoint>/<episode>/<probe>/<metric>` (`step-710/episode-3/filter/kl`),
+Series keys are `<checkpoint>/<episode>/<variant>/<metric>` (`step-710/episode-3/filter/kl`),
 plotted against a custom x axis `t` (the episode step), since W&B's own `_step` only grows. A
 `traces` table maps each `episode-N` to its episode key. Needs the optional `wandb` package
 (`pip install 'beliefscope[wandb]'`).
@@ -77,7 +77,7 @@ def export_wandb(
                     "checkpoint_step",
                     "episode_id",
                     "episode_key",
-                    "probe",
+                    "variant",
                     "posterior",
                     "length",
                 ]
@@ -91,7 +91,7 @@ def export_wandb(
                     sel.checkpoint.step,
                     sel.episode.id,
                     sel.episode.key,
-                    sel.trace.probe,
+                    sel.trace.variant,
                     sel.trace.posterior,
                     sel.trace.length,
                 )
@@ -116,7 +116,7 @@ def _log_trace(store: Store, run: Any, sel: SelectedTrace, window: int) -> int:
         series = store.queries.read_trace(trace_id=sel.trace.id, t0=t0, t1=t1).series
         if not series:
             continue
-        keys = [f"{prefix}/{series_tag(sel.trace.probe, sel.trace.posterior, m)}" for m in series]
+        keys = [f"{prefix}/{series_tag(sel.trace.variant, sel.trace.posterior, m)}" for m in series]
         columns = [s.values.tolist() for s in series.values()]
         for i, t in enumerate(next(iter(series.values())).t.tolist()):
             run.log({"t": t, **{key: column[i] for key, column in zip(keys, columns, strict=True)}})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from beliefscope.access import terminal_user
+from beliefscope.deprecations import old_option
 from beliefscope.errors import BadInputError
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
@@ -19,7 +20,7 @@ _FIELDS = (
     ("min_duration", "consecutive steps needed", None),
     ("merge_gap", "flags at most this many steps apart merge", None),
     ("severity", "severity of the flags it makes", SEVERITIES),
-    ("probe", "which traces it reads (default filter)", None),
+    ("variant", "which trace variant it reads (default filter)", None),
     ("enabled", "true or false", None),
 )
 
@@ -38,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         setter.add_argument(
             f"--{field.replace('_', '-')}", dest=field, help=help_text, choices=choices
         )
+    old_option(setter, "--probe", "--variant", dest="variant")
     applier = sub.add_parser(
         "apply", parents=[common], help="recompute flags of rules from the stored traces"
     )
@@ -61,7 +63,7 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     for info in store.reviews.list_rules(all_versions=args.all_versions):
         rule = info.rule
         state = "" if rule.enabled else " (disabled)"
-        print(f"{rule.name}@{rule.version}{state}: {rule.describe()}  [probe {rule.probe}]")
+        print(f"{rule.name}@{rule.version}{state}: {rule.describe()}  [variant {rule.variant}]")
     return 0
 
 

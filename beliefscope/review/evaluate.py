@@ -48,7 +48,7 @@ def _load_truth(info: EpisodeInfo) -> Truth | None:
     return occluded, slip
 
 
-SIGNAL_PROBE = {"belief_jump": "decode"}
+SIGNAL_VARIANT = {"belief_jump": "decode"}
 """Where a metric lives when it is not on the filter trace."""
 
 
@@ -82,16 +82,16 @@ def score_checkpoint(
         rules = [r for r in rules if r.name in rule_names]
     else:
         rules = [r for r in rules if r.enabled]
-    wanted = {(r.name, r.probe) for r in rules}
+    wanted = {(r.name, r.variant) for r in rules}
     flags: dict[int, list[FlagSummary]] = defaultdict(list)
     live = store.reviews.all_flags(checkpoint_id=checkpoint_id, source="rule", include_stale=False)
     for f in live:
-        if (f.rule_name, f.probe) in wanted:
+        if (f.rule_name, f.variant) in wanted:
             flags[f.episode_id].append(FlagSummary(f.t0, f.t1, f.peak, f.severity, f.state))
     trained = training_fingerprints(store, checkpoint_id)
-    probe = SIGNAL_PROBE.get(metric, "filter")
+    variant = SIGNAL_VARIANT.get(metric, "filter")
     cols = store.reviews.read_metric_columns(
-        metric=metric, probe=probe, checkpoint_ids=[checkpoint_id]
+        metric=metric, variant=variant, checkpoint_ids=[checkpoint_id]
     )
     episodes = []
     for i, episode_id in enumerate(cols.episode_ids.tolist()):

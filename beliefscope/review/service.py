@@ -67,13 +67,13 @@ class ReviewService:
         run_id: int | None = None,
         checkpoint_ids: Sequence[int] | None = None,
     ) -> ApplyResult:
-        """Recompute the flags of rule `name` (newest version unless given) over its probe's
-        traces in scope, keeping every human review (see `reconcile`)."""
+        """Recompute the flags of rule `name` (newest version unless given) over the traces
+        of its variant in scope, keeping every human review (see `reconcile`)."""
         info = self._reviews.get_rule(name=name, version=version)
         rule = info.rule
         started = time.perf_counter()
         cols = self._reviews.read_metric_columns(
-            metric=rule.metric, probe=rule.probe, run_id=run_id, checkpoint_ids=checkpoint_ids
+            metric=rule.metric, variant=rule.variant, run_id=run_id, checkpoint_ids=checkpoint_ids
         )
         read_done = time.perf_counter()
         if rule.enabled:
@@ -125,13 +125,13 @@ class ReviewService:
         """The raw metric level `rule` holds this trace to: robust thresholds are computed over
         the trace's checkpoint, episode-normalised ones shifted back by the trace's median, and
         the floor applies. None when the rule reads another trace variant or cannot tell."""
-        if rule.probe != trace.probe and trace.probe != "filter":
+        if rule.variant != trace.variant and trace.variant != "filter":
             return None
         if rule.mode == "absolute" and rule.normalise == "none":
             level = rule.threshold
         else:
             cols = self._reviews.read_metric_columns(
-                metric=rule.metric, probe=rule.probe, checkpoint_ids=[trace.checkpoint_id]
+                metric=rule.metric, variant=rule.variant, checkpoint_ids=[trace.checkpoint_id]
             )
             mine = np.flatnonzero(cols.trace_ids == trace.id)
             if not len(mine):
@@ -152,11 +152,11 @@ class ReviewService:
     # -- the episode review queue ------------------------------------------------------------
 
     def review_queue(
-        self, *, checkpoint_id: int, probe: str = "filter", limit: int = 50
+        self, *, checkpoint_id: int, variant: str = "filter", limit: int = 50
     ) -> tuple[EpisodePriority, ...]:
         """Episodes of a checkpoint ranked by review priority (from their non-dismissed
         flags); episodes without flags are left out."""
-        flags = self._reviews.all_flags(checkpoint_id=checkpoint_id, probe=probe)
+        flags = self._reviews.all_flags(checkpoint_id=checkpoint_id, variant=variant)
         by_episode: dict[tuple[int, str, int], list[FlagSummary]] = defaultdict(list)
         for f in flags:
             by_episode[(f.episode_id, f.episode_key, f.trace_id)].append(
@@ -172,9 +172,11 @@ class ReviewService:
         ranked.sort(key=lambda e: (-e.score, e.episode_id))
         return tuple(ranked[:limit])
 
-    def episode_priorities(self, *, checkpoint_id: int, probe: str = "filter") -> dict[int, float]:
+    def episode_priorities(
+        self, *, checkpoint_id: int, variant: str = "filter"
+    ) -> dict[int, float]:
         """Every flagged episode's priority score (episode id -> score) for one checkpoint."""
-        queue = self.review_queue(checkpoint_id=checkpoint_id, probe=probe, limit=10**9)
+        queue = self.review_queue(checkpoint_id=checkpoint_id, variant=variant, limit=10**9)
         return {e.episode_id: e.score for e in queue}
 
     # -- chronic findings --------------------------------------------------------------------
@@ -183,12 +185,14 @@ class ReviewService:
         self,
         *,
         run_id: int,
-        probe: str = "filter",
+        variant: str = "filter",
         params: diagnostics.DiagnosticParams | None = None,
     ) -> tuple[diagnostics.Finding, ...]:
         """Chronic findings of a run's checkpoints (computed from stored correction, not
         stored)."""
-        cols = self._reviews.read_metric_columns(metric="correction", probe=probe, run_id=run_id)
+        cols = self._reviews.read_metric_columns(
+            metric="correction", variant=variant, run_id=run_id
+        )
         ckpts = self._store.queries.list_checkpoints(run_id=run_id, limit=MAX_LIMIT).items
         params = params or diagnostics.DiagnosticParams()
         columns, unscaled = [], []

@@ -22,7 +22,7 @@ class MetricColumnTable(Surface):
         self,
         *,
         metric: str,
-        probe: str = "filter",
+        variant: str = "filter",
         posterior: str = "mode",
         run_id: int | None = None,
         checkpoint_ids: Sequence[int] | None = None,
@@ -33,7 +33,7 @@ class MetricColumnTable(Surface):
         if metric not in STEP_METRICS:
             raise BadInputError(f"unknown metric {metric!r}; known: {', '.join(STEP_METRICS)}")
         scope = _trace_scope(
-            probe=probe, posterior=posterior, run_id=run_id, checkpoint_ids=checkpoint_ids
+            variant=variant, posterior=posterior, run_id=run_id, checkpoint_ids=checkpoint_ids
         )
         traces_q = (
             sa.select(Trace.id, Trace.checkpoint_id, Trace.episode_id, Trace.length)
@@ -99,10 +99,10 @@ class MetricColumnTable(Surface):
 
 
 def _trace_scope(
-    *, probe: str, posterior: str, run_id: int | None, checkpoint_ids: Sequence[int] | None
+    *, variant: str, posterior: str, run_id: int | None, checkpoint_ids: Sequence[int] | None
 ) -> list[Any]:
     """WHERE conditions selecting the traces a rule reads."""
-    conditions = [Trace.probe == probe, Trace.posterior == posterior]
+    conditions = [Trace.variant == variant, Trace.posterior == posterior]
     if checkpoint_ids is not None:
         conditions.append(Trace.checkpoint_id.in_(list(checkpoint_ids)))
     if run_id is not None:

@@ -45,7 +45,7 @@ from beliefscope.values.traces import (
     TraceArray as TraceArrayValue,
 )
 
-SUMMARY_PROBE, SUMMARY_POSTERIOR = "filter", "mode"
+SUMMARY_VARIANT, SUMMARY_POSTERIOR = "filter", "mode"
 EpisodeOrder = Literal["key", "length", "return", "created"]
 
 _checkpoint_count = sa.select(sa.func.count()).where(Checkpoint.run_id == Run.id).scalar_subquery()
@@ -84,7 +84,9 @@ _EPISODES = sa.select(
     *(c for c in Episode.__table__.columns if c.key != "return"),
     Episode.episode_return.label("episode_return"),
 )
-_TRACES = sa.select(Trace)
+_TRACES = sa.select(
+    *(c for c in Trace.__table__.columns if c.key != "probe"), Trace.variant.label("variant")
+)
 _JOBS = sa.select(
     *Job.__table__.columns,
     sa.select(sa.func.count()).where(JobError.job_id == Job.id).scalar_subquery().label("n_errors"),
@@ -165,23 +167,23 @@ class Queries(Surface):
         *,
         checkpoint_id: int | None = None,
         episode_id: int | None = None,
-        probe: str | None = None,
+        variant: str | None = None,
         posterior: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> Page[TraceInfo]:
         """Traces matching every given filter; for one (checkpoint, episode) these are the
-        probes available to show."""
+        variants available to show."""
         query = _TRACES
         for column, value in (
             (Trace.checkpoint_id, checkpoint_id),
             (Trace.episode_id, episode_id),
-            (Trace.probe, probe),
+            (Trace.variant, variant),
             (Trace.posterior, posterior),
         ):
             if value is not None:
                 query = query.where(column == value)
-        order = [Trace.checkpoint_id, Trace.episode_id, Trace.probe, Trace.posterior]
+        order = [Trace.checkpoint_id, Trace.episode_id, Trace.variant, Trace.posterior]
         with self._store.connect() as conn:
             page = self._page(query, Trace.id, order, limit, offset, dict, conn=conn)
             arrays = self._array_names(conn, [row["id"] for row in page.items])
@@ -192,16 +194,21 @@ class Queries(Surface):
         return self._trace(Trace.id == trace_id, f"no trace with id {trace_id}")
 
     def find_trace(
-        self, *, checkpoint_id: int, episode_id: int, probe: str = "filter", posterior: str = "mode"
+        self,
+        *,
+        checkpoint_id: int,
+        episode_id: int,
+        variant: str = "filter",
+        posterior: str = "mode",
     ) -> TraceInfo:
         where = sa.and_(
             Trace.checkpoint_id == checkpoint_id,
             Trace.episode_id == episode_id,
-            Trace.probe == probe,
+            Trace.variant == variant,
             Trace.posterior == posterior,
         )
         message = (
-            f"no {probe!r} trace ({posterior}) of checkpoint {checkpoint_id} "
+            f"no {variant!r} trace ({posterior}) of checkpoint {checkpoint_id} "
             f"on episode {episode_id}"
         )
         return self._trace(where, message)
@@ -288,13 +295,13 @@ class Queries(Surface):
             .join(steps, steps.c.trace_id == Trace.id)
             .where(
                 Trace.checkpoint_id == checkpoint_id,
-                Trace.probe == SUMMARY_PROBE,
+                Trace.variant == SUMMARY_VARIANT,
                 Trace.posterior == SUMMARY_POSTERIOR,
             )
         )
         count = sa.select(sa.func.count()).where(
             Trace.checkpoint_id == checkpoint_id,
-            Trace.probe == SUMMARY_PROBE,
+            Trace.variant == SUMMARY_VARIANT,
             Trace.posterior == SUMMARY_POSTERIOR,
         )
         with self._store.connect() as conn:

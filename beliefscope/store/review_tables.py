@@ -34,7 +34,8 @@ class ReviewRule(Base):
     min_duration: Mapped[int] = mapped_column(sa.Integer)
     merge_gap: Mapped[int] = mapped_column(sa.Integer)
     severity: Mapped[str] = mapped_column(sa.String(16))
-    probe: Mapped[str] = mapped_column(sa.String(100))
+    variant: Mapped[str] = mapped_column("probe", sa.String(100))
+    """The trace variant the rule reads (column `probe`, named before variants had a word)."""
     enabled: Mapped[bool] = mapped_column(sa.Boolean)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(sa.String(100))

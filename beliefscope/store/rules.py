@@ -113,5 +113,6 @@ class RuleTable(Surface):
 
 
 def _rule_info(row: Any) -> RuleInfo:
-    data = {k: getattr(row, k) for k in Rule.__dataclass_fields__}
+    data = {k: getattr(row, k) for k in Rule.__dataclass_fields__ if k != "variant"}
+    data["variant"] = row.probe  # the column's name (see `ReviewRule.variant`)
     return RuleInfo(row.id, Rule(**data), row.created, row.created_by)

@@ -124,10 +124,11 @@ class Episode(Base):
 
 
 class Trace(Base):
-    """One unit of ingest work: (checkpoint, episode, probe, posterior).
+    """One unit of ingest work: (checkpoint, episode, trace variant, posterior).
 
     `posterior` is part of the unit: a sampled trace (`sample:SEED`) must not be skipped because
-    the deterministic `mode` trace of the same probe exists.
+    the deterministic `mode` trace of the same variant exists. The variant's column is named
+    `probe`, as it was before trace variants had their own word.
     """
 
     __tablename__ = "traces"
@@ -138,7 +139,7 @@ class Trace(Base):
     episode_id: Mapped[int] = mapped_column(
         sa.ForeignKey("episodes.id", ondelete="CASCADE"), index=True
     )
-    probe: Mapped[str] = mapped_column(sa.String(100))
+    variant: Mapped[str] = mapped_column("probe", sa.String(100))
     posterior: Mapped[str] = mapped_column(sa.String(50))
     length: Mapped[int] = mapped_column(sa.Integer)
     metrics_mask: Mapped[int] = mapped_column(sa.Integer)
@@ -169,7 +170,7 @@ transaction (`trace_arrays` keeps its cascading key: a few rows per trace)."""
 
 class TraceArray(Base):
     """An n-d per-step array of a trace: `kl_groups` (T, G), `post_probs`/`prior_probs`
-    (T, g, K) as float16, and probe extras as `extra:<name>` in their own dtype."""
+    (T, g, K) as float16, and variant or probe extras as `extra:<name>` in their own dtype."""
 
     __tablename__ = "trace_arrays"
 

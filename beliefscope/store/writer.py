@@ -1,6 +1,6 @@
 """The store's write side: idempotent upserts, one-transaction trace writes, job state.
 
-A trace is the unit of ingest work, (checkpoint, episode, probe, posterior). `write_trace` writes
+A trace is the unit of ingest work, (checkpoint, episode, variant, posterior). `write_trace` writes
 its row, all step rows and its arrays in one transaction, so a crash leaves nothing behind, and
 skips a unit that already exists (the unique key decides, so concurrent writers of one unit end
 with exactly one trace: SQLite serialises writers with `BEGIN IMMEDIATE`; on PostgreSQL the
@@ -152,34 +152,36 @@ class StoreWriter(Surface):
     # -- traces --------------------------------------------------------------------------
 
     def trace_done(
-        self, checkpoint_id: int, episode_id: int, probe: str, posterior: str = "mode"
+        self, checkpoint_id: int, episode_id: int, variant: str, posterior: str = "mode"
     ) -> bool:
         with self._store.connect() as conn:
             found = conn.execute(
                 sa.select(Trace.id).where(
                     Trace.checkpoint_id == checkpoint_id,
                     Trace.episode_id == episode_id,
-                    Trace.probe == probe,
+                    Trace.variant == variant,
                     Trace.posterior == posterior,
                 )
             ).first()
         return found is not None
 
-    def done_episodes(self, checkpoint_id: int, *, probe: str, posterior: str = "mode") -> set[int]:
-        """Ids of the episodes whose trace for this checkpoint, probe and posterior is stored
+    def done_episodes(
+        self, checkpoint_id: int, *, variant: str, posterior: str = "mode"
+    ) -> set[int]:
+        """Ids of the episodes whose trace for this checkpoint, variant and posterior is stored
         (one query for a whole ingest plan instead of one `trace_done` per unit)."""
         with self._store.connect() as conn:
             rows = conn.execute(
                 sa.select(Trace.episode_id).where(
                     Trace.checkpoint_id == checkpoint_id,
-                    Trace.probe == probe,
+                    Trace.variant == variant,
                     Trace.posterior == posterior,
                 )
             )
             return {int(r) for r in rows.scalars()}
 
     def done_episode_keys(
-        self, checkpoint_id: int, *, probe: str, posterior: str = "mode"
+        self, checkpoint_id: int, *, variant: str, posterior: str = "mode"
     ) -> set[str]:
         """Keys of the episodes whose unit is stored: planning happens before episodes are
         loaded (and registered), so it goes by the replay format's stable key."""
@@ -189,14 +191,14 @@ class StoreWriter(Surface):
                 .join(Trace, Trace.episode_id == Episode.id)
                 .where(
                     Trace.checkpoint_id == checkpoint_id,
-                    Trace.probe == probe,
+                    Trace.variant == variant,
                     Trace.posterior == posterior,
                 )
             )
             return set(rows.scalars())
 
     def write_trace(
-        self, checkpoint_id: int, episode_id: int, probe: str, posterior: str, data: TraceData
+        self, checkpoint_id: int, episode_id: int, variant: str, posterior: str, data: TraceData
     ) -> int | None:
         """Store one unit in one transaction; returns its trace id, or None when the unit was
         already stored (by an earlier run or a concurrent writer) and nothing was written."""
@@ -212,7 +214,7 @@ class StoreWriter(Surface):
         row = {
             "checkpoint_id": checkpoint_id,
             "episode_id": episode_id,
-            "probe": probe,
+            "variant": variant,
             "posterior": posterior,
             "length": length,
             "metrics_mask": sum(1 << STEP_METRICS.index(name) for name in present),

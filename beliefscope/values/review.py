@@ -57,8 +57,8 @@ class Rule:
     merge_gap: int = 0
     """Kept runs at most this many unmarked steps apart become one flag."""
     severity: Severity = "medium"
-    probe: str = "filter"
-    """Which traces the rule reads (`filter` = the recorded episodes as they happened)."""
+    variant: str = "filter"
+    """Which trace variant the rule reads (`filter` = the recorded episodes as they happened)."""
     enabled: bool = True
     version: int = 0
 
@@ -149,7 +149,7 @@ def make_rule(data: Mapping[str, Any]) -> Rule:
         min_duration=_integer("min_duration", data.get("min_duration", 2), 1),
         merge_gap=_integer("merge_gap", data.get("merge_gap", 0), 0),
         severity=_choice("severity", data.get("severity", "medium"), SEVERITIES),  # type: ignore[arg-type]
-        probe=str(data.get("probe", "filter")),
+        variant=str(data.get("variant", "filter")),
         enabled=bool(enabled),
         version=_integer("version", data.get("version", 0), 0),
     )
@@ -180,7 +180,7 @@ class FlagInfo:
     trace_id: int
     checkpoint_id: int
     episode_id: int
-    probe: str
+    variant: str
     t0: int
     t1: int
     source: str  # "rule" or "manual"

@@ -1,7 +1,8 @@
 """Runs, checkpoints, episodes and traces: the per-step belief metrics every layer names alike
 (store columns, API, exports), what ingest computes and what the read layer returns.
 
-`TraceData` is the value ingest computes for one (checkpoint, episode, probe) and the store
+`TraceData` is the value ingest computes for one (checkpoint, episode, trace variant) and the
+store
 writes in one transaction; its columns are numpy arrays of length T. Read values are frozen.
 NaN and +/-inf are kept as such everywhere. A metric the model cannot produce (e.g. no reward
 head) is absent from `TraceSeries.series` and named in `TraceSeries.absent`, so "not available"
@@ -48,7 +49,8 @@ class TraceData:
     post_probs: np.ndarray | None = None  # (T, g, K) for the first g groups (categorical only)
     prior_probs: np.ndarray | None = None  # (T, g, K)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
-    """Probe-specific per-step series (e.g. decoded object position), stored beside metrics."""
+    """Per-step series of a variant or a probe (e.g. the decoded object position), stored beside
+    the metrics."""
 
     def __post_init__(self) -> None:
         unknown = set(self.metrics) - set(METRICS)
@@ -111,7 +113,7 @@ class TraceInfo:
     id: int
     checkpoint_id: int
     episode_id: int
-    probe: str  # "filter", "openloop:5", "dropout:10-30", ...
+    variant: str  # "filter", "openloop:5", "dropout:10-30", ... (the `probe` column)
     posterior: str  # "mode" or "sample:SEED"
     length: int
     metrics: tuple[str, ...]  # metrics computed for this trace, in STEP_METRICS order

@@ -49,7 +49,7 @@ def layout(
         if ep is None:
             return ui.missing("Nothing to compare yet: ingest at least two checkpoints.")
     checkpoints = {c.id: c for c in data.checkpoints_of(ep.run_id)}
-    traces = [x for x in data.traces_of_episode(ep.id) if x.probe == "filter"]
+    traces = [x for x in data.traces_of_episode(ep.id) if x.variant == "filter"]
     have = sorted(
         {x.checkpoint_id for x in traces},
         key=lambda i: (checkpoints[i].step or 0, i) if i in checkpoints else (0, i),
@@ -248,11 +248,11 @@ def _summary(a_id: int, b_id: int) -> dag.AgGrid:
     store = current().store
     ta = {
         x.episode_id: x
-        for x in q.list_traces(checkpoint_id=a_id, probe="filter", limit=MAX_LIMIT).items
+        for x in q.list_traces(checkpoint_id=a_id, variant="filter", limit=MAX_LIMIT).items
     }
     tb = {
         x.episode_id: x
-        for x in q.list_traces(checkpoint_id=b_id, probe="filter", limit=MAX_LIMIT).items
+        for x in q.list_traces(checkpoint_id=b_id, variant="filter", limit=MAX_LIMIT).items
     }
     counts = {}
     for cid in (a_id, b_id):

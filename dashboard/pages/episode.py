@@ -1,6 +1,7 @@
 """Episode forensics: the frame player beside stacked, x-linked plots of one trace.
 
-URL: /episodes/<episode_id>?checkpoint=<id>&probe=<probe>&t=<step>&flag=<id>&rule=<name>.
+URL: /episodes/<episode_id>?checkpoint=<id>&variant=<spec>&t=<step>&flag=<id>&rule=<name>
+(`probe=` of older links is read as `variant=`).
 Scrubbing is clientside (components/player.py); the server answers zoom (a min/max downsampled
 re-read of the visible window) and review writes.
 """
@@ -37,7 +38,8 @@ def _int(value: Any, default: int | None = None) -> int | None:
 def layout(
     episode_id: str | None = None,
     checkpoint: str | None = None,
-    probe: str = "filter",
+    variant: str | None = None,
+    probe: str | None = None,
     t: str | None = None,
     flag: str | None = None,
     rule: str | None = None,
@@ -51,7 +53,7 @@ def layout(
         return ui.missing(f"No episode with id {episode_id}.")
     run = q.get_run(run_id=episode.run_id)
     traces = data.traces_of_episode(episode.id)
-    trace = data.pick_trace(traces, _int(checkpoint), probe)
+    trace = data.pick_trace(traces, _int(checkpoint), variant or probe or "filter")
     checkpoints = {c.id: c for c in data.checkpoints_of(run.id)}
     active = data.rule_for() if rule is None else _rule_named(rule)
     header = _header(episode, run, traces, trace, checkpoints, active)
@@ -95,7 +97,7 @@ def layout(
                     "length": trace.length,
                     "line": line,
                     "episode": episode.id,
-                    "shown": [trace.checkpoint_id, trace.probe, active.name if active else None],
+                    "shown": [trace.checkpoint_id, trace.variant, active.name if active else None],
                 },
             ),
             dcc.Store(id="ep-sel", data=selected.id if selected else None),
@@ -164,8 +166,8 @@ def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
         {t.checkpoint_id for t in traces},
         key=lambda i: (checkpoints[i].step or 0, i) if i in checkpoints else (0, i),
     )
-    probes = sorted(
-        {t.probe for t in traces if trace is None or t.checkpoint_id == trace.checkpoint_id}
+    variants = sorted(
+        {t.variant for t in traces if trace is None or t.checkpoint_id == trace.checkpoint_id}
     )
     rules = [i.rule for i in current().store.reviews.list_rules()]
     facts = [
@@ -200,11 +202,11 @@ def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
                         ),
                     ),
                     ui.field(
-                        "probe",
+                        "variant",
                         dcc.Dropdown(
-                            id="ep-probe",
-                            options=probes,
-                            value=trace.probe if trace else None,
+                            id="ep-variant",
+                            options=variants,
+                            value=trace.variant if trace else None,
                             clearable=False,
                             className="bs-dd",
                         ),
@@ -282,17 +284,17 @@ def zoom(window: dict | None, trace_data: dict | None) -> Patch:
 @callback(
     Output("bs-url", "href", allow_duplicate=True),
     Input("ep-ckpt", "value"),
-    Input("ep-probe", "value"),
+    Input("ep-variant", "value"),
     Input("ep-rule", "value"),
     State("ep-trace", "data"),
     State("ep-t", "data"),
     prevent_initial_call=True,
 )
-def switch(checkpoint: int, probe: str, rule: str | None, trace_data: dict, t: int) -> str:
-    """Another checkpoint, probe or threshold rule is another URL (so it can be shared)."""
-    if [checkpoint, probe, rule] == trace_data["shown"]:
+def switch(checkpoint: int, variant: str, rule: str | None, trace_data: dict, t: int) -> str:
+    """Another checkpoint, variant or threshold rule is another URL (so it can be shared)."""
+    if [checkpoint, variant, rule] == trace_data["shown"]:
         raise PreventUpdate  # the dropdowns reporting the values they were rendered with
-    query = f"checkpoint={checkpoint}&probe={probe}&t={t or 0}"
+    query = f"checkpoint={checkpoint}&variant={variant}&t={t or 0}"
     query += f"&rule={rule or 'none'}"  # "none": no threshold line (absent: the default)
     return f"/episodes/{trace_data['episode']}?{query}"
 

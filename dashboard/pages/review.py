@@ -288,7 +288,7 @@ def show(flag_id: int | None, _rev: int) -> tuple[Any, ...]:
         .replace("{t}", str(at))
     )
     href = (
-        f"/episodes/{flag.episode_id}?checkpoint={flag.checkpoint_id}&probe={flag.probe}"
+        f"/episodes/{flag.episode_id}?checkpoint={flag.checkpoint_id}&variant={flag.variant}"
         f"&t={flag.t0}&flag={flag.id}"
     )
     link = html.Span(

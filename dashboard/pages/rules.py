@@ -1,7 +1,7 @@
 """Rules: edit a flag rule's threshold and shape with a live preview of the flags it would make.
 
 URL: /rules?rule=<name>. The preview recomputes the edited rule over the stored steps of its
-probe's traces (`beliefscope.review.segments`, no model run) and compares it per checkpoint with
+variant's traces (`beliefscope.review.segments`, no model run) and compares it per checkpoint with
 the stored version; "Save & apply" stores a new version and re-flags, keeping human reviews.
 """
 
@@ -199,11 +199,11 @@ def preview(*args: Any) -> tuple[Any, ...]:
     except BeliefscopeError as err:
         return dash.no_update, html.Span(str(err), style={"color": "#cf222e"}), dash.no_update
     reviews = current().store.reviews
-    cols = reviews.read_metric_columns(metric=edited.metric, probe=edited.probe)
+    cols = reviews.read_metric_columns(metric=edited.metric, variant=edited.variant)
     old_cols = (
         cols
         if stored.metric == edited.metric
-        else reviews.read_metric_columns(metric=stored.metric, probe=stored.probe)
+        else reviews.read_metric_columns(metric=stored.metric, variant=stored.variant)
     )
     ids = sorted({int(i) for i in cols.checkpoint_ids} | {int(i) for i in old_cols.checkpoint_ids})
     labels = []

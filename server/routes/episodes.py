@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 
 from beliefscope.errors import BadInputError
-from server.deps import ContextDep, IdPath, IdQuery, PageDep, QueriesDep, StepPath
+from server.deps import ContextDep, IdPath, IdQuery, PageDep, QueriesDep, StepPath, VariantDep
 from server.frame_service import Rendered
 from server.frames import PANELS
 from server.schemas import EpisodePublic, TracesPublic
@@ -53,14 +53,14 @@ def episode_traces(
     queries: QueriesDep,
     episode_id: IdPath,
     page: PageDep,
+    variant: VariantDep,
     checkpoint_id: IdQuery = None,
-    probe: Annotated[str | None, Query(max_length=100)] = None,
 ) -> TracesPublic:
     queries.get_episode(episode_id=episode_id)
     found = queries.list_traces(
         episode_id=episode_id,
         checkpoint_id=checkpoint_id,
-        probe=probe,
+        variant=variant,
         limit=page.limit,
         offset=page.offset,
     )

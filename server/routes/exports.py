@@ -20,7 +20,7 @@ from beliefscope.export.tables import (
     trace_batches,
     write_table,
 )
-from server.deps import ContextDep
+from server.deps import ContextDep, VariantDep
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -55,16 +55,16 @@ def _download(
 @router.get("/traces", response_class=FileResponse, responses=_FILE)
 def export_traces(
     ctx: ContextDep,
+    variant: VariantDep,
     run: Name = None,
     checkpoint: Name = None,
     episode: Name = None,
-    probe: Name = None,
     posterior: Name = None,
     format: Literal["csv", "parquet"] = "csv",
 ) -> FileResponse:
     """Every step of the selected traces (run name; checkpoint step or id; episode key or
-    id; probe; posterior), one row per step, one column per metric."""
-    filters = Filters(run, checkpoint, episode, probe, posterior)
+    id; trace variant; posterior), one row per step, one column per metric."""
+    filters = Filters(run, checkpoint, episode, variant, posterior)
     return _download(
         "traces",
         format,

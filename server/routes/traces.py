@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from beliefscope.errors import BadInputError
-from server.deps import IdPath, IdQuery, PageDep, QueriesDep
+from server.deps import IdPath, IdQuery, PageDep, QueriesDep, VariantDep
 from server.schemas import TraceArrayPublic, TracePublic, TraceSeriesPublic, TracesPublic
 
 router = APIRouter(prefix="/traces", tags=["traces"])
@@ -20,15 +20,15 @@ MAX_POINTS = 100_000
 def list_traces(
     queries: QueriesDep,
     page: PageDep,
+    variant: VariantDep,
     checkpoint_id: IdQuery = None,
     episode_id: IdQuery = None,
-    probe: Annotated[str | None, Query(max_length=100)] = None,
     posterior: Annotated[str | None, Query(max_length=50)] = None,
 ) -> TracesPublic:
     found = queries.list_traces(
         checkpoint_id=checkpoint_id,
         episode_id=episode_id,
-        probe=probe,
+        variant=variant,
         posterior=posterior,
         limit=page.limit,
         offset=page.offset,

@@ -1,7 +1,7 @@
 """A real store served by the real app, and a real headless Chromium, for the browser tests.
 
 The store is built the way a user builds one: MuJoCo world episodes, a tiny native model
-trained for a few updates (two checkpoints), `beliefscope ingest` with a dropout probe, the
+trained for a few updates (two checkpoints), `beliefscope ingest` with a dropout variant, the
 default rules applied, one manual flag, and an API token for a reviewer.
 """
 
@@ -56,7 +56,7 @@ def build_store(
     root: Path,
     *,
     episodes: dict[int, int] | None = None,
-    probes: tuple[str, ...] = ("dropout:occluded",),
+    variants: tuple[str, ...] = ("dropout:occluded",),
 ) -> UiData:
     """World -> train -> ingest -> rules, all through the real commands. `episodes` maps an
     episode length to how many episodes of that length (default: four of 100 steps)."""
@@ -107,8 +107,8 @@ def build_store(
     )
     _cli("db", "upgrade", "--store", url, env=env)
     replays = [arg for w in worlds for arg in ("--replay", w)]
-    probe_args = [arg for probe in probes for arg in ("--probe", probe)]
-    _cli("ingest", run, *replays, "--store", url, *probe_args, "--threads", 1, env=env)
+    variant_args = [arg for variant in variants for arg in ("--variant", variant)]
+    _cli("ingest", run, *replays, "--store", url, *variant_args, "--threads", 1, env=env)
     store = open_store(url)
     try:
         q = store.queries

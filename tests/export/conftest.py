@@ -20,7 +20,7 @@ ABSENT = "reward_pred"
 @dataclass(frozen=True)
 class Written:
     """What `seed_store` wrote: trace id -> (run, step, checkpoint id, episode id, key,
-    probe, metrics)."""
+    variant, metrics)."""
 
     traces: dict[int, tuple[str, int, int, int, str, str, dict[str, np.ndarray]]]
 
@@ -52,13 +52,13 @@ def seed_store(store: Store, lengths: tuple[int, ...] = (7, 5)) -> Written:
                 ep = w.ensure_episode(
                     run, key=key, format="native", source_path=f"/e/{i}.npz", length=length
                 )
-                for probe in ("filter", "openloop:3"):
+                for variant in ("filter", "openloop:3"):
                     seed += 1
                     metrics = metrics_for(seed, length)
                     data = TraceData(metrics=metrics, kl_groups=np.zeros((length, 2)))
-                    trace = w.write_trace(ckpt, ep, probe, "mode", data)
+                    trace = w.write_trace(ckpt, ep, variant, "mode", data)
                     assert trace is not None
-                    traces[trace] = (run_name, step, ckpt, ep, key, probe, metrics)
+                    traces[trace] = (run_name, step, ckpt, ep, key, variant, metrics)
     return Written(traces)
 
 

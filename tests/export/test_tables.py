@@ -31,13 +31,13 @@ def check_rows(frame: pd.DataFrame, written: Written, trace_ids: list[int]) -> N
     assert len(frame) == expected_rows
     offset = 0
     for trace_id in trace_ids:
-        run, step, ckpt, episode, key, probe, metrics = written.traces[trace_id]
+        run, step, ckpt, episode, key, variant, metrics = written.traces[trace_id]
         n = len(metrics["kl"])
         part = frame.iloc[offset : offset + n]
         offset += n
         assert (part["run"] == run).all() and (part["checkpoint_step"] == step).all()
         assert (part["checkpoint"] == ckpt).all() and (part["episode_id"] == episode).all()
-        assert (part["episode_key"] == key).all() and (part["probe"] == probe).all()
+        assert (part["episode_key"] == key).all() and (part["variant"] == variant).all()
         assert (part["posterior"] == "mode").all()
         assert part["t"].tolist() == list(range(n))
         for name in METRICS:
@@ -76,7 +76,7 @@ def test_csv_writes_nan_inf_and_absent_distinctly(tmp_path: Path, store: Store, 
             "100",
             "--episode",
             "native:replay/alpha-ep0.npz",
-            "--probe",
+            "--variant",
             "filter",
         ]
     )
@@ -92,9 +92,11 @@ def test_filters(tmp_path: Path, store: Store, seeded: Written) -> None:
     def ids(**where: object) -> list[int]:
         return sorted(
             i
-            for i, (run, step, ckpt, ep, key, probe, _) in seeded.traces.items()
+            for i, (run, step, ckpt, ep, key, variant, _) in seeded.traces.items()
             if all(
-                {"run": run, "step": step, "ckpt": ckpt, "ep": ep, "key": key, "probe": probe}[k]
+                {"run": run, "step": step, "ckpt": ckpt, "ep": ep, "key": key, "variant": variant}[
+                    k
+                ]
                 == v
                 for k, v in where.items()
             )
@@ -115,7 +117,9 @@ def test_filters(tmp_path: Path, store: Store, seeded: Written) -> None:
     check_rows(export("--checkpoint", f"id:{ckpt_id}"), seeded, alpha_200)
     key = "native:replay/beta-ep1.npz"
     check_rows(
-        export("--episode", key, "--probe", "openloop:3"), seeded, ids(key=key, probe="openloop:3")
+        export("--episode", key, "--variant", "openloop:3"),
+        seeded,
+        ids(key=key, variant="openloop:3"),
     )
     episode_id = seeded.traces[ids(key=key)[0]][3]
     check_rows(export("--run", "beta", "--episode", str(episode_id)), seeded, ids(key=key))
@@ -128,7 +132,9 @@ def test_no_match_is_a_clear_error_and_writes_nothing(
     assert (
         main(["export", "traces", "--store", store.url, "--out", str(out), "--probe", "nope"]) == 2
     )
-    assert "no stored traces match --probe nope" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the old spelling still works, with a note
+    assert "--probe is deprecated, use --variant" in err
+    assert "no stored traces match --variant nope" in err
     assert not out.exists() and not list(tmp_path.glob(".none.csv*"))
     assert (
         main(["export", "traces", "--store", store.url, "--out", str(out), "--run", "gamma"]) == 2

@@ -28,14 +28,14 @@ def test_event_files_per_checkpoint_and_episode(
     dirs = sorted(p.parent for p in out.rglob("events.out.tfevents.*"))
     pairs = {(run, step, episode) for run, step, _, episode, *_ in seeded.traces.values()}
     assert len(dirs) == len(pairs) == 6
-    for trace_id, (run, step, _, episode, key, probe, metrics) in seeded.traces.items():
+    for trace_id, (run, step, _, episode, key, variant, metrics) in seeded.traces.items():
         safe_key = key.replace(":", "_").replace("/", "_")
         directory = out / run / f"step-{step}" / f"episode-{episode}-{safe_key}"
         acc = load(directory)
         tags = set(acc.Tags()["scalars"])
-        assert f"{probe}/{ABSENT}" not in tags  # a metric the trace lacks is no series
+        assert f"{variant}/{ABSENT}" not in tags  # a metric the trace lacks is no series
         for name, values in metrics.items():
-            events = acc.Scalars(f"{probe}/{name}")
+            events = acc.Scalars(f"{variant}/{name}")
             assert [e.step for e in events] == list(range(len(values))), (trace_id, name)
             got = np.array([e.value for e in events], np.float32)
             np.testing.assert_array_equal(got, values.astype(np.float32), err_msg=name)
@@ -47,7 +47,7 @@ def test_event_files_per_checkpoint_and_episode(
 
 def test_filters_limit_the_event_files(tmp_path: Path, store: Store, seeded: Written) -> None:
     out = tmp_path / "tb"
-    args = ["--run", "alpha", "--checkpoint", "200", "--probe", "openloop:3"]
+    args = ["--run", "alpha", "--checkpoint", "200", "--variant", "openloop:3"]
     assert main(["export", "tensorboard", "--store", store.url, "--out", str(out), *args]) == 0
     dirs = sorted(p.parent for p in out.rglob("events.out.tfevents.*"))
     assert [d.relative_to(out).parts[:2] for d in dirs] == [("alpha", "step-200")] * 2

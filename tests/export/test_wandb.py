@@ -48,8 +48,8 @@ def test_offline_run_holds_series_and_flags(tmp_path: Path, store: Store, seeded
             if key.startswith("step-"):
                 by_key.setdefault(key, {})[int(row["t"])] = value  # type: ignore[arg-type]
     for trace_id in alpha:
-        _, step, _, episode, _, probe, metrics = seeded.traces[trace_id]
-        prefix = f"step-{step}/episode-{episode}/{probe}"
+        _, step, _, episode, _, variant, metrics = seeded.traces[trace_id]
+        prefix = f"step-{step}/episode-{episode}/{variant}"
         assert f"{prefix}/{ABSENT}" not in by_key
         for name, values in metrics.items():
             got = by_key[f"{prefix}/{name}"]

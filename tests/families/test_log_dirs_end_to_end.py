@@ -56,7 +56,7 @@ def native_log_dir(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Path]]]:
-    """One store holding the three log dirs, each ingested twice: plain, then with a probe."""
+    """One store holding the three log dirs, each ingested twice: plain, then with a variant."""
     root = tmp_path_factory.mktemp("logdirs")
     with pytest.MonkeyPatch.context() as mp:
         from beliefscope.config import get_settings
@@ -72,8 +72,8 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
         }
         for logdir in dirs.values():
             assert main(["ingest", str(logdir), "--store", url, "--threads", "1"]) == 0
-            probe = ["--probe", "openloop:3"]
-            assert main(["ingest", str(logdir), "--store", url, "--threads", "1", *probe]) == 0
+            variant = ["--variant", "openloop:3"]
+            assert main(["ingest", str(logdir), "--store", url, "--threads", "1", *variant]) == 0
         yield url, dirs
     get_settings.cache_clear()
 
@@ -105,7 +105,7 @@ def test_dreamerv3_torch_mode_kl_matches_the_reference(ingested, tmp_path: Path)
         tmp_path / "t.parquet",
         "--run",
         dirs["dreamerv3-torch"].name,
-        "--probe",
+        "--variant",
         "filter",
         "--posterior",
         "mode",
@@ -128,7 +128,7 @@ def test_official_mode_kl_matches_the_reference(ingested, tmp_path: Path) -> Non
         tmp_path / "t.csv",
         "--run",
         dirs["dreamerv3"].name,
-        "--probe",
+        "--variant",
         "filter",
         "--episode",
         crossing.key,
@@ -154,8 +154,8 @@ def test_official_mode_kl_matches_the_reference(ingested, tmp_path: Path) -> Non
 def test_open_loop_probe_works_for_every_family(ingested, tmp_path: Path, family: str) -> None:
     url, dirs = ingested
     frame = export(url, tmp_path / "t.parquet", "--run", dirs[family].name)
-    for (probe, _), trace in frame.groupby(["probe", "episode_id"]):
-        k = 3 if probe == "openloop:3" else OPENLOOP_K
+    for (variant, _), trace in frame.groupby(["variant", "episode_id"]):
+        k = 3 if variant == "openloop:3" else OPENLOOP_K
         error = trace.sort_values("t")["openloop_error"].to_numpy()
-        assert np.isnan(error[:k]).all(), (probe, error[:k])
-        assert np.isfinite(error[k:]).all() and (error[k:] > 0).all(), (family, probe)
+        assert np.isnan(error[:k]).all(), (variant, error[:k])
+        assert np.isfinite(error[k:]).all() and (error[k:] > 0).all(), (family, variant)

@@ -331,7 +331,7 @@ def test_ingest_and_export_match_torchrl_with_no_flags(tmp_path: Path, capsys) -
                 assert main(["ingest", str(folder), "--store", url, "--threads", "1"]) == 0
             assert "missing key ('next', 'pixels')" in capsys.readouterr().out
             out = tmp_path / "traces.csv"
-            args = ["--run", logdir.name, "--probe", "filter", "--store", url, "--out", str(out)]
+            args = ["--run", logdir.name, "--variant", "filter", "--store", url, "--out", str(out)]
             assert main(["export", "traces", *args]) == 0
         finally:
             get_settings.cache_clear()

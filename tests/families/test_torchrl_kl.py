@@ -371,7 +371,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         get_settings.cache_clear()
         try:
             assert main(["ingest", str(logdir), "--store", url, "--threads", "1"]) == 0
-            args = ["--run", logdir.name, "--probe", "filter", "--store", url, "--out", str(out)]
+            args = ["--run", logdir.name, "--variant", "filter", "--store", url, "--out", str(out)]
             assert main(["export", "traces", *args]) == 0
         finally:
             get_settings.cache_clear()

@@ -27,8 +27,10 @@ from tests.builders import ingest
 from tests.faults.integrity import census
 
 
-def _request(args: argparse.Namespace, probes: list[str]) -> IngestRequest:
-    return IngestRequest(logdir=args.run, replay=(args.replay,), batch_size=1, probes=tuple(probes))
+def _request(args: argparse.Namespace, variants: list[str]) -> IngestRequest:
+    return IngestRequest(
+        logdir=args.run, replay=(args.replay,), batch_size=1, variants=tuple(variants)
+    )
 
 
 def _fork_ingest(url: str, request: IngestRequest, out: Path | None = None) -> int:
@@ -85,7 +87,7 @@ def kill(args: argparse.Namespace) -> dict[str, Any]:
     A child that finished before its kill is recorded as such (`killed` false, its exit code),
     never signalled after it was reaped. Then one ingest that may finish."""
     rng = random.Random(args.seed)
-    request = _request(args, args.probe)
+    request = _request(args, args.variant)
     rounds = []
     to_commit = args.max_delay
     for i in range(args.rounds):
@@ -124,7 +126,7 @@ def kill(args: argparse.Namespace) -> dict[str, Any]:
 def concurrent(args: argparse.Namespace) -> dict[str, Any]:
     """Two ingests of overlapping work started together; a deadlock shows as a timeout."""
     outs = [args.out / "a.json", args.out / "b.json"]
-    requests = [_request(args, args.probe), _request(args, args.other_probe)]
+    requests = [_request(args, args.variant), _request(args, args.other_variant)]
     began = time.monotonic()
     pids = [_fork_ingest(args.url, req, out) for req, out in zip(requests, outs, strict=True)]
     exits: list[int | None] = [None, None]
@@ -154,8 +156,8 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--replay", type=Path, required=True)
-    parser.add_argument("--probe", action="append", required=True)
-    parser.add_argument("--other-probe", action="append", default=[])
+    parser.add_argument("--variant", action="append", required=True)
+    parser.add_argument("--other-variant", action="append", default=[])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-delay", type=float, default=1.0)

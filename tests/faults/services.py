@@ -109,7 +109,7 @@ def served(store_url: str, home: Path) -> Iterator[str]:
             proc.wait()
 
 
-def ingest_cmd(run: Path, replay: Path, *probes: str) -> list[str]:
+def ingest_cmd(run: Path, replay: Path, *variants: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -120,5 +120,5 @@ def ingest_cmd(run: Path, replay: Path, *probes: str) -> list[str]:
         str(replay),
         "--batch-size",
         "1",
-        *(f"--probe={p}" for p in probes),
+        *(f"--variant={v}" for v in variants),
     ]

@@ -63,11 +63,11 @@ def test_32_clients_for_60_s_during_ingest_see_no_errors(
         for thread in clients:
             thread.start()
         k = 0
-        while time.monotonic() < until - 5:  # new probes keep the ingest writing all along
+        while time.monotonic() < until - 5:  # new variants keep the ingest writing all along
             k += 1
-            probes = (f"delay:{k}", f"dropout:{k}-{k + 10}")
+            variants = (f"delay:{k}", f"dropout:{k}-{k + 10}")
             done = subprocess.run(
-                ingest_cmd(run_dir, world, *probes),
+                ingest_cmd(run_dir, world, *variants),
                 env=env,
                 capture_output=True,
                 text=True,

@@ -14,7 +14,7 @@ import pytest
 from tests.faults.integrity import assert_complete_once
 
 PROBES = ["filter", "delay:1", "delay:2", "dropout:5-15"]  # 32 units: room for 20 kills
-EXPECTED = 2 * 4 * len(PROBES)  # checkpoints x episodes x probes
+EXPECTED = 2 * 4 * len(PROBES)  # checkpoints x episodes x variants
 
 
 def harness(mode: str, url: str, run: Path, replay: Path, *extra: str, timeout: int = 600) -> dict:
@@ -45,7 +45,7 @@ def test_twenty_kills_then_a_rerun_store_every_trace_once(
         store_url,
         run_dir,
         world,
-        *(f"--probe={p}" for p in PROBES),
+        *(f"--variant={p}" for p in PROBES),
         "--rounds",
         "20",
         "--seed",
@@ -80,8 +80,8 @@ def test_two_ingests_of_overlapping_work_write_each_trace_once(
         store_url,
         run_dir,
         world,
-        *(f"--probe={p}" for p in first),
-        *(f"--other-probe={p}" for p in second),
+        *(f"--variant={p}" for p in first),
+        *(f"--other-variant={p}" for p in second),
         "--timeout",
         "300",
         "--out",
@@ -101,7 +101,7 @@ def test_two_ingests_of_overlapping_work_write_each_trace_once(
 def test_a_child_that_finishes_before_its_kill_is_recorded_not_signalled(
     sqlite_url: str, world: Path, run_dir: Path
 ) -> None:
-    probes = [f"--probe={p}" for p in PROBES]
+    probes = [f"--variant={p}" for p in PROBES]
     harness("kill", sqlite_url, run_dir, world, *probes, "--rounds", "0")  # final run fills it
     # an even round waits for a commit that never comes: the child exits with nothing to do
     result = harness("kill", sqlite_url, run_dir, world, *probes, "--rounds", "1")

@@ -65,7 +65,7 @@ def _filter_kl(url: str) -> list[float]:
     checkpoint = q.list_checkpoints(run_id=run.id).items[-1]
     episode = q.list_episodes(run_id=run.id).items[0]
     (trace,) = q.list_traces(
-        checkpoint_id=checkpoint.id, episode_id=episode.id, probe="filter"
+        checkpoint_id=checkpoint.id, episode_id=episode.id, variant="filter"
     ).items
     return list(q.read_trace(trace_id=trace.id, metrics=["kl"]).series["kl"].values)
 
@@ -74,7 +74,7 @@ def test_dask_ingest_is_local_ingest_on_workers(
     store_url: str, tmp_path: Path, cluster: str, world: Path, run_dir: Path
 ) -> None:
     request = IngestRequest(
-        logdir=run_dir, replay=(world,), batch_size=2, probes=("filter", "delay:1")
+        logdir=run_dir, replay=(world,), batch_size=2, variants=("filter", "delay:1")
     )
     progress = _Count()
     report = ingest(

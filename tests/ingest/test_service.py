@@ -22,7 +22,7 @@ from tests.builders import ingest_run, make_run
 
 
 def _traces(url: str) -> list[tuple[int, int, str, int, int]]:
-    """(checkpoint, episode, probe, declared length, stored step rows) of every trace."""
+    """(checkpoint, episode, variant, declared length, stored step rows) of every trace."""
     store = open_store(url)
     q = store.queries
     out = []
@@ -31,17 +31,17 @@ def _traces(url: str) -> list[tuple[int, int, str, int, int]]:
             for ep in q.list_episodes(run_id=run.id).items:
                 for tr in q.list_traces(checkpoint_id=ck.id, episode_id=ep.id).items:
                     rows = q.read_trace(trace_id=tr.id, metrics=["kl"]).series["kl"]
-                    out.append((ck.id, ep.id, tr.probe, tr.length, len(rows.t)))
+                    out.append((ck.id, ep.id, tr.variant, tr.length, len(rows.t)))
     return out
 
 
 def test_ingest_end_to_end_and_rerun_skips(store_url: str, world: Path, run_dir: Path) -> None:
-    report = ingest_run(store_url, run_dir, world, probes=("filter", "dropout:occluded"))
+    report = ingest_run(store_url, run_dir, world, variants=("filter", "dropout:occluded"))
     assert report.errors == []
-    assert report.written == 2 * 4 * 2  # checkpoints x episodes x probes
+    assert report.written == 2 * 4 * 2  # checkpoints x episodes x variants
     traces = _traces(store_url)
     assert len(traces) == 16 and all(length == rows == 40 for *_, length, rows in traces)
-    again = ingest_run(store_url, run_dir, world, probes=("filter", "dropout:occluded"))
+    again = ingest_run(store_url, run_dir, world, variants=("filter", "dropout:occluded"))
     assert again.written == 0 and again.skipped == 16
     assert len(_traces(store_url)) == 16
     q = open_store(store_url).queries
@@ -52,7 +52,7 @@ def test_ingest_end_to_end_and_rerun_skips(store_url: str, world: Path, run_dir:
 
     store = open_store(store_url)
     assert {i.rule.metric for i in store.reviews.list_rules()} >= {"kl", "correction"}
-    assert store.reviews.read_metric_columns(metric="kl", probe="filter").trace_ids.size == 8
+    assert store.reviews.read_metric_columns(metric="kl", variant="filter").trace_ids.size == 8
     ck = q.list_checkpoints(run_id=run.id).items[0]
     assert ck.family == "native" and ck.step in (1, 2) and len(ck.content_hash) == 64
 
@@ -122,9 +122,9 @@ def test_kill_9_mid_ingest_leaves_no_partial_trace(
         str(world),
         "--batch-size",
         "1",
-        "--probe",
+        "--variant",
         "delay:2",
-        "--probe",
+        "--variant",
         "dropout:5-15",
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -164,7 +164,7 @@ def test_readers_see_whole_traces_while_ingest_writes(
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        ingest_run(sqlite_url, run_dir, world, batch_size=1, probes=("filter", "delay:1"))
+        ingest_run(sqlite_url, run_dir, world, batch_size=1, variants=("filter", "delay:1"))
     finally:
         done.set()
         thread.join()
@@ -218,7 +218,7 @@ def test_sampled_posterior_is_reproducible(sqlite_url: str, world: Path, run_dir
 
 @pytest.mark.parametrize(
     "args",
-    [["/no/such/dir"], ["{run}", "--replay", "/no/such/replay"], ["{run}", "--probe", "warp:3"]],
+    [["/no/such/dir"], ["{run}", "--replay", "/no/such/replay"], ["{run}", "--variant", "warp:3"]],
 )
 def test_cli_bad_paths_fail_in_one_line(args: list[str], run_dir: Path, sqlite_url: str) -> None:
     args = [a.format(run=run_dir) for a in args]

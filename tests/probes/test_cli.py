@@ -27,8 +27,8 @@ def test_probe_dropout_openloop_and_decode(run_dir: Path, sqlite_url: str, capsy
     assert "dropout:5-15" in out and "ablated memory" in out
     store = open_store(sqlite_url)
     (ckpt,) = store.queries.list_checkpoints(run_id=store.queries.find_run(name="r").id).items
-    probes = {t.probe for t in store.queries.list_traces(checkpoint_id=ckpt.id).items}
-    assert probes == {"filter", "dropout:5-15"}
+    variants = {t.variant for t in store.queries.list_traces(checkpoint_id=ckpt.id).items}
+    assert variants == {"filter", "dropout:5-15"}
     summary = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="dropout:5-15")
     assert summary["episodes"] == 4 and summary["gap_steps"] == 10
     assert np.isfinite(summary["resume_correction"]) and "control" in summary
@@ -40,7 +40,7 @@ def test_probe_dropout_openloop_and_decode(run_dir: Path, sqlite_url: str, capsy
     assert main(["probe", "decode", *base, "--samples", "3", "--future", "4"]) == 0
     decode = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="decode")
     assert len(decode["train_episodes"]) == 2 and np.isfinite(decode["visible_error"])
-    trace = store.queries.list_traces(checkpoint_id=ckpt.id, probe="decode").items[0]
+    trace = store.queries.list_traces(checkpoint_id=ckpt.id, variant="decode").items[0]
     extras = {"extra:decoded_pos", "extra:decoded_prior_pos", "extra:futures_mean"}
     assert extras | {"extra:futures_spread"} <= set(trace.arrays)
     assert "belief_jump" in trace.metrics

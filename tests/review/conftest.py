@@ -38,7 +38,7 @@ def add_run(
     traces: dict[int, list[np.ndarray]],
     *,
     name: str = "run",
-    probe: str = "filter",
+    variant: str = "filter",
     config: dict | None = None,
 ) -> dict[str, list[int]]:
     """Write one checkpoint per key of `traces` (the key is its training step) with one trace
@@ -62,7 +62,7 @@ def add_run(
             )
             if ep not in ids["episodes"]:
                 ids["episodes"].append(ep)
-            trace = w.write_trace(ckpt, ep, probe, "mode", trace_data(kl))
+            trace = w.write_trace(ckpt, ep, variant, "mode", trace_data(kl))
             assert trace is not None
             ids["traces"].append(trace)
     ids["run"] = [run]

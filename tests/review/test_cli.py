@@ -134,9 +134,9 @@ def test_score_splits_training_and_held_out_episodes_and_unions_every_rules_flag
         )  # fmt: skip
         w.write_trace(ckpt, episode, "filter", "mode", trace_data(kl))
         w.write_trace(ckpt, episode, "decode", "mode", trace_data(kl, belief_jump=jump))
-    for name, metric, probe in (("k", "kl", "filter"), ("j", "belief_jump", "decode")):
+    for name, metric, variant in (("k", "kl", "filter"), ("j", "belief_jump", "decode")):
         args = ["rules", "set", name, "--store", sqlite_url, "--metric", metric, "--mode"]
-        assert main([*args, "absolute", "--threshold", "8", "--probe", probe]) == 0
+        assert main([*args, "absolute", "--threshold", "8", "--variant", variant]) == 0
     for name in ("kl-spike", "correction-spike"):
         assert main(["rules", "set", name, "--store", sqlite_url, "--enabled", "false"]) == 0
     assert main(["rules", "apply", "--store", sqlite_url]) == 0

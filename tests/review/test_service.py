@@ -286,9 +286,9 @@ def test_effective_threshold_is_the_level_flags_rise_above(store, service):
     first = store.queries.get_trace(trace_id=ids["traces"][0])
     plain = service.set_rule(name="a", changes={**RULE, "floor": 7}, who="ann").rule
     assert service.effective_threshold(plain, first) == 7.0  # the floor is above the threshold
-    other = service.set_rule(name="d", changes={**RULE, "probe": "dropout:1-3"}, who="ann").rule
+    other = service.set_rule(name="d", changes={**RULE, "variant": "dropout:1-3"}, who="ann").rule
     assert service.effective_threshold(other, first) == 5.0  # a filter trace shows any rule
-    ids = add_run(store, {2: [spiky(10, [])]}, name="other", probe="delay:1")
+    ids = add_run(store, {2: [spiky(10, [])]}, name="other", variant="delay:1")
     delayed = store.queries.get_trace(trace_id=ids["traces"][0])
     assert service.effective_threshold(other, delayed) is None  # another variant's traces
 

@@ -128,3 +128,14 @@ def test_unknown_ids_and_bad_queries(client: TestClient) -> None:
     assert unknown.status_code == 400 and "nope" in unknown.json()["detail"]
     backwards = client.get(f"/api/v1/traces/{trace['id']}/series", params={"t0": 9, "t1": 3})
     assert backwards.status_code == 400
+
+
+def test_variant_filters_accept_the_old_name_probe(client: TestClient, auth: dict) -> None:
+    by_variant = client.get("/api/v1/traces", params={"variant": "filter"}).json()
+    by_probe = client.get("/api/v1/traces", params={"probe": "filter"}).json()
+    assert by_variant == by_probe and by_variant["count"] >= 1
+    assert {t["variant"] for t in by_variant["data"]} == {"filter"}
+    assert client.get("/api/v1/traces", params={"variant": "delay:9"}).json()["count"] == 0
+    old = {"name": "old-body", "metric": "kl", "threshold": 3, "probe": "delay:1"}
+    created = client.post("/api/v1/rules", json=old, headers=auth)
+    assert created.status_code == 201 and created.json()["variant"] == "delay:1"

@@ -49,8 +49,8 @@ def test_runs_checkpoints_and_traces(seeded: Seeded) -> None:
         seeded.run_id, content_hash="f" * 64, format="native", source_path="/y"
     )
     w.ensure_run("run-0", logdir="/logs/0")
-    for probe in ("filter", "openloop:5", "dropout:10-30"):
-        w.write_trace(seeded.checkpoint_id, seeded.episode_id, probe, "mode", make_trace(20))
+    for variant in ("filter", "openloop:5", "dropout:10-30"):
+        w.write_trace(seeded.checkpoint_id, seeded.episode_id, variant, "mode", make_trace(20))
     w.write_trace(late, seeded.episode_id, "filter", "mode", make_trace(20))
     runs = q.list_runs()
     assert [r.name for r in runs.items] == ["run-0", "run-a"]
@@ -66,7 +66,7 @@ def test_runs_checkpoints_and_traces(seeded: Seeded) -> None:
     assert [c.id for c in checkpoints] == [seeded.checkpoint_id, late, unknown]
     assert [c.n_traces for c in checkpoints] == [3, 1, 0]
     traces = q.list_traces(checkpoint_id=seeded.checkpoint_id, episode_id=seeded.episode_id)
-    assert sorted(t.probe for t in traces.items) == ["dropout:10-30", "filter", "openloop:5"]
+    assert sorted(t.variant for t in traces.items) == ["dropout:10-30", "filter", "openloop:5"]
     page = q.list_traces(checkpoint_id=seeded.checkpoint_id, limit=2, offset=2)
     assert page.total == 3 and len(page.items) == 1
     found = q.find_trace(checkpoint_id=late, episode_id=seeded.episode_id)

@@ -49,7 +49,7 @@ def test_duplicate_unit_is_skipped(seeded: Seeded) -> None:
     assert _count(seeded, steps) == 40
     # a sampled posterior is another unit, not a duplicate
     assert w.write_trace(*args[:3], "sample:7", make_trace(40)) is not None
-    assert w.done_episodes(seeded.checkpoint_id, probe="filter") == {seeded.episode_id}
+    assert w.done_episodes(seeded.checkpoint_id, variant="filter") == {seeded.episode_id}
 
 
 def test_write_trace_is_all_or_nothing(seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +104,7 @@ def test_concurrent_writers_of_one_unit_leave_exactly_one_trace(
 
 def test_job_lifecycle(seeded: Seeded) -> None:
     w, q = seeded.store.writer, seeded.store.queries
-    job_id = w.create_job("ingest", run_id=seeded.run_id, args={"probes": ["filter"]}, total=3)
+    job_id = w.create_job("ingest", run_id=seeded.run_id, args={"variants": ["filter"]}, total=3)
     assert q.get_job(job_id=job_id).state == "queued"
     w.start_job(job_id)
     w.update_job(job_id, add_done=1)
