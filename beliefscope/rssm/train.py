@@ -2,7 +2,9 @@
 
 Episodes are joined into one stream (their `is_first` flags keep them apart) and training
 windows are drawn uniformly from it, so episodes shorter than the window still count. The
-first step of every window is a reset, because the state before it is unknown.
+first step of every window is a reset, because the state before it is unknown. The stream is
+ordered by episode content (fingerprint), not by file name or directory order, so the same
+episodes give the same weights wherever and however they are stored.
 """
 
 from __future__ import annotations
@@ -420,7 +422,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or default_threads())
     if args.out.exists() and not args.out.is_dir():
         raise BadInputError("--out exists and is not a directory", path=args.out)
-    stream = Stream.join([ep for root in args.replay for ep in load_episodes(root)])
+    episodes = [ep for root in args.replay for ep in load_episodes(root)]
+    stream = Stream.join(sorted(episodes, key=lambda ep: ep.fingerprint))
     init = None
     if args.init is not None:
         init = load_checkpoint(args.init)

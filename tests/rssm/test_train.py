@@ -150,3 +150,15 @@ def test_cli_rejects_an_unknown_device(tmp_path: Path, capsys) -> None:
     replay = write_replay(tmp_path / "replay", square_world(1, 10))
     code = _cli(replay, tmp_path / "run", "--steps", "1", "--save-every", "1", "--device", "tpu9")
     assert code == 2 and "unknown --device 'tpu9'" in capsys.readouterr().err
+
+
+def test_the_same_episodes_under_other_file_names_give_the_same_weights(tmp_path: Path) -> None:
+    """The stream is ordered by content: renaming or re-saving a replay changes nothing."""
+    episodes = square_world(3, 10)
+    first = write_replay(tmp_path / "first", episodes)
+    renamed = write_replay(tmp_path / "renamed", list(reversed(episodes)))
+    args = ["--steps", "2", "--save-every", "2", "--batch", "2", "--length", "6"]
+    assert _cli(first, tmp_path / "a", *args) == 0
+    assert _cli(renamed, tmp_path / "b", *args) == 0
+    name = "ckpt-00000002.safetensors"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
