@@ -8,8 +8,8 @@ For each checkpoint: the belief probe (fit on --fit's episodes, which should be 
 model trained on; scored on --eval's, which it never saw) as error by steps since hiding on
 plain occlusions, beside the visible-step error and the training-mean baseline, for both probe
 fits (`known`: view and memory; `visible`: the view only); then the slip-vs-plain AUC of the
-window peak of kl, correction and the belief jump, with 95% bootstrap intervals (episodes
-resampled). Everything is computed in this process, one torch thread.
+window peak of kl, correction, reward surprise and the belief jump, with 95% bootstrap
+intervals (episodes resampled). Everything is computed in this process, one torch thread.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from beliefscope.rssm import formats  # noqa: E402
 from ingest import probes  # noqa: E402
 from ingest.compute import compute_traces, pad_batch  # noqa: E402
 
+AUC_METRICS = ("kl", "correction", "reward_error", "belief_jump")
 SHOWN = (1, 3, 5, 7, 9)
 """Steps since hiding in the table; the last column is 9 and more."""
 
@@ -41,7 +42,7 @@ def load(root: Path) -> list[Episode]:
 
 
 def signals(model, episodes: list[Episode], probe: probes.RidgeProbe) -> list[dict]:  # noqa: ANN001
-    """Per episode: kl, correction (filter trace) and the belief jump."""
+    """Per episode: kl, correction, reward surprise (filter trace) and the belief jump."""
     out = []
     for start in range(0, len(episodes), 8):
         part = episodes[start : start + 8]
@@ -50,6 +51,7 @@ def signals(model, episodes: list[Episode], probe: probes.RidgeProbe) -> list[di
                 {
                     "kl": trace.metrics["kl"],
                     "correction": trace.metrics["correction"],
+                    "reward_error": trace.metrics.get("reward_error", np.full(ep.length, np.nan)),
                     "belief_jump": probes.decode_episode(model, probe, ep).jump,
                 }
             )
@@ -85,7 +87,7 @@ def evaluate(path: Path, fit: list[Episode], held: list[Episode], resamples: int
     assert probe is not None
     series = signals(model, held, probe)
     result["auc"] = {}
-    for metric in ("kl", "correction", "belief_jump"):
+    for metric in AUC_METRICS:
         eps = [
             EpisodeTruth(
                 np.asarray(ep.truth["occluded"], bool),
@@ -119,7 +121,7 @@ def main() -> None:
     fit, held = load(args.fit), load(args.eval)
     print(f"load average {os.getloadavg()[0]:.2f}; fit on {len(fit)}, held out {len(held)}")
     head = " ".join(f"{k}{'+' if k == SHOWN[-1] else ''}".rjust(5) for k in SHOWN)
-    print(f"{'checkpoint':<44} fit     vis {head}  mean | AUC kl | correction | jump")
+    print(f"{'checkpoint':<44} fit     vis {head}  mean | AUC kl | correction | reward | jump")
     rows = []
     for path in args.checkpoints:
         row = evaluate(path, fit, held, args.resamples)
@@ -127,7 +129,7 @@ def main() -> None:
         name = f"{path.parent.name}/{path.name}"[-44:]
         auc = "  ".join(
             f"{row['auc'][m]['auc']:.2f} ({row['auc'][m]['lo']:.2f}-{row['auc'][m]['hi']:.2f})"
-            for m in ("kl", "correction", "belief_jump")
+            for m in AUC_METRICS
         )
         for kind in ("known", "visible"):
             mem = row["memory"][kind]

@@ -32,7 +32,12 @@ from beliefscope.values.review import Rule, Score, make_rule  # noqa: E402
 from bench.memory import load, signals  # noqa: E402
 from ingest import probes  # noqa: E402
 
-METRICS = {"kl": "filter", "correction": "filter", "belief_jump": "decode"}
+METRICS = {
+    "kl": "filter",
+    "correction": "filter",
+    "reward_error": "filter",
+    "belief_jump": "decode",
+}
 KS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 FLOOR_QUANTILES = (None, 0.5, 0.8, 0.9, 0.95, 0.98)
 """Floors as quantiles of the metric over the training steps (metric scales differ)."""

@@ -48,6 +48,7 @@ METRIC_STYLE: dict[str, tuple[str, str, str]] = {
     "deter_norm": ("|h|", "#57606a", "solid"),
     "deter_delta": ("|Δh|", "#953800", "solid"),
     "openloop_error": ("open-loop error", "#6639ba", "solid"),
+    "reward_error": ("reward surprise", "#0a3069", "solid"),
 }
 
 STATE_COLOR: dict[str, str] = {
@@ -77,6 +78,7 @@ EPISODE_PANELS: tuple[Panel, ...] = (
     Panel("entropy", ("prior_entropy", "post_entropy")),
     Panel("error", ("recon_error", "pred_error")),
     Panel("reward · cont", ("reward", "reward_pred", "cont", "cont_pred")),
+    Panel("reward surprise", ("reward_error",)),
     Panel("open-loop", ("openloop_error",)),
 )
 """Rows of the episode page; the per-group KL heat map goes right under KL."""

@@ -187,6 +187,7 @@ def compute_traces(
             metrics["openloop_error"] = openloop_error(model, traj, batch, options.openloop, chunk)
         if "reward" in heads:
             metrics["reward_pred"] = model.reward(feat_post)
+            metrics["reward_error"] = (batch.reward - model.reward(feat_prior)).abs()
         if "cont" in heads:
             metrics["cont_pred"] = model.cont(feat_post)
         kl_groups = post.kl_groups(prior)

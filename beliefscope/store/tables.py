@@ -36,6 +36,7 @@ STEP_METRICS: tuple[str, ...] = (
     "deter_delta",
     "openloop_error",
     "belief_jump",  # 0004
+    "reward_error",  # 0005
 )
 """Step columns; position = bit in `steps.nan_mask` and `traces.metrics_mask`. Append only: a new
 metric needs a migration adding its column, and must never reuse an existing bit."""

@@ -33,6 +33,9 @@ METRICS: dict[str, str] = {
     "deter_norm": "|h_t| (L2)",
     "deter_delta": "|h_t - h_{t-1}| (L2), NaN at resets",
     "openloop_error": "MSE of the decode after imagining k steps from the posterior at t-k",
+    "reward_error": "|reward - reward predicted from the prior features|: how much the reward "
+    "surprised the dynamics before the frame arrived; where the reward depends on a hidden "
+    "object's position, it rises where the belief of that position was wrong",
     "belief_jump": "distance (m) between the object positions the decode probe reads from the "
     "prior and from the posterior features: how far this frame moved the belief of where the "
     "object is (decode traces only)",

@@ -95,6 +95,8 @@ def test_metrics_match_hand_computation() -> None:
     np.testing.assert_allclose(m["deter_delta"][1:], 1.0, atol=1e-6)
     np.testing.assert_allclose(m["reward_pred"], [0.1, 0.2, 0.3, 0.4], atol=1e-6)
     np.testing.assert_allclose(m["reward"], [0, 1, 2, 3])
+    # reward surprise: the reward against what the head reads from the prior's features
+    np.testing.assert_allclose(m["reward_error"], [0.1, 0.8, 1.7, 2.6], atol=1e-6)
     np.testing.assert_allclose(m["cont_pred"], 0.9, atol=1e-6)
     np.testing.assert_allclose(m["cont"], 1.0)
     # open loop: defined from t = k on, and the flat decode errs by 0.25 everywhere
