@@ -48,24 +48,21 @@ class Found:
     def nothing(self, request: IngestRequest) -> str | None:
         """Why there is nothing to ingest (no checkpoint or no episode file at all, not even
         a refused one), naming the directory and what was searched; None otherwise."""
-        logdir = request.logdir
+        logdir, fmt = request.logdir, request.checkpoint_format
         if not self.checkpoints and not any(r.unit.startswith("checkpoint") for r in self.refused):
-            which = f"--format {request.checkpoint_format}" if request.checkpoint_format else ""
             return (
                 f"{logdir}: no checkpoints found; searched every folder below it for "
-                f"{which + ' ' if which else ''}{ckpt_formats.searched(request.checkpoint_format)}"
-                + ("" if which else " (--format picks one)")
+                f"{ckpt_formats.searched(fmt)}"
+                + (f" (--format {fmt} given: only that format)" if fmt else "")
             )
         if self.episodes or any(r.unit == "replay" for r in self.refused):
             return None
-        if self.replay_dirs:
-            dirs = "; ".join(f"{d} ({fmt.name}: {fmt.patterns})" for d, fmt in self.replay_dirs)
+        if self.replay_dirs:  # recognised (or named with --replay), but empty
+            dirs = "; ".join(f"{d} ({kind.name}: {kind.patterns})" for d, kind in self.replay_dirs)
             return f"no episodes found in {dirs}"
-        where = ", ".join(str(d) for d in request.replay) if request.replay else str(logdir)
         return (
-            f"{where}: no episodes found; looked "
-            + ("in it" if request.replay else f"up to {sources.MAX_DEPTH} folders deep")
-            + f" for {replay_searched()} (--replay DIR names a replay directory)"
+            f"{logdir}: no episodes found; looked up to {sources.MAX_DEPTH} folders deep for "
+            f"{replay_searched()} (--replay DIR names a replay directory)"
         )
 
 

@@ -88,6 +88,7 @@ def create_app(
         summary="Belief-state forensics for RSSM world models",
         lifespan=lifespan,
         responses=_ERRORS,  # type: ignore[arg-type]
+        dependencies=[Depends(known_query)],  # unknown query parameters: 422, on every route
     )
     app.state.ctx = ctx
     errors.install(app)
@@ -99,7 +100,7 @@ def create_app(
         store.revision()
         return {"status": "ok", "store": store.backend}
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reader), Depends(known_query)])
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reader)])
     for module in (
         runs,
         checkpoints,
@@ -114,8 +115,7 @@ def create_app(
     ):
         api.include_router(module.router)
     app.include_router(api)
-    # login works without being logged in
-    app.include_router(access.router, prefix=API_PREFIX, dependencies=[Depends(known_query)])
+    app.include_router(access.router, prefix=API_PREFIX)  # login works without being logged in
 
     @app.api_route(
         API_PREFIX + "/{rest:path}",

@@ -71,14 +71,16 @@ def writer(ctx: ContextDep, creds: PresentedDep) -> Principal:
 def known_query(request: Request) -> None:
     """Refuse query parameters the route does not declare, with a 422 naming the ones it
     accepts: a misspelt or invented filter (`/flags?episode=52`) must not silently answer as if
-    no filter had been given. One dependency on every API router, so every route behaves so."""
+    no filter had been given. One dependency of the whole app, so every documented route
+    behaves so (the catch-all for unknown paths, outside the schema, answers its 404)."""
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
+    if not isinstance(route, APIRoute) or not route.include_in_schema:
         return
     accepted = accepted_query(route)
     unknown = sorted(set(request.query_params) - set(accepted))
     if unknown:
-        hint = f"{route.path} accepts: {', '.join(accepted)}" if accepted else "it takes none"
+        where = f"{request.method} {request.url.path}"
+        hint = f"{where} accepts: {', '.join(accepted)}" if accepted else f"{where} takes none"
         raise RequestValidationError(
             [
                 {"loc": ("query", name), "msg": f"unknown query parameter; {hint}", "type": "extra"}
