@@ -74,13 +74,13 @@ def survey(request: IngestRequest) -> Found:
     """The log dir's checkpoints and episodes (less the files that must not be read, which
     are listed as refused); reads names and small files only, touches no store."""
     found = Found()
-    for ref in ckpt_formats.discover(request.logdir, request.checkpoint_format):
+    for checkpoint in ckpt_formats.discover(request.logdir, request.checkpoint_format):
         try:
-            sources.check_readable(ref.path, request.logdir)
+            sources.check_readable(checkpoint.path, request.logdir)
         except BadInputError as err:
-            found.refused.append(Refusal("checkpoint", Path(err.path or ref.path), str(err)))
+            found.refused.append(Refusal("checkpoint", Path(err.path or checkpoint.path), str(err)))
             continue
-        found.checkpoints.append(ref)
+        found.checkpoints.append(checkpoint)
     for directory, fmt in sources.replay_dirs(request.logdir, list(request.replay)):
         found.replay_dirs.append((directory, fmt))
 

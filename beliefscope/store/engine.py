@@ -222,9 +222,7 @@ def resolve_url(url: str | None) -> str:
     return url or get_settings().store_url()
 
 
-def open_store(
-    url: str | None = None, *, create: bool = False, check_schema: bool = True
-) -> Store:
+def open_store(url: str | None = None, *, create: bool = False, check_schema: bool = True) -> Store:
     """Open the store at `url` (default: the `BELIEFSCOPE_STORE` setting, else SQLite under
     `~/.beliefscope`); refuse a schema older or newer than this code.
 
