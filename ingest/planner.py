@@ -199,8 +199,6 @@ class Planner:
         found = self.found()
         for refusal in found.refused:
             self._error(report, unit=refusal.unit, file=refusal.file, reason=refusal.reason)
-        if (why := found.nothing(req)) is not None:  # the files went away since the survey
-            self._error(report, unit="log dir", file=req.logdir, reason=why)
         episodes, checkpoints = found.episodes, found.checkpoints
         total = len(checkpoints) * len(episodes) * len(self.variants)
         self.writer.update_job(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
+from beliefscope.errors import BeliefscopeError
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store
 from beliefscope.values.jobs import JobInfo
@@ -74,11 +75,11 @@ class Ingestor:
         checkpoint as soon as its last unit is in, and keep the job's state: failed, with the
         first error, when nothing could be ingested."""
         writer = self.store.writer
-        run_id = self.planner.ensure_run()
-        writer.start_job(job_id)
         report = IngestReport(job_id)
         progress = progress or Silent()
         try:
+            run_id = self.planner.ensure_run()  # refuses a log dir emptied since the submit
+            writer.start_job(job_id)
             units = self.planner.plan(run_id, report, progress)
             flagger = _Flagger(self.store, run_id, units)
             for unit, result in (executor or LocalExecutor()).map(self.store, self.request, units):
@@ -91,7 +92,8 @@ class Ingestor:
                     job_id, add_done=len(unit.episodes), add_checkpoints_done=int(finished)
                 )
         except BaseException as err:
-            writer.finish_job(job_id, failed=True, message=f"{type(err).__name__}: {err}")
+            why = str(err) if isinstance(err, BeliefscopeError) else f"{type(err).__name__}: {err}"
+            writer.finish_job(job_id, failed=True, message=why)
             raise
         message = (
             f"{report.written} traces written, {report.skipped} already stored, "

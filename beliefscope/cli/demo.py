@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import webbrowser
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -67,16 +67,9 @@ class DemoConfig:
     removes the demo and leaves the user's own store (`~/.beliefscope/beliefscope.db`) alone."""
 
     @classmethod
-    def quick(cls, home: Path, store: str = "") -> DemoConfig:
+    def quick(cls, home: Path) -> DemoConfig:
         return cls(
-            home,
-            episodes=4,
-            length=50,
-            live_steps=4,
-            live_save_every=2,
-            pretrained=2,
-            interval=0.5,
-            store=store,
+            home, episodes=4, length=50, live_steps=4, live_save_every=2, pretrained=2, interval=0.5
         )
 
     @property
@@ -221,8 +214,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     home = args.home or get_settings().home / "demo"
-    store = args.store or ""
-    config = DemoConfig.quick(home, store) if args.quick else DemoConfig(home, store=store)
+    config = replace(
+        DemoConfig.quick(home) if args.quick else DemoConfig(home), store=args.store or ""
+    )
     started = time.monotonic()
     store = prepare(config)
     stop = threading.Event()

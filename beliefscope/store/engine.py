@@ -242,7 +242,7 @@ def open_store(url: str | None = None, *, create: bool = False, check_schema: bo
         _make_parent(path)
     store = Store(create_engine(resolved))
     try:
-        if create:
+        if create and store.revision() is None:  # checked again under the write lock
             with store.connect(write=True) as conn:
                 if MigrationContext.configure(conn).get_current_revision() is None:
                     _migrate(conn, "head")

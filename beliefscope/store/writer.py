@@ -104,8 +104,11 @@ class StoreWriter(Surface):
                 )
             ).scalar()
             if live is not None:
+                minutes = int(LIVE_JOB.total_seconds() // 60)
                 raise ConflictError(
-                    f"run {name!r} is being ingested (job {live}): wait for it to finish first"
+                    f"run {name!r} is being ingested (job {live}): wait for it to finish (an "
+                    f"ingest that was killed stops counting {minutes} minutes after its last sign "
+                    "of life)"
                 )
             checkpoints = sa.select(Checkpoint.id).where(Checkpoint.run_id == run_id)
             traces = sa.select(Trace.id).where(Trace.checkpoint_id.in_(checkpoints))
