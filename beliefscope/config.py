@@ -34,7 +34,6 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         if self.store:
             return self.store
-        self.home.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{self.home / 'beliefscope.db'}"
 
 

@@ -28,6 +28,12 @@ class NotFoundError(BeliefscopeError):
     status = 404
 
 
+class ConflictError(BeliefscopeError):
+    """A request the current state forbids for now (deleting a run while it is ingested)."""
+
+    status = 409
+
+
 class SchemaOutOfDateError(BeliefscopeError):
     """The store's schema is older than this code; `beliefscope db upgrade` fixes it."""
 

@@ -59,6 +59,8 @@ def create_dash(
 
 
 def _shell() -> html.Div:
+    from dashboard import session
+
     links = [dcc.Link(label, href=href, className="bs-nav-link") for label, href in NAV]
     return html.Div(
         [
@@ -87,6 +89,7 @@ def _shell() -> html.Div:
                             ),
                         ],
                         className="bs-auth",
+                        title=f"sign in with a token from `{session.token_command()}`",
                     ),
                 ],
                 className="bs-topbar",
@@ -122,7 +125,11 @@ def _register_shell_callbacks(app: Dash) -> None:
         if trigger in ("bs-signin", "bs-token") and token:
             name = session.sign_in(token)
             message = session.toast(
-                f"signed in as {name}" if name else "invalid or revoked token", ok=bool(name)
+                f"signed in as {name}"
+                if name
+                else f"invalid or revoked token for this store: `{session.token_command()}` "
+                "makes one",
+                ok=bool(name),
             )
         elif trigger == "bs-signout":
             session.sign_out()

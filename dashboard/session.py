@@ -64,5 +64,10 @@ def sign_out() -> None:
     dash.ctx.response.set_cookie(**current().access.logout_cookie())
 
 
+def token_command() -> str:
+    """The exact command that makes a token this dashboard accepts: the store it serves."""
+    return f"beliefscope token create NAME --store {current().store.url}"
+
+
 def toast(message: str, *, ok: bool = True) -> html.Span:
     return html.Span(message, className="bs-toast-msg" + ("" if ok else " bs-toast-err"))

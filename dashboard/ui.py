@@ -14,6 +14,7 @@ from dash import dcc, html
 from beliefscope.values.review import FLAG_CATEGORIES, FlagInfo, HistoryEntry
 from beliefscope.values.traces import CheckpointInfo
 from dashboard.figures import STATE_COLOR
+from dashboard.session import token_command
 
 GRAPH_CONFIG: Any = {
     "displaylogo": False,
@@ -37,7 +38,10 @@ def missing(message: str) -> html.Div:
 
 
 def sign_in_needed() -> html.Div:
-    return missing("This server needs an API token to read: sign in (top right).")
+    return missing(
+        "This server needs an API token to read: sign in (top right) with a token from "
+        f"`{token_command()}`."
+    )
 
 
 def ckpt_label(ckpt: CheckpointInfo | None, checkpoint_id: int) -> str:

@@ -13,6 +13,7 @@ from beliefscope.errors import BadInputError
 from beliefscope.store.engine import open_store
 from ingest.compute import ComputeOptions
 from ingest.executors import Executor, LocalExecutor
+from ingest.planner import NothingToIngestError, survey
 from ingest.progress import Progress
 from ingest.request import IngestRequest
 from ingest.service import Ingestor
@@ -28,12 +29,6 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="DIR",
         help="replay directory (repeatable); default: every one found under the log dir",
-    )
-    parser.add_argument(
-        "--store",
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL of the store (default: BELIEFSCOPE_STORE or embedded SQLite)",
     )
     parser.add_argument(
         "--variant",
@@ -77,6 +72,8 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
 def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInputError(f"--device {args.device}: no CUDA device is available here")
+    if not logdir.exists():
+        raise BadInputError("log dir does not exist", path=logdir)
     torch.set_num_threads(args.threads or default_threads())
     return IngestRequest(
         logdir=logdir,
@@ -123,17 +120,35 @@ def executor_from(args: argparse.Namespace) -> Executor:
     return DaskExecutor(address=args.address, workers=args.workers, threads=args.threads)
 
 
+def open_ingestor(request: IngestRequest, store_url: str | None) -> Ingestor:
+    """An ingestor of `request` on the store at `store_url`, created on first use, once the
+    log dir is known to hold something to ingest: one that holds nothing fails before any
+    store is opened (or created)."""
+    found = survey(request)
+    if (why := found.nothing(request)) is not None:
+        raise NothingToIngestError(why)
+    return Ingestor(open_store(store_url, create=True), request, found=found)
+
+
 def run(args: argparse.Namespace) -> int:
     request = request_from(args, args.run_dir)
-    store = open_store(args.store)
-    ingestor = Ingestor(store, request)
-    job = ingestor.submit(started_by=terminal_user())
-    with Progress(f"ingest {request.name}") as progress:
-        report = ingestor.run(job.id, progress, executor=executor_from(args))
+    executor = executor_from(args)
+    ingestor = open_ingestor(request, args.store)
+    try:
+        job = ingestor.submit(started_by=terminal_user())
+        with Progress(f"ingest {request.name}") as progress:
+            report = ingestor.run(job.id, progress, executor=executor)
+    finally:
+        ingestor.store.close()
     print(
         f"ingest {request.name}: {report.written} traces written, {report.skipped} already stored, "
         f"{len(report.errors)} errors (job {report.job_id})"
     )
     for line in report.errors[:20]:
         print(f"  error: {line}")
-    return 1 if report.errors and not report.written and not report.skipped else 0
+    if report.failed:
+        print(
+            f"ingest {request.name}: failed, nothing ingested; the run stays in the store as "
+            f"failed (`beliefscope runs delete {request.name}` removes it)"
+        )
+    return 1 if report.failed else 0

@@ -6,12 +6,14 @@ no model over episodes (that is `units`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from beliefscope.config import get_settings
 from beliefscope.errors import BadInputError, BeliefscopeError
-from beliefscope.replay.base import EpisodeRef
+from beliefscope.replay.base import EpisodeRef, ReplayFormat
 from beliefscope.replay.base import detect_format as replay_format_for
+from beliefscope.replay.base import searched as replay_searched
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.store.engine import Store
 from beliefscope.store.writer import StoreWriter
@@ -25,11 +27,94 @@ SnapshotCache = dict[tuple[tuple[str, int, int], ...], "sources.Snapshot | str"]
 lets a watcher skip re-hashing unchanged files and re-trying a version that doesn't load."""
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A file found and refused on the way (recorded as a job error once the job exists)."""
+
+    unit: str
+    file: Path
+    reason: str
+
+
+@dataclass
+class Found:
+    """What a log dir holds to ingest: checkpoints, episodes, and the files refused."""
+
+    checkpoints: list[ckpt_formats.CheckpointRef] = field(default_factory=list)
+    episodes: list[EpisodeRef] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    replay_dirs: list[tuple[Path, ReplayFormat]] = field(default_factory=list)
+
+    def nothing(self, request: IngestRequest) -> str | None:
+        """Why there is nothing to ingest (no checkpoint or no episode file at all, not even
+        a refused one), naming the directory and what was searched; None otherwise."""
+        logdir, fmt = request.logdir, request.checkpoint_format
+        if not self.checkpoints and not any(r.unit.startswith("checkpoint") for r in self.refused):
+            return (
+                f"{logdir}: no checkpoints found; searched every folder below it for "
+                f"{ckpt_formats.searched(fmt)}"
+                + (f" (--format {fmt} given: only that format)" if fmt else "")
+            )
+        if self.episodes or any(r.unit == "replay" for r in self.refused):
+            return None
+        if self.replay_dirs:  # recognised (or named with --replay), but empty
+            dirs = "; ".join(f"{d} ({kind.name}: {kind.patterns})" for d, kind in self.replay_dirs)
+            return f"no episodes found in {dirs}"
+        return (
+            f"{logdir}: no episodes found; looked up to {sources.MAX_DEPTH} folders deep for "
+            f"{replay_searched()} (--replay DIR names a replay directory)"
+        )
+
+
+class NothingToIngestError(BadInputError):
+    """A log dir without any checkpoint or episode: refused before anything is stored."""
+
+
+def survey(request: IngestRequest) -> Found:
+    """The log dir's checkpoints and episodes (less the files that must not be read, which
+    are listed as refused); reads names and small files only, touches no store."""
+    found = Found()
+    for checkpoint in ckpt_formats.discover(request.logdir, request.checkpoint_format):
+        try:
+            sources.check_readable(checkpoint.path, request.logdir)
+        except BadInputError as err:
+            found.refused.append(Refusal("checkpoint", Path(err.path or checkpoint.path), str(err)))
+            continue
+        found.checkpoints.append(checkpoint)
+    for directory, fmt in sources.replay_dirs(request.logdir, list(request.replay)):
+        found.replay_dirs.append((directory, fmt))
+
+        def skip(err: BadInputError, directory: Path = directory) -> None:
+            found.refused.append(Refusal("replay", Path(err.path or directory), str(err)))
+
+        try:
+            listed = fmt.list(directory, on_error=skip)
+        except BadInputError as err:
+            skip(err)
+            continue
+        for ref in listed:
+            try:
+                sources.check_readable(ref.path, directory)
+                if ref.length < 2:  # no transition: nothing for the filter to predict
+                    raise BadInputError(
+                        "episode has one step; a trace needs at least two", path=ref.path
+                    )
+            except BadInputError as err:
+                skip(err)
+                continue
+            found.episodes.append(ref)
+    return found
+
+
 class Planner:
     """The plan of one request against one store (and a watcher's snapshot cache)."""
 
     def __init__(
-        self, store: Store, request: IngestRequest, cache: SnapshotCache | None = None
+        self,
+        store: Store,
+        request: IngestRequest,
+        cache: SnapshotCache | None = None,
+        found: Found | None = None,
     ) -> None:
         if request.posterior not in ("mode", "sample"):
             raise BadInputError(f"--posterior must be mode or sample, got {request.posterior!r}")
@@ -39,19 +124,32 @@ class Planner:
         self.variants: list[Variant] = [parse(v) for v in dict.fromkeys(request.variants)]
         self.snapshots = request.snapshots or get_settings().home / "snapshots"
         self.cache: SnapshotCache = {} if cache is None else cache
+        self._found = found
         self._declared: list[str] | None = None
 
+    def found(self) -> Found:
+        """The survey of the log dir, taken once per planner."""
+        if self._found is None:
+            self._found = survey(self.request)
+        return self._found
+
     def pending(self) -> int:
-        """Units not stored yet (0 when a watcher has nothing to do); loads no model."""
+        """Units not stored yet (0 when a watcher has nothing to do); loads no model and
+        registers nothing."""
         req = self.request
-        run_id = self.ensure_run()
-        keys = {ref.key for ref in self._episodes(None)}
+        found = self.found()
+        run_id = self.writer.find_run(req.name)
+        keys = {ref.key for ref in found.episodes}
         count = 0
-        for ref in self._checkpoints(None):
+        for ref in found.checkpoints:
             snap = self._snapshot(ref)
             if isinstance(snap, str):
                 continue
-            checkpoint_id = self.writer.find_checkpoint(run_id, content_hash=snap.content_hash)
+            checkpoint_id = (
+                None
+                if run_id is None
+                else self.writer.find_checkpoint(run_id, content_hash=snap.content_hash)
+            )
             for variant in self.variants:
                 done = (
                     set()
@@ -65,10 +163,13 @@ class Planner:
 
     def ensure_run(self) -> int:
         """The run's id; a new run records the checkpoint format(s) found in its log dir and
-        their model family (each checkpoint format is named for the family it rebuilds)."""
+        their model family (each checkpoint format is named for the family it rebuilds).
+        Refuses a log dir with nothing to ingest before anything is stored."""
         req = self.request
-        found = sorted({ref.format for ref in self._checkpoints(None)})
-        source = "+".join(found) or None
+        found = self.found()
+        if (why := found.nothing(req)) is not None:
+            raise NothingToIngestError(why)
+        source = "+".join(sorted({ref.format for ref in found.checkpoints})) or None
         return self.writer.ensure_run(
             req.name,
             logdir=str(req.logdir.resolve()),
@@ -95,12 +196,14 @@ class Planner:
     def plan(self, run_id: int, report: IngestReport, progress: ProgressSink) -> list[WorkUnit]:
         """Register every checkpoint version, skip stored units, batch the rest by length."""
         req = self.request
-        episodes = self._episodes(report)
-        checkpoints = self._checkpoints(report)
-        if not checkpoints:
-            self._error(report, unit="checkpoints", file=req.logdir, reason="no checkpoints found")
+        found = self.found()
+        for refusal in found.refused:
+            self._error(report, unit=refusal.unit, file=refusal.file, reason=refusal.reason)
+        episodes, checkpoints = found.episodes, found.checkpoints
         total = len(checkpoints) * len(episodes) * len(self.variants)
-        self.writer.update_job(report.job_id, total=total)
+        self.writer.update_job(
+            report.job_id, total=total, checkpoints_total=len(checkpoints), episodes=len(episodes)
+        )
         progress.start(total)
         # one episode per batch when sampling: a seeded draw must not depend on batch neighbours
         size = 1 if req.posterior == "sample" else req.batch_size
@@ -110,6 +213,7 @@ class Planner:
         newest = sorted(checkpoints, key=lambda r: (r.step is not None, r.step or 0, str(r.path)))
         for ref in reversed(newest):
             registered = self._register_checkpoint(run_id, ref, report)
+            planned = 0
             for variant in self.variants:
                 if registered is None:  # its error is recorded; count its units as finished
                     progress.advance(len(episodes), "checkpoint not loadable")
@@ -124,58 +228,15 @@ class Planner:
                     report.skipped += skipped
                     progress.advance(skipped, "already stored")
                     self.writer.update_job(report.job_id, add_done=skipped)
-                units += [
+                batches = [
                     WorkUnit(report.job_id, run_id, checkpoint_id, snapshot, variant.spec, tuple(b))
                     for b in _batches(todo, size)
                 ]
+                planned += len(batches)
+                units += batches
+            if not planned:  # nothing to compute for it: it is done already
+                self.writer.update_job(report.job_id, add_checkpoints_done=1)
         return units
-
-    def _checkpoints(self, report: IngestReport | None) -> list[ckpt_formats.CheckpointRef]:
-        """The log dir's checkpoints, less those `sources.check_readable` refuses."""
-        req = self.request
-        refs = []
-        for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format):
-            try:
-                sources.check_readable(ref.path, req.logdir)
-            except BadInputError as err:
-                if report:
-                    self._error(
-                        report, unit="checkpoint", file=Path(err.path or ref.path), reason=str(err)
-                    )
-                continue
-            refs.append(ref)
-        return refs
-
-    def _episodes(self, report: IngestReport | None) -> list[EpisodeRef]:
-        req = self.request
-        refs: list[EpisodeRef] = []
-        for directory, fmt in sources.replay_dirs(req.logdir, list(req.replay)):
-
-            def skip(err: BadInputError, directory: Path = directory) -> None:
-                if report:
-                    self._error(
-                        report, unit="replay", file=Path(err.path or directory), reason=str(err)
-                    )
-
-            try:
-                listed = fmt.list(directory, on_error=skip)
-            except BadInputError as err:
-                skip(err)
-                continue
-            for ref in listed:
-                try:
-                    sources.check_readable(ref.path, directory)
-                    if ref.length < 2:  # no transition: nothing for the filter to predict
-                        raise BadInputError(
-                            "episode has one step; a trace needs at least two", path=ref.path
-                        )
-                except BadInputError as err:
-                    skip(err)
-                    continue
-                refs.append(ref)
-        if not refs and report:
-            self._error(report, unit="replay", file=req.logdir, reason="no episodes found")
-        return refs
 
     def _register_checkpoint(
         self, run_id: int, ref: ckpt_formats.CheckpointRef, report: IngestReport
@@ -186,7 +247,10 @@ class Planner:
         try:
             if isinstance(snap, str):
                 raise BadInputError(snap, path=ref.path)
-            model = ckpt_formats.load(snap.ref)
+            try:
+                model = ckpt_formats.load(snap.ref)
+            except BeliefscopeError as err:  # about the copy: say it of the user's file
+                raise BadInputError(snap.as_source(str(err))) from None
         except BeliefscopeError as err:
             for key, value in list(self.cache.items()):  # this version won't load next time either
                 if value is snap:

@@ -26,13 +26,12 @@ from beliefscope.replay.base import Episode, EpisodeRef, get_format
 from beliefscope.review.service import ReviewService
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel
-from beliefscope.store.engine import Store, open_store
+from beliefscope.store.engine import Store
 from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
 from ingest import probes
-from ingest.cli import add_request_arguments, request_from
+from ingest.cli import add_request_arguments, open_ingestor, request_from
 from ingest.compute import compute_traces, pad_batch
 from ingest.progress import Progress
-from ingest.service import Ingestor
 from ingest.variants import parse
 
 
@@ -89,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
         parse(spec)  # a bad window is an error before anything runs
     args.variant = [*args.variant, spec] if spec else args.variant
     request = request_from(args, args.run_dir)
-    store = open_store(args.store)
+    ingestor = open_ingestor(request, args.store)
+    store = ingestor.store
     try:
-        ingestor = Ingestor(store, request)
         job = ingestor.submit(started_by=terminal_user())
         with Progress(f"probe {args.kind} {request.name}") as progress:
             report = ingestor.run(job.id, progress)

@@ -46,6 +46,11 @@ class IngestReport:
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def failed(self) -> bool:
+        """Nothing stored and something went wrong: the ingest failed as a whole."""
+        return bool(self.errors) and not self.written and not self.skipped
+
 
 class ProgressSink(Protocol):
     """Where progress goes: a terminal bar, a log line, nothing."""

@@ -13,7 +13,8 @@ from beliefscope.replay.base import EpisodeRef, ReplayFormat, detect_format, get
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.formats import CheckpointRef
 
-_MAX_DEPTH = 4
+MAX_DEPTH = 4
+"""How deep below a log dir `replay_dirs` looks for replay directories."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class Snapshot:
     ref: CheckpointRef  # points into the snapshot copy
     source: CheckpointRef  # where it was found
     content_hash: str
+    copy_root: Path  # the snapshot's folder, which mirrors ...
+    source_root: Path  # ... this folder of the log dir
+
+    def as_source(self, message: str) -> str:
+        """`message` (an error about the copy) with the copy's paths replaced by the user's."""
+        return message.replace(str(self.copy_root), str(self.source_root))
 
 
 def content_hash(files: list[Path]) -> str:
@@ -64,7 +71,7 @@ def snapshot(ref: CheckpointRef, snapshots: Path) -> Snapshot:
         if not final.is_dir():
             raise
         shutil.rmtree(staging, ignore_errors=True)
-    return Snapshot(replace(ref, path=final / ref.path.relative_to(root)), ref, digest)
+    return Snapshot(replace(ref, path=final / ref.path.relative_to(root)), ref, digest, final, root)
 
 
 def check_readable(path: Path, root: Path) -> None:
@@ -97,7 +104,7 @@ def replay_dirs(
         if fmt is not None:
             found.append((d, fmt))
             return
-        if depth < _MAX_DEPTH:
+        if depth < MAX_DEPTH:
             for child in sorted(
                 p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")
             ):

@@ -44,7 +44,7 @@ def watch(
 ) -> int:
     """Scan and ingest until `stop` is set (or `cycles` scans ran); returns traces written."""
     stop = stop or threading.Event()
-    store = open_store(store_url)
+    store = open_store(store_url, create=True)
     cache: SnapshotCache = {}
     written, cycle = 0, 0
     while not stop.is_set():

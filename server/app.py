@@ -22,7 +22,7 @@ from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
 from server import errors
 from server.bodylimit import BodyLimit
-from server.deps import ServerContext, reader
+from server.deps import ServerContext, known_query, reader
 from server.frame_service import FrameService
 from server.jobs import IngestJobs
 from server.routes import (
@@ -47,7 +47,7 @@ API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1 << 20
 """Request bodies over 1 MiB are refused (413): no legitimate request comes close."""
 
-_ERRORS = {code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 413, 422, 503)}
+_ERRORS = {code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
 
 
 def create_app(
@@ -60,7 +60,7 @@ def create_app(
     The store is closed on shutdown only when this function opened it."""
     settings = settings or get_settings()
     owns_store = store is None
-    store = store or open_store(settings.store or None)
+    store = store or open_store(settings.store or None, create=True)  # a first serve creates it
     ctx = ServerContext(
         settings=settings,
         store=store,
@@ -88,6 +88,7 @@ def create_app(
         summary="Belief-state forensics for RSSM world models",
         lifespan=lifespan,
         responses=_ERRORS,  # type: ignore[arg-type]
+        dependencies=[Depends(known_query)],  # unknown query parameters: 422, on every route
     )
     app.state.ctx = ctx
     errors.install(app)

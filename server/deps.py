@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from beliefscope.access import Authorizer, Presented
 from beliefscope.config import Settings
@@ -63,6 +66,38 @@ def reader(ctx: ContextDep, creds: PresentedDep) -> Principal:
 
 def writer(ctx: ContextDep, creds: PresentedDep) -> Principal:
     return ctx.access.authorize(creds, write=True)
+
+
+def known_query(request: Request) -> None:
+    """Refuse query parameters the route does not declare, with a 422 naming the ones it
+    accepts: a misspelt or invented filter (`/flags?episode=52`) must not silently answer as if
+    no filter had been given. One dependency of the whole app, so every documented route
+    behaves so (the catch-all for unknown paths, outside the schema, answers its 404)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not route.include_in_schema:
+        return
+    accepted = accepted_query(route)
+    unknown = sorted(set(request.query_params) - set(accepted))
+    if unknown:
+        where = f"{request.method} {request.url.path}"
+        hint = f"{where} accepts: {', '.join(accepted)}" if accepted else f"{where} takes none"
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "msg": f"unknown query parameter; {hint}", "type": "extra"}
+                for name in unknown
+            ]
+        )
+
+
+def accepted_query(route: APIRoute) -> tuple[str, ...]:
+    """The query parameters `route` declares, its dependencies' included (by their URL names;
+    a walk over a handful of dependants, cheap enough for every request)."""
+
+    def names(dependant: Dependant) -> set[str]:
+        own = {field.alias for field in dependant.query_params}
+        return own.union(*(names(d) for d in dependant.dependencies))
+
+    return tuple(sorted(names(route.dependant)))
 
 
 ReaderDep = Annotated[Principal, Depends(reader)]

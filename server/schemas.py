@@ -65,6 +65,15 @@ class RunsPublic(Paged[RunPublic]):
     pass
 
 
+class RunDeletedPublic(Public):
+    """What deleting a run removed (flags, reviews, scores and jobs went with it)."""
+
+    name: str
+    checkpoints: int
+    episodes: int
+    traces: int
+
+
 class CheckpointPublic(Public):
     id: int
     run_id: int
@@ -193,6 +202,9 @@ class JobPublic(Public):
     finished: datetime | None
     heartbeat: datetime | None
     n_errors: int
+    checkpoints_done: int
+    checkpoints_total: int
+    episodes_total: int
     errors: list[JobErrorPublic] = []
 
 

@@ -8,7 +8,6 @@ from beliefscope.store.engine import open_store
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default=None, help="store URL (default: BELIEFSCOPE_STORE)")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = sub.add_parser("create", help="create a token; its secret is printed once")
     create.add_argument("name", help="who holds it (recorded as the reviewer in flag history)")
@@ -18,7 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    # a first token creates the store; listing or revoking needs one that exists
+    store = open_store(args.store, create=args.action == "create")
     try:
         if args.action == "create":
             token, secret = store.access.create_token(args.name)

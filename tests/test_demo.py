@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from beliefscope.access import Authorizer
+from beliefscope.cli import main
 from beliefscope.cli.demo import ASSETS, LIVE_RUN, PRETRAINED_RUN
+from beliefscope.config import Settings
 from beliefscope.store.engine import open_store
 
 
@@ -20,7 +25,9 @@ def test_shipped_checkpoints_load() -> None:
         assert model.spec.family == "native" and model.spec.image_shape == (64, 64, 3)
 
 
-def test_quick_demo_ingests_flags_and_scores(tmp_path: Path) -> None:
+def test_quick_demo_ingests_flags_and_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "beliefscope.cli", "demo", "--quick", "--home", str(home)],
@@ -42,6 +49,14 @@ def test_quick_demo_ingests_flags_and_scores(tmp_path: Path) -> None:
         assert len(decode["plain_error"]) == len(decode["since_occlusion"]) > 0
     assert {i.rule.metric for i in store.reviews.list_rules()} >= {"kl", "correction"}
     assert "slip recall" in proc.stdout and "belief probe" in proc.stdout
+    # it says which store it uses and the exact command for a token the dashboard accepts
+    url = store.url
+    command = f"beliefscope token create NAME --store {url}"
+    assert f"demo: store {url};" in proc.stdout and command in proc.stdout
+    assert main(command.replace("NAME", "alice").split()[1:]) == 0
+    secret = capsys.readouterr().out.splitlines()[0]
+    access = Authorizer(store, Settings(store=url, home=home))
+    assert access.sign_in(secret).name == "alice"
     # a second run reuses the world and the trained live run, and ingests nothing new
     again = subprocess.run(
         [sys.executable, "-m", "beliefscope.cli", "demo", "--quick", "--home", str(home)],

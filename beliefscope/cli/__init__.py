@@ -6,6 +6,10 @@ and exposes `configure(parser)` and `run(args) -> int`; `serve` and `demo` live 
 they put the server, the dashboard, ingest and the world together. Only the chosen subcommand is
 imported, so `beliefscope --help` stays fast and a subcommand's heavy dependencies (torch,
 MuJoCo, Dash) load only when it runs.
+
+`--store URL` is added here, to every parser of a command that uses the store (the command's
+and each of its actions'), so it is accepted in the same places everywhere: before the command,
+after it, before or after the action.
 """
 
 from __future__ import annotations
@@ -29,7 +33,16 @@ COMMANDS: dict[str, str] = {
     "db": "store schema: upgrade, current",
     "token": "API tokens: create, list, revoke",
     "rules": "review-flag rules: list, set, apply",
+    "runs": "runs in the store: list, delete",
 }
+
+STORELESS = frozenset({"world", "train"})
+"""Commands that never open the store (and so take no --store)."""
+
+STORE_HELP = (
+    "SQLAlchemy URL of the store (default: BELIEFSCOPE_STORE, else SQLite at "
+    "~/.beliefscope/beliefscope.db; the demo keeps its own)"
+)
 
 
 def command_module(name: str) -> ModuleType:
@@ -82,26 +95,54 @@ def command_module(name: str) -> ModuleType:
         from beliefscope.review import cli_rules
 
         return cli_rules
+    if name == "runs":
+        from beliefscope.store import cli_runs
+
+        return cli_runs
     raise KeyError(name)
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """`--store` on `parser` and, recursively, on every parser of its sub-commands. Its
+    default is suppressed on each of them, so a value given at any level survives the levels
+    parsed after it; the top-level parser supplies the default (None)."""
+    parser.add_argument("--store", default=argparse.SUPPRESS, metavar="URL", help=STORE_HELP)
+    for action in parser._actions:  # argparse keeps sub-parsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                add_store_option(sub)
 
 
 def build_parser(chosen: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beliefscope", description="Belief-state forensics for RSSM world models."
     )
+    parser.add_argument("--store", default=None, metavar="URL", help=STORE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             command_module(name).configure(p)
+            if name not in STORELESS:
+                add_store_option(p)
     return parser
+
+
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named in `argv` (the first word that is not an option or the value of
+    a top-level `--store`)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--store":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    chosen = next((a for a in argv if not a.startswith("-")), None)
-    chosen = chosen if chosen in COMMANDS else None
-    args = build_parser(chosen).parse_args(argv)
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     try:
         return int(command_module(args.command).run(args) or 0)
     except BeliefscopeError as err:

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import webbrowser
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -62,6 +62,9 @@ class DemoConfig:
     pretrained: int = 0
     """How many shipped checkpoints to use (0: all)."""
     interval: float = 3.0
+    store: str = ""
+    """The store's URL; empty: the demo's own, `home/beliefscope.db`, so deleting `home`
+    removes the demo and leaves the user's own store (`~/.beliefscope/beliefscope.db`) alone."""
 
     @classmethod
     def quick(cls, home: Path) -> DemoConfig:
@@ -79,7 +82,7 @@ class DemoConfig:
 
     @property
     def store_url(self) -> str:
-        return f"sqlite:///{self.home / 'beliefscope.db'}"
+        return self.store or f"sqlite:///{self.home / 'beliefscope.db'}"
 
 
 def prepare(config: DemoConfig) -> Store:
@@ -87,6 +90,11 @@ def prepare(config: DemoConfig) -> Store:
     config.home.mkdir(parents=True, exist_ok=True)
     upgrade(config.store_url)
     store = open_store(config.store_url)
+    print(
+        f"demo: store {store.url}; to sign in and review, make a token for it with\n"
+        f"demo:   beliefscope token create NAME --store {store.url}",
+        flush=True,
+    )
     ReviewService(store).ensure_default_rules(who="demo")
     if not (config.world / MANIFEST).exists():
         print(f"demo: generating {config.episodes} episodes of the occlusion world ...", flush=True)
@@ -206,7 +214,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     home = args.home or get_settings().home / "demo"
-    config = DemoConfig.quick(home) if args.quick else DemoConfig(home)
+    config = replace(
+        DemoConfig.quick(home) if args.quick else DemoConfig(home), store=args.store or ""
+    )
     started = time.monotonic()
     store = prepare(config)
     stop = threading.Event()
@@ -239,7 +249,11 @@ def _serve(config: DemoConfig, store: Store, args: argparse.Namespace, follower:
     settings = Settings(home=config.home, store=config.store_url, host=args.host, port=args.port)
     app = build_app(settings, store=store)
     url = f"http://{args.host}:{args.port}/"
-    print(f"demo: dashboard at {url} (Ctrl-C to stop)", flush=True)
+    print(
+        f"demo: dashboard at {url} (Ctrl-C to stop); sign in with a token from "
+        f"`beliefscope token create NAME --store {store.url}`",
+        flush=True,
+    )
     if not args.no_browser and os.environ.get("DISPLAY"):
         threading.Timer(2.0, webbrowser.open, args=(url,)).start()
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

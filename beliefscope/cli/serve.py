@@ -39,7 +39,6 @@ def build_app(
 
 def configure(parser: argparse.ArgumentParser) -> None:
     settings = get_settings()
-    parser.add_argument("--store", default=None, help="store URL (default: BELIEFSCOPE_STORE)")
     parser.add_argument("--host", default=settings.host, help="bind address (default %(default)s)")
     parser.add_argument("--port", type=int, default=settings.port, help="(default %(default)s)")
     parser.add_argument(

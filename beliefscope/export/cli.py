@@ -18,12 +18,6 @@ from beliefscope.store.engine import open_store
 
 def configure(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store",
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL of the store (default: BELIEFSCOPE_STORE or embedded SQLite)",
-    )
     common.add_argument("--run", default=None, metavar="NAME", help="only this run")
     common.add_argument(
         "--checkpoint",

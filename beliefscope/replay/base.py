@@ -111,6 +111,8 @@ def raise_error(err: BadInputError) -> None:
 
 class ReplayFormat(Protocol):
     name: str
+    patterns: str
+    """The files `detect` recognises, as a user reads them in "no episodes found"."""
 
     def detect(self, root: Path) -> bool:
         """True when `root` holds episodes of this format (checked by file names, cheaply)."""
@@ -152,7 +154,13 @@ def detect_format(root: Path) -> ReplayFormat:
     for fmt in FORMATS.values():
         if fmt.detect(root):
             return fmt
-    raise BadInputError(f"no known replay format recognised (known: {sorted(FORMATS)})", path=root)
+    raise BadInputError(f"no known replay format recognised (looked for {searched()})", path=root)
+
+
+def searched() -> str:
+    """What `detect_format` recognises, format by format, for error messages."""
+    _load_builtin_formats()
+    return "; ".join(f"{fmt.name}: {fmt.patterns}" for fmt in FORMATS.values())
 
 
 def _load_builtin_formats() -> None:

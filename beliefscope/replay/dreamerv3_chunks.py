@@ -198,6 +198,7 @@ def canonical_actions(action: np.ndarray, is_first: np.ndarray) -> np.ndarray:
 
 class DreamerV3ChunksReplay:
     name = NAME
+    patterns = f"<time>-<uuid>-<succ>-<length>.npz chunks in the folder or its {', '.join(FOLDERS)}"
 
     def detect(self, root: Path) -> bool:
         return bool(_chunk_dirs(root))

@@ -53,6 +53,7 @@ def _check(path: Path, members: dict[str, Member]) -> int:
 
 class DreamerV3TorchReplay:
     name = NAME
+    patterns = f"<time>-<uuid>-<length>.npz in the folder or its {', '.join(SPLITS)}"
 
     def detect(self, root: Path) -> bool:
         if (root / "world.json").is_file():

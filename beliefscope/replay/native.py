@@ -95,6 +95,7 @@ class BeliefscopeFormat:
     """Episodes of the MuJoCo occlusion world, with ground truth."""
 
     name = NAME
+    patterns = f"{MANIFEST} with <time>-<id>-<length>.npz episodes (or .npz with ground truth)"
 
     def detect(self, root: Path) -> bool:
         if (root / MANIFEST).is_file():

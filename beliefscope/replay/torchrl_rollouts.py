@@ -250,6 +250,7 @@ def _segments(is_init: np.ndarray) -> list[tuple[int, int]]:
 
 class TorchRLRollouts:
     name = NAME
+    patterns = "TensorDict memmap folders (meta.json) or torch.save(td) .pt files"
 
     def detect(self, root: Path) -> bool:
         return root.is_dir() and bool(_sources(root))

@@ -26,23 +26,17 @@ _FIELDS = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", default=None, metavar="URL", help="SQLAlchemy URL of the store")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = sub.add_parser("list", parents=[common], help="show the rules (newest versions)")
+    listing = sub.add_parser("list", help="show the rules (newest versions)")
     listing.add_argument("--all-versions", action="store_true", help="every stored version")
-    setter = sub.add_parser(
-        "set", parents=[common], help="create a rule or store an edited version of it"
-    )
+    setter = sub.add_parser("set", help="create a rule or store an edited version of it")
     setter.add_argument("name")
     for field, help_text, choices in _FIELDS:
         setter.add_argument(
             f"--{field.replace('_', '-')}", dest=field, help=help_text, choices=choices
         )
     old_option(setter, "--probe", "--variant", dest="variant")
-    applier = sub.add_parser(
-        "apply", parents=[common], help="recompute flags of rules from the stored traces"
-    )
+    applier = sub.add_parser("apply", help="recompute flags of rules from the stored traces")
     applier.add_argument("names", nargs="*", help="rules to apply (default: all)")
     applier.add_argument("--run", default=None, help="only this run (by name)")
     applier.add_argument(
@@ -51,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
+    store = open_store(args.store, create=True)  # `list` stores the default rules
     try:
         return {"list": _list, "set": _set, "apply": _apply}[args.action](store, args)
     finally:

@@ -13,7 +13,6 @@ from beliefscope.values.review import Score
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default=None, metavar="URL", help="SQLAlchemy URL of the store")
     parser.add_argument("--run", default=None, help="only this run (by name; default: every run)")
     parser.add_argument(
         "--rule", action="append", default=None, help="score only these rules' flags"

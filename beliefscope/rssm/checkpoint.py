@@ -142,6 +142,7 @@ class NativeCheckpoints:
     """The `native` checkpoint format: files written by `beliefscope train`."""
 
     name = KIND
+    patterns = "ckpt-<step>.safetensors"
 
     def discover(self, logdir: Path) -> list[CheckpointRef]:
         paths = sorted(p for p in logdir.rglob("ckpt-*.safetensors") if NAME.fullmatch(p.name))

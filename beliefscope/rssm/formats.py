@@ -23,6 +23,8 @@ class CheckpointRef:
 
 class CheckpointFormat(Protocol):
     name: str
+    patterns: str
+    """The file names `discover` looks for, as a user reads them in "no checkpoints found"."""
 
     def discover(self, logdir: Path) -> list[CheckpointRef]:
         """Checkpoints of this format under `logdir` (cheap: names and small files only)."""
@@ -61,6 +63,13 @@ def discover(logdir: Path, format: str | None = None) -> list[CheckpointRef]:
         raise BadInputError("log dir does not exist", path=logdir)
     fmts = [get_format(format)] if format else list(FORMATS.values())
     return [ref for fmt in fmts for ref in fmt.discover(logdir)]
+
+
+def searched(format: str | None = None) -> str:
+    """What `discover(logdir, format)` looks for, format by format, for error messages."""
+    _load_builtin_formats()
+    fmts = [get_format(format)] if format else list(FORMATS.values())
+    return "; ".join(f"{fmt.name}: {fmt.patterns}" for fmt in fmts)
 
 
 def load(ref: CheckpointRef, *, config: dict | None = None) -> WorldModel:

@@ -12,12 +12,11 @@ if TYPE_CHECKING:
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     for name, help_text in (
-        ("upgrade", "migrate the store's schema to the newest revision"),
+        ("upgrade", "create the store or migrate its schema to the newest revision"),
         ("current", "print the store's schema revision and the one this code expects"),
         ("revision", "developers: draft a new migration from the models (autogenerate)"),
     ):
         action = actions.add_parser(name, help=help_text, description=help_text)
-        action.add_argument("--store", metavar="URL", help="store URL (default: settings)")
         if name == "revision":
             action.add_argument("-m", "--message", required=True, help="what the migration does")
 
@@ -25,16 +24,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from beliefscope.store import engine
 
+    url = engine.resolve_url(args.store)
+    missing = engine.sqlite_file(url)
+    missing = missing if missing is not None and not missing.exists() else None
     if args.action == "upgrade":
-        before = engine.Store(engine.create_engine(engine.resolve_url(args.store)))
-        try:
-            was = before.revision()
-        finally:
-            before.close()
-        now = engine.upgrade(args.store)
+        was = None if missing else _revision(url)
+        now = engine.upgrade(url)
         print(f"store schema: {was or 'empty'} -> {now}" if was != now else f"store schema: {now}")
         return 0
-    store = engine.Store(engine.create_engine(engine.resolve_url(args.store)))
+    if args.action == "current" and missing:  # reading must not create the file
+        print(
+            f"store {url}: does not exist yet, code expects {engine.head_revision()} (out of "
+            "date: `beliefscope db upgrade`, or any command that writes, creates it)"
+        )
+        return 1
+    store = engine.open_store(url, check_schema=False)
     try:
         if args.action == "current":
             current, head = store.revision(), engine.head_revision()
@@ -43,6 +47,16 @@ def run(args: argparse.Namespace) -> int:
             return 0 if current == head else 1
         _draft_revision(store, args.message)
         return 0
+    finally:
+        store.close()
+
+
+def _revision(url: str) -> str | None:
+    from beliefscope.store import engine
+
+    store = engine.Store(engine.create_engine(url))
+    try:
+        return store.revision()
     finally:
         store.close()
 

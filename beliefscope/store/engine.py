@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -23,7 +24,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from beliefscope.errors import BadInputError, SchemaOutOfDateError, StoreUnavailableError
+from beliefscope.errors import (
+    BadInputError,
+    NotFoundError,
+    SchemaOutOfDateError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from beliefscope.store.access import AccessStore
@@ -35,12 +41,24 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "beliefscope_write"
 
 
-def create_engine(url: str) -> sa.Engine:
-    """An engine for `url` with the per-backend settings above (no schema check)."""
+def _parse(url: str) -> sa.URL:
     try:
-        parsed = sa.make_url(url)
+        return sa.make_url(url)
     except sa.exc.ArgumentError as err:
         raise BadInputError(f"not a database URL: {url!r} ({err})") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other backends and in-memory databases."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for `url` with the per-backend settings above (no schema check)."""
+    parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
         engine = sa.create_engine(
             parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_pre_ping=False
@@ -159,8 +177,13 @@ class Store:
             raise SchemaOutOfDateError(
                 f"store schema is at {current}, newer than this code ({head}): upgrade beliefscope"
             )
+        if current is None:
+            raise SchemaOutOfDateError(
+                f"store {self.url} is empty (no schema yet, code expects {head}): a command "
+                f"that writes creates it, or run `beliefscope db upgrade --store {self.url}`"
+            )
         raise SchemaOutOfDateError(
-            f"store schema is at {current or 'nothing (empty database)'}, code expects {head}: "
+            f"store schema is at {current}, code expects {head}: "
             f"run `beliefscope db upgrade --store {self.url}`"
         )
 
@@ -199,28 +222,66 @@ def resolve_url(url: str | None) -> str:
     return url or get_settings().store_url()
 
 
-def open_store(url: str | None = None, *, check_schema: bool = True) -> Store:
+def open_store(url: str | None = None, *, create: bool = False, check_schema: bool = True) -> Store:
     """Open the store at `url` (default: the `BELIEFSCOPE_STORE` setting, else SQLite under
-    `~/.beliefscope`); refuse a schema older or newer than this code."""
-    store = Store(create_engine(resolve_url(url)))
-    if check_schema:
-        try:
+    `~/.beliefscope`); refuse a schema older or newer than this code.
+
+    `create` is for callers that write: a store that does not exist yet (no SQLite file, or a
+    database without a schema) is created and migrated to the newest schema. Without it a
+    missing SQLite file is refused, and not created: a failed read leaves nothing behind.
+    """
+    resolved = resolve_url(url)
+    path = sqlite_file(resolved)
+    if path is not None and not path.exists():
+        if not create:
+            raise NotFoundError(
+                "no store here yet: commands that write create it (`beliefscope ingest "
+                "LOGDIR`, `beliefscope token create NAME`), or `beliefscope db upgrade`",
+                path=path,
+            )
+        _make_parent(path)
+    store = Store(create_engine(resolved))
+    try:
+        if create and store.revision() is None:  # checked again under the write lock
+            with store.connect(write=True) as conn:
+                if MigrationContext.configure(conn).get_current_revision() is None:
+                    _migrate(conn, "head")
+        if check_schema:
             store.check_schema()
-        except BaseException:
-            store.close()
-            raise
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> str | None:
     """Migrate the store's schema to `revision` (creating the database file for SQLite);
     returns the revision it is at afterwards."""
-    from alembic import command
-
-    store = Store(create_engine(resolve_url(url)))
+    resolved = resolve_url(url)
+    if (path := sqlite_file(resolved)) is not None:
+        _make_parent(path)
+    store = Store(create_engine(resolved))
     try:
         with store.connect(write=True) as conn:
-            command.upgrade(alembic_config(conn), revision)
+            _migrate(conn, revision)
         return store.revision()
     finally:
         store.close()
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreUnavailableError(f"cannot create the store's folder: {err}", path=path) from None
+
+
+def _migrate(conn: sa.Connection, revision: str) -> None:
+    """Alembic's upgrade inside the caller's write transaction; on PostgreSQL under an
+    advisory lock, so two processes creating one store at once take turns (SQLite's
+    `BEGIN IMMEDIATE` already does that)."""
+    from alembic import command
+
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('beliefscope-migrate'))"))
+    command.upgrade(alembic_config(conn), revision)

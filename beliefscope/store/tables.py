@@ -198,6 +198,12 @@ class Job(Base):
     args: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     done: Mapped[int] = mapped_column(sa.Integer, default=0)
     total: Mapped[int] = mapped_column(sa.Integer, default=0)
+    """Units of work (traces: checkpoints x episodes x variants) done and planned."""
+    checkpoints_done: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    checkpoints_total: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    episodes_total: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    """The plan's shape (0006), for progress a user reads: checkpoints done of planned, each
+    over this many episodes."""
     message: Mapped[str | None] = mapped_column(sa.Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started: Mapped[datetime | None] = mapped_column(UTCDateTime)

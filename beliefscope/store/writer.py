@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from beliefscope.errors import BadInputError
+from beliefscope.errors import BadInputError, ConflictError, NotFoundError
 from beliefscope.store.engine import Surface
 from beliefscope.store.sql import dialect_insert
 from beliefscope.store.tables import (
@@ -34,10 +35,14 @@ from beliefscope.store.tables import (
     steps,
     utcnow,
 )
-from beliefscope.values.traces import TraceData
+from beliefscope.values.traces import RunDeleted, TraceData
 
 PROBS_DTYPE = np.dtype("<f2")
 """KL groups and class probabilities are stored as float16: heat maps need no more."""
+
+LIVE_JOB = timedelta(minutes=10)
+"""A queued or running job silent for longer than this is taken for dead (its process was
+killed): it no longer keeps its run from being deleted. Ingest beats at least once per unit."""
 
 _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PG_COPY_TRAILER = struct.pack(">h", -1)
@@ -76,6 +81,48 @@ class StoreWriter(Surface):
                 if merged != known:
                     conn.execute(sa.update(Run).where(Run.id == run_id).values(replay_dirs=merged))
         return run_id
+
+    def find_run(self, name: str) -> int | None:
+        """The id of the run named `name`, None when the store has none (registers nothing)."""
+        with self._store.connect() as conn:
+            return conn.execute(sa.select(Run.id).where(Run.name == name)).scalar()
+
+    def delete_run(self, run_id: int) -> RunDeleted:
+        """Remove a run and everything stored of it (checkpoints, episodes, traces with their
+        steps, flags with their reviews, scores, probe summaries, its jobs) in one
+        transaction. Refused while one of its jobs is queued or running with a live heartbeat,
+        so an ingest never writes into a run that is going away."""
+        with self._store.connect(write=True) as conn:
+            name = conn.execute(sa.select(Run.name).where(Run.id == run_id)).scalar()
+            if name is None:
+                raise NotFoundError(f"no run with id {run_id}")
+            live = conn.execute(
+                sa.select(Job.id).where(
+                    Job.run_id == run_id,
+                    Job.state.in_(("queued", "running")),
+                    sa.func.coalesce(Job.heartbeat, Job.created) >= utcnow() - LIVE_JOB,
+                )
+            ).scalar()
+            if live is not None:
+                minutes = int(LIVE_JOB.total_seconds() // 60)
+                raise ConflictError(
+                    f"run {name!r} is being ingested (job {live}): wait for it to finish (an "
+                    f"ingest that was killed stops counting {minutes} minutes after its last sign "
+                    "of life)"
+                )
+            checkpoints = sa.select(Checkpoint.id).where(Checkpoint.run_id == run_id)
+            traces = sa.select(Trace.id).where(Trace.checkpoint_id.in_(checkpoints))
+            counts = RunDeleted(
+                name=name,
+                checkpoints=_count(conn, checkpoints),
+                episodes=_count(conn, sa.select(Episode.id).where(Episode.run_id == run_id)),
+                traces=_count(conn, traces),
+            )
+            # steps carry no foreign key (see tables.steps): they go first, by their traces
+            conn.execute(sa.delete(steps).where(steps.c.trace_id.in_(traces)))
+            conn.execute(sa.delete(Job).where(Job.run_id == run_id))
+            conn.execute(sa.delete(Run).where(Run.id == run_id))  # the rest cascades
+        return counts
 
     def ensure_checkpoint(
         self,
@@ -281,10 +328,14 @@ class StoreWriter(Surface):
         done: int | None = None,
         add_done: int = 0,
         total: int | None = None,
+        checkpoints_total: int | None = None,
+        episodes: int | None = None,
+        add_checkpoints_done: int = 0,
         message: str | None = None,
     ) -> None:
         """Progress and heartbeat in one: with no arguments it only beats the heart.
-        `add_done` increments atomically, for several workers on one job."""
+        `add_done` increments atomically, for several workers on one job; the plan's shape
+        (`checkpoints_total` x `episodes`) and `add_checkpoints_done` say it in a user's terms."""
         values: dict[str, Any] = {"heartbeat": utcnow()}
         if done is not None:
             values["done"] = done
@@ -292,6 +343,12 @@ class StoreWriter(Surface):
             values["done"] = Job.done + add_done
         if total is not None:
             values["total"] = total
+        if checkpoints_total is not None:
+            values["checkpoints_total"] = checkpoints_total
+        if episodes is not None:
+            values["episodes_total"] = episodes
+        if add_checkpoints_done:
+            values["checkpoints_done"] = Job.checkpoints_done + add_checkpoints_done
         if message is not None:
             values["message"] = message
         self._update_job(job_id, **values)
@@ -319,6 +376,10 @@ class StoreWriter(Surface):
             updated = conn.execute(sa.update(Job).where(Job.id == job_id).values(**values))
             if updated.rowcount != 1:
                 raise BadInputError(f"no job with id {job_id}")
+
+
+def _count(conn: sa.Connection, query: sa.Select[Any]) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
 
 
 def _write_steps(

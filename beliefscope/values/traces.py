@@ -82,6 +82,16 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class RunDeleted:
+    """What deleting a run removed."""
+
+    name: str
+    checkpoints: int
+    episodes: int
+    traces: int
+
+
+@dataclass(frozen=True)
 class CheckpointInfo:
     id: int
     run_id: int

@@ -1,6 +1,7 @@
-"""Runs: every run with its ingest state, and per run how the belief state evolves across
-training (checkpoint timeline of summary metrics, scores and chronic findings) plus its
-episodes ranked by review priority.
+"""Runs: every run with its ingest state (progress while it runs, the error when it failed),
+and per run how the belief state evolves across training (checkpoint timeline of summary
+metrics, scores and chronic findings) plus its episodes ranked by review priority. A signed-in
+user can delete a run (a failed ingest, a run ingested by mistake).
 
 URL: /?run=<run_id>
 """
@@ -15,9 +16,10 @@ import dash_ag_grid as dag
 from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
-from beliefscope.errors import NotFoundError
+from beliefscope.errors import BeliefscopeError, NotFoundError
+from beliefscope.values.jobs import JobInfo
 from beliefscope.values.page import MAX_LIMIT
-from beliefscope.values.traces import CheckpointInfo
+from beliefscope.values.traces import CheckpointInfo, RunInfo
 from dashboard import data, session, ui
 from dashboard.context import current
 from dashboard.figures import memory_figure, timeline_figure
@@ -44,28 +46,14 @@ def layout(run: str | None = None, **_: Any) -> html.Div:
             "`beliefscope demo`."
         )
     chosen = next((r for r in runs if str(r.id) == str(run)), runs[0])
-    rows = [
-        {
-            "id": str(r.id),
-            "run": r.name,
-            "family": r.family or "—",
-            "format": r.format or "—",
-            "checkpoints": r.n_checkpoints,
-            "episodes": r.n_episodes,
-            "traces": r.n_traces,
-            "ingest": r.latest_job_state or "—",
-            "created": f"{r.created:%Y-%m-%d %H:%M}",
-            "logdir": r.logdir,
-        }
-        for r in runs
-    ]
+    rows = _run_rows(runs)
     columns = [
         {"field": "run", "flex": 2, "minWidth": 160},
         {"field": "family", "width": 110},
         {"field": "checkpoints", "width": 110, "type": "rightAligned"},
         {"field": "episodes", "width": 100, "type": "rightAligned"},
         {"field": "traces", "width": 90, "type": "rightAligned"},
-        {"field": "ingest", "width": 100},
+        {"field": "ingest", "width": 260, "tooltipField": "ingest"},
         {"field": "created", "width": 140},
         {"field": "logdir", "flex": 3, "minWidth": 200},
     ]
@@ -86,9 +74,77 @@ def layout(run: str | None = None, **_: Any) -> html.Div:
                 className="bs-title",
             ),
             html.Div(grid, className="bs-card"),
+            # while an ingest runs, the grid's counts and progress refresh on their own
+            dcc.Interval(id="runs-refresh", interval=3000, disabled=not _ingesting(runs)),
             html.Div(_run_detail(chosen.id), id="runs-detail", style={"marginTop": "12px"}),
         ]
     )
+
+
+def _latest_job(run_id: int) -> JobInfo | None:
+    jobs = current().queries.list_jobs(run_id=run_id, limit=1).items
+    return jobs[0] if jobs else None
+
+
+def _ingesting(runs: Sequence[RunInfo]) -> bool:
+    return any(r.latest_job_state in ("queued", "running") for r in runs)
+
+
+def _run_rows(runs: Sequence[RunInfo]) -> list[dict[str, Any]]:
+    rows = []
+    for r in runs:
+        job = _latest_job(r.id) if r.latest_job_state else None
+        rows.append(
+            {
+                "id": str(r.id),
+                "run": r.name,
+                "family": r.family or "—",
+                "format": r.format or "—",
+                "checkpoints": r.n_checkpoints,
+                "episodes": r.n_episodes,
+                "traces": r.n_traces,
+                "ingest": "—" if job is None else job.progress(),
+                "created": f"{r.created:%Y-%m-%d %H:%M}",
+                "logdir": r.logdir,
+            }
+        )
+    return rows
+
+
+def _ingest_state(run: RunInfo) -> list[Any]:
+    """The run's latest ingest as a user needs it: its error when it failed (with the first
+    files it refused), its progress while it runs; and, for a signed-in user, a delete."""
+    job = _latest_job(run.id)
+    out: list[Any] = []
+    if job is not None and job.state == "failed":
+        errors = current().queries.list_job_errors(job_id=job.id, limit=5).items
+        out.append(
+            html.Div(
+                [
+                    html.Strong(f"Ingest failed (job {job.id}): "),
+                    job.message or "see its errors",
+                    html.Ul([html.Li(f"{e.file or e.unit}: {e.reason}") for e in errors]),
+                ],
+                className="bs-finding",
+                id="runs-failed",
+            )
+        )
+    elif job is not None and job.state in ("queued", "running"):
+        out.append(html.Div(f"Ingest {job.progress()}", className="bs-sub", id="runs-progress"))
+    if session.reviewer_name() is not None:
+        out += [
+            html.Button("Delete run", id="runs-delete", className="bs-btn bs-btn-confirm"),
+            dcc.ConfirmDialog(
+                id="runs-delete-confirm",
+                message=(
+                    f"Delete run {run.name}: its {run.n_checkpoints} checkpoints, "
+                    f"{run.n_episodes} episodes, {run.n_traces} traces, and their flags and "
+                    "reviews? This cannot be undone."
+                ),
+            ),
+            dcc.Store(id="runs-delete-id", data=run.id),
+        ]
+    return out
 
 
 def _run_detail(run_id: int) -> html.Div:
@@ -154,6 +210,7 @@ def _run_detail(run_id: int) -> html.Div:
                         [
                             html.H2(f"{run.name} · across training"),
                             html.Span(f"{len(checkpoints)} checkpoints", className="bs-sub"),
+                            *_ingest_state(run),
                         ],
                         className="bs-card-head",
                     ),
@@ -268,6 +325,50 @@ def select_run(selected: list[dict] | None, search: str | None) -> str:
 def _first_run_id() -> int | None:
     items = current().queries.list_runs(limit=1).items
     return items[0].id if items else None
+
+
+@callback(
+    Output("runs-grid", "rowData"),
+    Output("runs-refresh", "disabled"),
+    Input("runs-refresh", "n_intervals"),
+    prevent_initial_call=True,
+)
+def refresh_runs(_n: int) -> tuple[list[dict[str, Any]], bool]:
+    runs = list(current().queries.list_runs(limit=1000).items)
+    return _run_rows(runs), not _ingesting(runs)
+
+
+@callback(
+    Output("runs-delete-confirm", "displayed"),
+    Input("runs-delete", "n_clicks"),
+    prevent_initial_call=True,
+)
+def ask_delete(clicks: int | None) -> bool:
+    if not clicks:
+        raise PreventUpdate
+    return True
+
+
+@callback(
+    Output("bs-toast", "children", allow_duplicate=True),
+    Output("bs-url", "href", allow_duplicate=True),
+    Input("runs-delete-confirm", "submit_n_clicks"),
+    State("runs-delete-id", "data"),
+    prevent_initial_call=True,
+)
+def delete_run(confirmed: int | None, run_id: int) -> tuple[Any, Any]:
+    if not confirmed:
+        raise PreventUpdate
+    try:
+        session.require_writer()
+        gone = current().store.writer.delete_run(run_id)
+    except (session.NotAllowed, BeliefscopeError) as err:
+        return session.toast(str(err), ok=False), dash.no_update
+    message = (
+        f"run {gone.name} deleted: {gone.checkpoints} checkpoints, {gone.episodes} episodes, "
+        f"{gone.traces} traces"
+    )
+    return session.toast(message), "/"
 
 
 @callback(

@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from server.deps import ContextDep, IdPath, PageDep, QueriesDep
+from server.deps import ContextDep, IdPath, PageDep, QueriesDep, WriterDep
 from server.schemas import (
     CheckpointsPublic,
     EpisodesPublic,
     FindingPublic,
     FindingsPublic,
+    RunDeletedPublic,
     RunPublic,
     RunsPublic,
     SummariesPublic,
@@ -29,6 +30,13 @@ def list_runs(queries: QueriesDep, page: PageDep) -> RunsPublic:
 @router.get("/{run_id}")
 def get_run(queries: QueriesDep, run_id: IdPath) -> RunPublic:
     return RunPublic.model_validate(queries.get_run(run_id=run_id))
+
+
+@router.delete("/{run_id}")
+def delete_run(ctx: ContextDep, _who: WriterDep, run_id: IdPath) -> RunDeletedPublic:
+    """Remove a run and everything stored of it: checkpoints, episodes, traces, flags with
+    their reviews, scores and its jobs (409 while it is being ingested)."""
+    return RunDeletedPublic.model_validate(ctx.store.writer.delete_run(run_id))
 
 
 @router.get("/{run_id}/checkpoints")

@@ -224,3 +224,26 @@ def test_content_files_are_the_checkpoint_and_its_config() -> None:
     ref = CheckpointRef("dreamerv3-torch", TORCH_DIR / "latest.pt", None)
     files = get_format("dreamerv3-torch").content_files(ref)
     assert files == [TORCH_DIR / "latest.pt", TORCH_DIR / "config_used.json"]
+
+
+def test_the_step_comes_from_metrics_jsonl_else_the_training_episodes(tmp_path: Path) -> None:
+    """What `dreamer.py` records: `tools.Logger.write` appends `{"step": ...}` lines to
+    metrics.jsonl; without it, the step it starts from is action_repeat x the transitions of
+    `train_eps/` (each `<time>-<uuid>-<length>.npz` holds length - 1)."""
+    logdir = tmp_path / "run"
+    (logdir / "train_eps").mkdir(parents=True)
+    shutil.copy(TORCH_DIR / "latest.pt", logdir)
+    shutil.copy(TORCH_DIR / "config_used.json", logdir)  # action_repeat: 2
+    (episode,) = (TORCH_DIR / "episodes").glob("*.npz")  # 40 entries: 39 transitions
+    shutil.copy(episode, logdir / "train_eps")
+    shutil.copy(episode, logdir / "train_eps" / episode.name.replace("c056", "d056"))
+    (ref,) = discover(logdir, "dreamerv3-torch")
+    assert ref.step == 2 * 2 * 39
+    lines = ['{"step": 1000, "train_return": 3.5}', '{"step": 1400, "fps": 12.0}', '{"step": 14']
+    (logdir / "metrics.jsonl").write_text("\n".join(lines))  # the last line is still written
+    (ref,) = discover(logdir, "dreamerv3-torch")
+    assert ref.step == 1400
+    shutil.rmtree(logdir / "train_eps")
+    (logdir / "metrics.jsonl").unlink()
+    (ref,) = discover(logdir, "dreamerv3-torch")
+    assert ref.step is None

@@ -78,6 +78,18 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
     get_settings.cache_clear()
 
 
+def test_dreamerv3_torch_checkpoint_has_the_step_its_log_dir_records(ingested) -> None:
+    """`latest.pt` has no step; the run's metrics.jsonl does (the dashboard showed "step ?")."""
+    url, dirs = ingested
+    store = open_store(url)
+    try:
+        run = store.queries.find_run(name=dirs["dreamerv3-torch"].name)
+        (ckpt,) = store.queries.list_checkpoints(run_id=run.id).items
+        assert ckpt.step == 312
+    finally:
+        store.close()
+
+
 def export(url: str, out: Path, *flags: str) -> pd.DataFrame:
     assert main(["export", "traces", "--store", url, "--out", str(out), *flags]) == 0
     return pa_csv.read_csv(out).to_pandas() if out.suffix == ".csv" else pd.read_parquet(out)

@@ -173,6 +173,21 @@ def test_ingest_job_from_the_api(
     assert client.post("/api/v1/jobs", json={"root": str(built.root)}).status_code == 401
 
 
+def test_an_api_ingest_of_a_dir_without_checkpoints_stores_nothing(
+    client: TestClient, built: Built, auth: dict
+) -> None:
+    empty = built.root / "episodes-only"
+    make_world(empty / "replay", episodes=1, length=20, seed=6)
+    try:
+        answer = client.post("/api/v1/jobs", json={"root": str(empty)}, headers=auth)
+    finally:
+        shutil.rmtree(empty)
+    assert answer.status_code == 400
+    assert answer.json()["detail"].startswith(f"{empty}: no checkpoints found; searched every")
+    assert client.get("/api/v1/runs").json()["count"] == 1
+    assert client.get("/api/v1/jobs").json()["count"] == 1
+
+
 def test_exports_csv_and_parquet(client: TestClient, auth: dict) -> None:
     run = client.get("/api/v1/runs").json()["data"][0]["name"]
     csv = client.get("/api/v1/exports/traces", params={"run": run})

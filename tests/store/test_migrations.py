@@ -14,6 +14,7 @@ from beliefscope.store.engine import (
     create_engine,
     head_revision,
     open_store,
+    sqlite_file,
     upgrade,
 )
 from beliefscope.store.tables import all_metadata
@@ -39,6 +40,8 @@ def test_upgrade_from_empty_matches_the_models(empty_store_url: str) -> None:
 
 
 def test_out_of_date_schema_is_refused_with_the_fix(empty_store_url: str) -> None:
+    if (path := sqlite_file(empty_store_url)) is not None:
+        path.touch()  # an existing database without a schema, as on PostgreSQL
     with pytest.raises(SchemaOutOfDateError, match="run `beliefscope db upgrade --store") as err:
         open_store(empty_store_url)
     assert f"code expects {head_revision()}" in str(err.value)
@@ -93,6 +96,6 @@ def test_locked_sqlite_is_unavailable_but_a_bad_statement_is_a_bug(sqlite_url: s
     ):
         conn.execute(sa.text("SELECT * FROM nowhere"))
     store.close()
-    missing = f"sqlite:///{sqlite_url.split('///')[1]}.d/nested/store.db"
-    with pytest.raises(StoreUnavailableError, match="unable to open"):
-        open_store(missing)
+    blocked = f"sqlite:///{sqlite_url.split('///')[1]}/nested/store.db"  # its folder is a file
+    with pytest.raises(StoreUnavailableError, match="cannot create the store's folder"):
+        open_store(blocked, create=True)

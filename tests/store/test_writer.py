@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from beliefscope.errors import NotFoundError
 from beliefscope.store.engine import open_store
 from beliefscope.store.tables import Trace, TraceArray, steps
 from beliefscope.store.writer import StoreWriter
@@ -145,3 +146,40 @@ def test_arrays_keep_shape_and_dtype(seeded: Seeded) -> None:
     probs = q.read_array(trace_id=trace_id, name="post_probs")
     assert probs.values.dtype == np.float16 and probs.values.shape == (12, 2, 4)
     np.testing.assert_allclose(probs.values, data.post_probs, atol=1e-3)  # type: ignore[arg-type]
+
+
+def test_deleting_a_run_removes_everything_of_it_and_nothing_else(seeded: Seeded) -> None:
+    """On both backends: steps (no foreign key), arrays, flags with history, metric columns,
+    probe summaries and jobs go with the run; another run keeps all of its own."""
+    from beliefscope.review.service import ReviewService
+    from beliefscope.store.review_tables import Flag, FlagHistory, MetricColumn, ProbeSummary
+    from beliefscope.store.tables import Job, JobError, Run
+
+    w, store = seeded.store.writer, seeded.store
+    trace = w.write_trace(seeded.checkpoint_id, seeded.episode_id, "filter", "mode", make_trace(30))
+    assert trace is not None
+    other = w.ensure_run("run-b", logdir="/logs/b")
+    other_ckpt = w.ensure_checkpoint(other, content_hash="d" * 64, format="n", source_path="/b")
+    other_ep = w.ensure_episode(other, key="ep-b", format="n", source_path="/b.npz", length=20)
+    w.write_trace(other_ckpt, other_ep, "filter", "mode", make_trace(20, seed=1))
+    service = ReviewService(store)
+    service.ensure_default_rules()
+    service.apply_rules(who="tests")
+    flag = store.reviews.create_manual_flag(trace_id=trace, t0=2, t1=5, who="tests")
+    store.reviews.review_flag(flag_id=flag.id, who="tests", state="confirmed")
+    store.reviews.save_probe_summary(checkpoint_id=seeded.checkpoint_id, probe="decode", data={})
+    job = w.create_job("ingest", run_id=seeded.run_id)
+    w.record_job_error(job, unit="u", reason="r")
+    w.finish_job(job, failed=True, message="r")
+    kept = {t: _count(seeded, t.__table__) for t in (Flag, MetricColumn)}
+
+    gone = w.delete_run(seeded.run_id)
+    assert (gone.name, gone.checkpoints, gone.episodes, gone.traces) == ("run-a", 1, 1, 1)
+    assert _count(seeded, Run.__table__) == 1 and _count(seeded, steps) == 20
+    assert _count(seeded, Trace.__table__) == 1 and _count(seeded, TraceArray.__table__) >= 1
+    for table in (FlagHistory, ProbeSummary, Job, JobError):
+        assert _count(seeded, table.__table__) == 0, table
+    assert _count(seeded, Flag.__table__) < kept[Flag]
+    assert _count(seeded, MetricColumn.__table__) < kept[MetricColumn]
+    with pytest.raises(NotFoundError, match=f"no run with id {seeded.run_id}"):
+        w.delete_run(seeded.run_id)

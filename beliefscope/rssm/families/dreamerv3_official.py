@@ -382,6 +382,7 @@ def _agent_params(agent: object, path: Path) -> dict:
 
 class DreamerV3Format:
     name = FAMILY
+    patterns = "ckpt/<timestamp>[-<step>]/agent.pkl, checkpoint.pkl, checkpoint.ckpt"
 
     def discover(self, logdir: Path) -> list[CheckpointRef]:
         refs = []

@@ -14,6 +14,7 @@ gate on the candidate, update bias -1), learned initial state `deter = tanh(W)` 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -425,15 +426,70 @@ def _run_once(model: TorchWorldModel) -> None:
     model.reward(feat), model.cont(feat)
 
 
+METRICS_NAME = "metrics.jsonl"
+METRICS_TAIL_BYTES = 64 << 10
+TRAIN_EPISODES = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{32}-(\d+)\.npz$")
+DEFAULT_ACTION_REPEAT = 2  # configs.yaml `defaults`
+
+
+def training_step(folder: Path) -> int | None:
+    """The training step the log dir records for the `latest.pt` in it, in the repo's own
+    units (environment steps, its TensorBoard x axis), since `latest.pt` says nothing itself:
+    the newest `step` of `metrics.jsonl` (one `{"step": ..., <scalars>}` line per
+    `tools.Logger.write`, the same step the TensorBoard scalars get), else what `dreamer.py`
+    counts at start, action_repeat x the transitions of `train_eps/*-<length>.npz`; None when
+    the folder has neither. Cheap: the file's tail and episode file names only."""
+    metrics = folder / METRICS_NAME
+    if metrics.is_file():
+        try:
+            with metrics.open("rb") as fh:
+                fh.seek(max(0, metrics.stat().st_size - METRICS_TAIL_BYTES))
+                tail = fh.read().decode("utf-8", "replace")
+        except OSError:
+            tail = ""
+        steps = [step for line in tail.splitlines() if (step := _line_step(line)) is not None]
+        if steps:
+            return max(steps)
+    lengths = [
+        int(match.group(1))
+        for path in (folder / "train_eps").glob("*.npz")
+        if (match := TRAIN_EPISODES.match(path.name))
+    ]
+    if not lengths:
+        return None
+    try:
+        config, _ = read_config([folder], CONFIG_NAMES)
+    except BadInputError:
+        config = {}
+    repeat = config.get("action_repeat")
+    repeat = repeat if isinstance(repeat, int) and repeat > 0 else DEFAULT_ACTION_REPEAT
+    return repeat * sum(length - 1 for length in lengths)
+
+
+def _line_step(line: str) -> int | None:
+    """The `step` of one metrics.jsonl line; None for a partial or foreign line."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return int(step) if isinstance(step, int | float) and math.isfinite(step) else None
+
+
 class DreamerV3TorchFormat:
     name = FAMILY
+    patterns = CHECKPOINT_NAME
 
     def discover(self, logdir: Path) -> list[CheckpointRef]:
         if logdir.is_file():
             found = [logdir] if logdir.name == CHECKPOINT_NAME else []
         else:
             found = sorted(logdir.rglob(CHECKPOINT_NAME))
-        return [CheckpointRef(FAMILY, path, None) for path in found if path.is_file()]
+        return [
+            CheckpointRef(FAMILY, path, training_step(path.parent))
+            for path in found
+            if path.is_file()
+        ]
 
     def load(self, ref: CheckpointRef, *, config: dict | None = None) -> TorchWorldModel:
         try:

@@ -868,6 +868,7 @@ def _step(path: Path) -> int | None:
 
 class TorchRLFormat:
     name = FAMILY
+    patterns = "world_model[_<step>].pt, world_model[_<step>].safetensors"
 
     def discover(self, logdir: Path) -> list[CheckpointRef]:
         found = [logdir] if logdir.is_file() else sorted(logdir.rglob("world_model*"))
