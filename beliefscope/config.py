@@ -25,6 +25,24 @@ class Settings(BaseSettings):
     open_reads: bool | None = None
     """Reads without a token; default: allowed on loopback binds only."""
 
+    allowed_hosts: list[str] = []
+    """`Host` names the server answers (DNS rebinding); empty: the bind address and localhost
+    (on a wildcard bind also this machine's name); `*`: any."""
+
+    cookie_secure: bool = True
+    """Send the login cookie over HTTPS only (browsers treat http://localhost as secure); turn
+    off only for a plain-HTTP server on a trusted network."""
+
+    session_hours: float = 12.0
+    """How long a browser sign-in lasts (never past its token's expiry)."""
+
+    auth_failures_per_minute: int = 10
+    """Failed sign-ins and bad tokens one client may make per minute before 429."""
+
+    webhook_allow: list[str] = []
+    """Webhook targets allowed although they are loopback, private or link-local: addresses or
+    networks (`127.0.0.1`, `10.1.0.0/16`), optionally with a port (`127.0.0.1:9000`)."""
+
     torch_threads: int = 0
     """Threads for model math; 0 = leave one core free for the server."""
 
@@ -34,7 +52,7 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         if self.store:
             return self.store
-        self.home.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         return f"sqlite:///{self.home / 'beliefscope.db'}"
 
 

@@ -27,7 +27,7 @@ def test_api_on_postgresql(built: Built, pg_url: str, monkeypatch: pytest.Monkey
     ingest_run(pg_url, built.run_dir, built.world)
     store = open_store(pg_url)
     try:
-        secret = store.access.create_token("pg-reviewer")[1]
+        secret = store.access.create_token("pg-reviewer", scope="review", who="tests")[1]
         auth = {"Authorization": f"Bearer {secret}"}
         with TestClient(create_app(make_settings(built, store), store=store)) as c:
             assert c.get("/healthz").json()["store"] == "postgresql"
