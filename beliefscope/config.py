@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     """Reads without a token; default: allowed on loopback binds only."""
 
     allowed_hosts: list[str] = []
-    """`Host` names the server answers (DNS rebinding); empty: the bind address and localhost
-    (on a wildcard bind also this machine's name); `*`: any."""
+    """`Host` names the server answers besides the loopback names (against DNS rebinding);
+    empty: the bind address (this machine's name on a wildcard bind); `*`: any."""
 
     cookie_secure: bool = True
     """Send the login cookie over HTTPS only (browsers treat http://localhost as secure); turn

@@ -1,9 +1,11 @@
 """Which `Host` headers the server answers: a DNS-rebinding page reaches a loopback server under
 the attacker's own name, so a request naming any other host is refused, whatever it asks for.
 
-`allowed_hosts` empty (the default) means the bind address and the loopback names; a wildcard
-bind (0.0.0.0, ::) adds this machine's host name. `*` answers any host (only behind a proxy
-that checks it).
+The loopback names are always answered (a rebinding page cannot send them: a browser sends the
+name of the page's own site, and it is not ours). Besides them, `allowed_hosts` names the hosts
+the server is reached by; empty (the default) means the bind address, or this machine's host
+name on a wildcard bind (0.0.0.0, ::). `*` answers any host (only behind a proxy that checks
+it).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def host_name(header: str) -> str | None:
 
 class HostPolicy:
     def __init__(self, allowed: Iterable[str], bind: str) -> None:
-        names = list(allowed) or default_hosts(bind)
+        names = [*LOOPBACK_NAMES, *(list(allowed) or [default_host(bind)])]
         self.any = "*" in names
         self.names = frozenset(n.strip().strip("[]").lower().rstrip(".") for n in names if n)
 
@@ -40,10 +42,5 @@ class HostPolicy:
         return name is not None and (self.any or name in self.names)
 
 
-def default_hosts(bind: str) -> list[str]:
-    hosts = [*LOOPBACK_NAMES]
-    if bind in _WILDCARD:
-        hosts.append(socket.gethostname())
-    else:
-        hosts.append(bind)
-    return hosts
+def default_host(bind: str) -> str:
+    return socket.gethostname() if bind in _WILDCARD else bind

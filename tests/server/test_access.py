@@ -257,6 +257,12 @@ def test_only_allowed_hosts_are_answered(built: Built, store_copy: Store, auth: 
     for host in ("127.0.0.1.attacker.example", "localhost:notaport", "evil@localhost"):
         with TestClient(app) as client:
             assert client.get("/healthz", headers={"Host": host}).status_code == 400, host
+    named = create_app(
+        make_settings(built, store_copy, allowed_hosts=["lab.example"]), store=store_copy
+    )
+    for host, status in (("lab.example", 200), ("127.0.0.1", 200), ("testserver", 400)):
+        with TestClient(named, base_url=f"http://{host}") as client:
+            assert client.get("/healthz").status_code == status, host  # loopback: healthchecks
     anyone = create_app(make_settings(built, store_copy, allowed_hosts=["*"]), store=store_copy)
     with TestClient(anyone, base_url="http://attacker.example") as client:
         assert client.get("/healthz").status_code == 200
