@@ -9,13 +9,14 @@ migration 0007).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 
 from beliefscope.errors import BadInputError
 from beliefscope.store.access_tables import Activity
 from beliefscope.store.engine import Surface
+from beliefscope.store.sql import page_rows, value_of
 from beliefscope.store.tables import utcnow
 from beliefscope.values.access import ActivityEntry
 from beliefscope.values.page import MAX_LIMIT, Page
@@ -59,7 +60,7 @@ class ActivityLog(Surface):
         (`flag` matches `flag.review`, `flag.delete`, ...)."""
         if not 1 <= limit <= MAX_LIMIT:
             raise BadInputError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-        table = Activity.__table__
+        table = cast(sa.Table, Activity.__table__)
         where: list[Any] = []
         if who is not None:
             where.append(table.c.who == who)
@@ -74,18 +75,14 @@ class ActivityLog(Surface):
         if since is not None:
             where.append(table.c.at >= since)
         with self._store.connect() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(table).where(*where)
-            ).scalar_one()
-            rows = conn.execute(
-                sa.select(table)
-                .where(*where)
-                .order_by(table.c.id.desc())
-                .limit(limit)
-                .offset(offset)
-            ).all()
-        entries = tuple(
-            ActivityEntry(r.id, r.at, r.who, r.action, r.target, dict(r.details or {}))
-            for r in rows
-        )
-        return Page(entries, int(total), limit, offset)
+            total, rows = page_rows(
+                conn,
+                sa.select(table),
+                table,
+                where,
+                order=[table.c.id.desc()],
+                limit=limit,
+                offset=offset,
+            )
+        entries = tuple(value_of(ActivityEntry, r) for r in rows)
+        return Page(entries, total, limit, offset)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 import sqlalchemy as sa
 
@@ -19,6 +19,7 @@ from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.store.access_tables import ApiToken, BrowserSession
 from beliefscope.store.activity import record
 from beliefscope.store.engine import Surface
+from beliefscope.store.sql import value_of
 from beliefscope.store.tables import utcnow
 from beliefscope.values.access import SCOPES, Scope, SessionInfo, TokenInfo
 
@@ -66,12 +67,14 @@ class TokenTable(Surface):
             row = conn.execute(sa.select(table).where(table.c.name == name)).one()
             details = {"scope": scope, "expires": None if expires is None else expires.isoformat()}
             record(conn, who=who, action="token.create", target=f"token:{name}", details=details)
-        return _token(row), secret
+        return value_of(TokenInfo, row), secret
 
     def list_tokens(self) -> list[TokenInfo]:
         table = _TOKENS
         with self._store.connect() as conn:
-            return [_token(r) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+            return [
+                value_of(TokenInfo, r) for r in conn.execute(sa.select(table).order_by(table.c.id))
+            ]
 
     def revoke_token(self, name: str, *, who: str) -> TokenInfo:
         """Revoke the live token named `name` (the row stays, for the record); its sessions
@@ -86,7 +89,7 @@ class TokenTable(Surface):
             conn.execute(sa.update(table).where(table.c.id == row.id).values(revoked=utcnow()))
             row = conn.execute(sa.select(table).where(table.c.id == row.id)).one()
             record(conn, who=who, action="token.revoke", target=f"token:{name}")
-        return _token(row)
+        return value_of(TokenInfo, row)
 
     def token_for_secret(self, secret: str) -> TokenInfo | None:
         """The unrevoked token whose secret this is (perhaps expired: see `TokenInfo.state`),
@@ -100,7 +103,7 @@ class TokenTable(Surface):
                     table.c.token_hash == hash_secret(secret), table.c.revoked.is_(None)
                 )
             ).first()
-        return None if row is None else _token(row)
+        return None if row is None else value_of(TokenInfo, row)
 
     # -- browser sessions -------------------------------------------------------------------
 
@@ -146,7 +149,9 @@ class TokenTable(Surface):
             ).first()
         if row is None:
             return None
-        return SessionInfo(row.session_id, _token(row), row.session_created, row.session_expires)
+        return SessionInfo(
+            row.session_id, value_of(TokenInfo, row), row.session_created, row.session_expires
+        )
 
     def end_session(self, secret: str) -> bool:
         """Sign a session out on the server (its cookie stops working everywhere); False when
@@ -163,16 +168,3 @@ class TokenTable(Surface):
             name = session.token.name
             record(conn, who=name, action="session.end", target=f"token:{name}")
         return True
-
-
-def _token(row: Any) -> TokenInfo:
-    return TokenInfo(
-        row.id,
-        row.name,
-        row.prefix,
-        row.scope,
-        row.created,
-        row.expires,
-        row.last_used,
-        row.revoked,
-    )

@@ -21,6 +21,7 @@ from beliefscope.store.access_tables import Webhook, WebhookDelivery
 from beliefscope.store.activity import record
 from beliefscope.store.engine import Surface
 from beliefscope.store.review_tables import Flag
+from beliefscope.store.sql import page_rows, value_of
 from beliefscope.store.tables import utcnow
 from beliefscope.values.access import DeliveryInfo, DeliveryTarget, WebhookInfo
 from beliefscope.values.page import Page
@@ -68,7 +69,7 @@ class WebhookTable(Surface):
             row = conn.execute(query).first()
         if row is None:
             raise NotFoundError(f"no webhook {webhook_id}")
-        return _webhook(row)
+        return value_of(WebhookInfo, row)
 
     def list_webhooks(
         self,
@@ -84,13 +85,16 @@ class WebhookTable(Surface):
         if active is not None:
             where.append(table.c.active.is_(active))
         with self._store.connect() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(table).where(*where)
-            ).scalar_one()
-            rows = conn.execute(
-                _webhook_select().where(*where).order_by(table.c.id).limit(limit).offset(offset)
+            total, rows = page_rows(
+                conn,
+                _webhook_select(),
+                table,
+                where,
+                order=[table.c.id],
+                limit=limit,
+                offset=offset,
             )
-            return Page(tuple(_webhook(r) for r in rows), total, limit, offset)
+        return Page(tuple(value_of(WebhookInfo, r) for r in rows), total, limit, offset)
 
     def delete_webhook(self, webhook_id: int, *, who: str) -> None:
         """Stop and hide the hook (kept with its deliveries, restorable)."""
@@ -189,17 +193,16 @@ class WebhookTable(Surface):
         if state is not None:
             where.append(table.c.state == state)
         with self._store.connect() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(table).where(*where)
-            ).scalar_one()
-            rows = conn.execute(
-                sa.select(table)
-                .where(*where)
-                .order_by(table.c.id.desc())
-                .limit(limit)
-                .offset(offset)
+            total, rows = page_rows(
+                conn,
+                sa.select(table),
+                table,
+                where,
+                order=[table.c.id.desc()],
+                limit=limit,
+                offset=offset,
             )
-            return Page(tuple(_delivery(r) for r in rows), total, limit, offset)
+        return Page(tuple(value_of(DeliveryInfo, r) for r in rows), total, limit, offset)
 
     def claim_due(
         self, *, lease: timedelta, limit: int = 50, skip_hooks: frozenset[int] = frozenset()
@@ -232,7 +235,7 @@ class WebhookTable(Surface):
                     .values(next_attempt=now + lease)
                 ).rowcount
                 if won:
-                    claimed.append(DeliveryTarget(_delivery(row), row.url, row.secret))
+                    claimed.append(DeliveryTarget(value_of(DeliveryInfo, row), row.url, row.secret))
         return claimed
 
     def record_attempt(
@@ -281,36 +284,4 @@ def _webhook_select() -> sa.Select[Any]:
     columns = [c for c in hooks.c if c.name != "secret"]  # the secret is read to sign only
     return sa.select(
         *columns, count("pending").label("n_pending"), count("failed").label("n_failed")
-    )
-
-
-def _webhook(row: Any) -> WebhookInfo:
-    return WebhookInfo(
-        row.id,
-        row.url,
-        row.min_severity,
-        row.created_by,
-        row.after_flag_id,
-        row.active,
-        row.created,
-        row.n_pending,
-        row.n_failed,
-        row.deleted,
-        row.deleted_by,
-    )
-
-
-def _delivery(row: Any) -> DeliveryInfo:
-    return DeliveryInfo(
-        row.id,
-        row.webhook_id,
-        row.flag_id,
-        row.payload,
-        row.state,
-        row.attempts,
-        row.next_attempt,
-        row.last_status,
-        row.last_error,
-        row.created,
-        row.delivered,
     )
