@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     """Webhook targets allowed although they are loopback, private or link-local: addresses or
     networks (`127.0.0.1`, `10.1.0.0/16`), optionally with a port (`127.0.0.1:9000`)."""
 
+    max_inflated_bytes: int = 4 * 2**30
+    """A replay archive (`.npz`, a saved TensorDict) whose compressed members inflate to more
+    is refused before anything is decompressed."""
+
+    max_inflate_ratio: float = 200.0
+    """... as is one inflating to more than this many times its size on disk (the MuJoCo
+    world's frames deflate 25-28x; a zip bomb of zeros ~1000x)."""
+
     torch_threads: int = 0
     """Threads for model math; 0 = leave one core free for the server."""
 
