@@ -53,6 +53,17 @@ class UnauthorizedError(BeliefscopeError):
 
 
 class ForbiddenError(BeliefscopeError):
-    """A valid token, used where it may not be (a cookie session writing from another site)."""
+    """A valid token, used where it may not be (a scope it lacks, a cookie session writing
+    from another site)."""
 
     status = 403
+
+
+class TooManyRequestsError(BeliefscopeError):
+    """Too many failed attempts from one client (answered with `Retry-After`)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

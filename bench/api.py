@@ -93,7 +93,7 @@ def build(root: Path, url: str, rows: int) -> dict[str, object]:
             have += LENGTH
         n += 1
     build_s = time.perf_counter() - started
-    secret = store.access.create_token("bench")[1]
+    secret = store.access.create_token("bench", scope="admin", who="bench")[1]
     store.close()
     return {
         "ingest_rows_per_s": ingest_rows_per_s,

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import dash
 from dash import Dash, Input, Output, State, dcc, html
+from dash.exceptions import DependencyException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from beliefscope.access import Authorizer
 from beliefscope.config import Settings
@@ -50,12 +53,19 @@ def create_dash(
         store=store, settings=settings, access=access, api_prefix=api_prefix
     )
     app.layout = _shell
+    app.server.add_exception_handler(DependencyException, _no_such_asset)
     _register_shell_callbacks(app)
     # Dash finishes its setup on its first request and adds the deep-link route on the ASGI
     # lifespan event, which a mounted sub-app never gets: do both now. Setting up now also binds
     # the pages' callbacks to this app even when a process builds several.
     finish_setup(app)
     return app
+
+
+async def _no_such_asset(_request: Request, _err: Exception) -> JSONResponse:
+    """A component-suite path Dash does not serve (`/_dash-component-suites/dash/..%2f..`)
+    names nothing: 404, where Dash itself would answer 500."""
+    return JSONResponse({"detail": "no such asset", "status": 404}, 404)
 
 
 def _shell() -> html.Div:
@@ -122,18 +132,16 @@ def _register_shell_callbacks(app: Dash) -> None:
         trigger = dash.ctx.triggered_id
         message: str | html.Span = ""
         name = session.reviewer_name()
-        if trigger in ("bs-signin", "bs-token") and token:
-            name = session.sign_in(token)
-            message = session.toast(
-                f"signed in as {name}"
-                if name
-                else f"invalid or revoked token for this store: `{session.token_command()}` "
-                "makes one",
-                ok=bool(name),
-            )
-        elif trigger == "bs-signout":
-            session.sign_out()
-            name, message = None, session.toast("signed out")
+        try:
+            if trigger in ("bs-signin", "bs-token") and token:
+                name = session.sign_in(token)
+                message = session.toast(f"signed in as {name}")
+            elif trigger == "bs-signout":
+                session.sign_out()
+                name, message = None, session.toast("signed out")
+        except session.NotAllowed as err:
+            hint = "" if trigger == "bs-signout" else f"; `{session.token_command()}` makes one"
+            message = session.toast(f"{err}{hint}", ok=False)
         hidden: dict[str, str] = {"display": "none"}
         shown: dict[str, str] = {}
         if name:

@@ -2,9 +2,9 @@
 
 `create_app` is the only way to build it, so tests, the benchmark and `beliefscope serve` run
 the same app: a store (opened here from settings unless given), the access policy
-(`beliefscope.access`), a frame service, the ingest job runner and the webhook worker. The
-dashboard is mounted beside it by the command wiring (`beliefscope.cli.serve`): the server
-does not know it.
+(`beliefscope.access`), a frame service, the ingest job runner and the webhook worker, behind
+the `Host` check and security headers (`server.guards`) and the body limit. The dashboard is
+mounted beside it by the command wiring (`beliefscope.cli.serve`): the server does not know it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store, open_store
 from server import errors
 from server.bodylimit import BodyLimit
-from server.deps import ServerContext, known_query, reader
+from server.deps import ServerContext, known_query, scope
 from server.frame_service import FrameService
+from server.guards import ContentPolicy, Guards
 from server.jobs import IngestJobs
 from server.routes import (
     access,
+    activity,
     checkpoints,
     episodes,
     exports,
@@ -35,10 +37,12 @@ from server.routes import (
     rules,
     runs,
     scores,
+    tokens,
     traces,
     webhooks,
 )
 from server.schemas import ErrorPublic
+from server.targets import TargetPolicy
 from server.webhooks import WebhookWorker
 
 log = logging.getLogger("beliefscope.server")
@@ -47,7 +51,7 @@ API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1 << 20
 """Request bodies over 1 MiB are refused (413): no legitimate request comes close."""
 
-_ERRORS = {code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 409, 413, 422, 503)}
+_ERRORS = {code: {"model": ErrorPublic} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)}
 
 
 def create_app(
@@ -59,6 +63,7 @@ def create_app(
     """The app for `settings` (default: `get_settings()`); `store` overrides `settings.store`.
     The store is closed on shutdown only when this function opened it."""
     settings = settings or get_settings()
+    targets = TargetPolicy(settings.webhook_allow)  # a bad entry fails before the store opens
     owns_store = store is None
     store = store or open_store(settings.store or None, create=True)  # a first serve creates it
     ctx = ServerContext(
@@ -68,7 +73,10 @@ def create_app(
         access=Authorizer(store, settings),
         frames=FrameService(store, settings),
         jobs=IngestJobs(store, settings),
-        webhooks=WebhookWorker(store, base_url=public_url(settings), interval_s=webhook_interval_s),
+        webhooks=WebhookWorker(
+            store, base_url=public_url(settings), targets=targets, interval_s=webhook_interval_s
+        ),
+        content_policy=ContentPolicy(),
     )
 
     @asynccontextmanager
@@ -93,6 +101,7 @@ def create_app(
     app.state.ctx = ctx
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(Guards, hosts=ctx.access.hosts, policy=ctx.content_policy)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:
@@ -100,7 +109,7 @@ def create_app(
         store.revision()
         return {"status": "ok", "store": store.backend}
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(reader)])
+    api = APIRouter(prefix=API_PREFIX, dependencies=[scope("read")])
     for module in (
         runs,
         checkpoints,
@@ -112,6 +121,8 @@ def create_app(
         jobs,
         exports,
         webhooks,
+        tokens,
+        activity,
     ):
         api.include_router(module.router)
     app.include_router(api)

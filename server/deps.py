@@ -1,24 +1,33 @@
-"""Typed dependencies: the server context, the read layer, who is asking, pagination."""
+"""Typed dependencies: the server context, the read layer, who is asking (and whether their
+token's scope allows the route), pagination.
+
+A route declares the scope it needs by the principal it takes: `ReviewerDep` (flags, notes,
+reviews) or `AdminDep` (rules, webhooks, tokens, ingest jobs, the activity log); the API router
+adds `read` to every route. The scopes are FastAPI security scopes of the `token` scheme, so
+the OpenAPI document lists what each operation needs (the access test walks it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from beliefscope.access import Authorizer, Presented
 from beliefscope.config import Settings
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store
 from beliefscope.store.queries import Queries
-from beliefscope.values.access import Principal
+from beliefscope.values.access import SCOPES, Principal, Scope
 
 if TYPE_CHECKING:
     from server.frame_service import FrameService
+    from server.guards import ContentPolicy
     from server.jobs import IngestJobs
     from server.webhooks import WebhookWorker
 
@@ -36,6 +45,7 @@ class ServerContext:
     frames: FrameService
     jobs: IngestJobs
     webhooks: WebhookWorker
+    content_policy: ContentPolicy
 
 
 def get_context(request: Request) -> ServerContext:
@@ -54,18 +64,23 @@ QueriesDep = Annotated[Queries, Depends(get_queries)]
 
 
 def presented(request: Request) -> Presented:
-    return Presented.of(request.headers, request.cookies)
+    client = request.client.host if request.client else ""
+    return Presented.of(request.headers, request.cookies, client)
 
 
 PresentedDep = Annotated[Presented, Depends(presented)]
 
+token_scheme = HTTPBearer(
+    scheme_name="token",
+    description="an API token (`beliefscope token create NAME --scope read|review|admin`); "
+    "the dashboard's session cookie works too",
+    auto_error=False,
+)
 
-def reader(ctx: ContextDep, creds: PresentedDep) -> Principal:
-    return ctx.access.authorize(creds, write=False)
 
-
-def writer(ctx: ContextDep, creds: PresentedDep) -> Principal:
-    return ctx.access.authorize(creds, write=True)
+def identity(ctx: ContextDep, creds: PresentedDep) -> Principal | None:
+    """Who presented what (once per request, however many scopes are checked)."""
+    return ctx.access.identify(creds)
 
 
 def known_query(request: Request) -> None:
@@ -100,8 +115,26 @@ def accepted_query(route: APIRoute) -> tuple[str, ...]:
     return tuple(sorted(names(route.dependant)))
 
 
-ReaderDep = Annotated[Principal, Depends(reader)]
-WriterDep = Annotated[Principal, Depends(writer)]
+def principal(
+    scopes: SecurityScopes,
+    ctx: ContextDep,
+    creds: PresentedDep,
+    who: Annotated[Principal | None, Depends(identity)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(token_scheme)],
+) -> Principal:
+    """Who is asking, if their scope is the strongest one the route and its router need."""
+    need: Scope = max((s for s in scopes.scopes if s in SCOPES), key=SCOPES.index, default="read")
+    return ctx.access.permit(who, creds, need=need)
+
+
+def scope(name: Scope) -> Any:
+    """The dependency of a route (or router) that needs scope `name`."""
+    return Security(principal, scopes=[name])
+
+
+ReaderDep = Annotated[Principal, scope("read")]
+ReviewerDep = Annotated[Principal, scope("review")]
+AdminDep = Annotated[Principal, scope("admin")]
 
 
 def variant_query(

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from beliefscope.errors import BeliefscopeError, UnauthorizedError
+from beliefscope.errors import BeliefscopeError, TooManyRequestsError, UnauthorizedError
 
 log = logging.getLogger("beliefscope.server")
 
@@ -50,7 +50,11 @@ async def _beliefscope(_request: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, BeliefscopeError)
     if err.status >= 500:
         log.error("%s: %s", type(err).__name__, err)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(err, UnauthorizedError) else None
+    headers = None
+    if isinstance(err, UnauthorizedError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(err, TooManyRequestsError):
+        headers = {"Retry-After": str(err.retry_after)}
     return error_response(err.status, str(err), headers)
 
 

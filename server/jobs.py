@@ -57,6 +57,10 @@ class IngestJobs:
             logdir=logdir, run_name=run_name, snapshots=self._settings.home / "snapshots"
         )
         job_id = Ingestor(self._store, request).submit(started_by=who).id
+        details = {"root": str(logdir), "run": run_name}
+        self._store.activity.record(
+            who=who, action="job.start", target=f"job:{job_id}", details=details
+        )
         url = self._store.engine.url.render_as_string(hide_password=False)
         self._queue.put((self._settings.model_copy(update={"store": url}), request, job_id))
         with self._lock:

@@ -221,7 +221,9 @@ class IngestCreate(BaseModel):
     """The run's name (default: the directory's name)."""
 
 
-# -- access: tokens, login, webhooks ---------------------------------------------------------
+# -- access: tokens, login, activity, webhooks -----------------------------------------------
+
+ScopeName = Literal["read", "review", "admin"]
 
 
 class LoginCreate(BaseModel):
@@ -233,7 +235,55 @@ class LoginCreate(BaseModel):
 class WhoAmIPublic(BaseModel):
     name: str | None
     via: Literal["bearer", "cookie", "anonymous"]
+    scope: ScopeName | None
     can_write: bool
+    """Whether the scope allows reviews (`review` or `admin`)."""
+
+
+class TokenPublic(Public):
+    """A token as listings show it: never its secret, only the secret's first characters."""
+
+    id: int
+    name: str
+    prefix: str
+    scope: ScopeName
+    created: datetime
+    expires: datetime | None
+    revoked: datetime | None
+    state: Literal["live", "expired", "revoked"]
+
+
+class TokensPublic(Public):
+    data: list[TokenPublic]
+    count: int
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    scope: ScopeName = "review"
+    expires: str | None = Field(
+        default=None, max_length=20, description="a lifetime: 90m, 12h, 30d, 2w"
+    )
+
+
+class TokenCreatedPublic(TokenPublic):
+    secret: str
+    """The token itself: shown this once, only its hash is stored."""
+
+
+class ActivityPublic(Public):
+    id: int
+    at: datetime
+    who: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class ActivitiesPublic(Paged[ActivityPublic]):
+    pass
 
 
 class WebhookCreate(BaseModel):
@@ -244,6 +294,8 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookPublic(Public):
+    """A hook; its URL is masked to scheme, host and port except for admins."""
+
     id: int
     url: str
     min_severity: str
@@ -252,10 +304,22 @@ class WebhookPublic(Public):
     created: datetime
     n_pending: int
     n_failed: int
+    deleted: datetime | None = None
+    deleted_by: str | None = None
 
 
 class WebhooksPublic(Paged[WebhookPublic]):
     pass
+
+
+class WebhookSecretPublic(Public):
+    secret: str
+    """The Standard Webhooks signing secret (`whsec_...`): shown this once."""
+
+
+class WebhookCreatedPublic(WebhookPublic):
+    secret: str
+    """The Standard Webhooks signing secret (`whsec_...`): shown this once."""
 
 
 class DeliveryPublic(Public):
@@ -306,6 +370,9 @@ class FlagPublic(Public):
     created: datetime
     updated: datetime
     updated_by: str
+    deleted: datetime | None = None
+    """Set on a deleted flag (only admins can read those)."""
+    deleted_by: str | None = None
 
 
 class FlagsPublic(Paged[FlagPublic]):

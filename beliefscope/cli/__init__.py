@@ -31,7 +31,8 @@ COMMANDS: dict[str, str] = {
     "serve": "serve the REST API and the dashboard",
     "demo": "world + training + live ingest + dashboard in one command",
     "db": "store schema: upgrade, current",
-    "token": "API tokens: create, list, revoke",
+    "token": "API tokens: create (with a scope and expiry), list, revoke",
+    "activity": "the activity log: who changed what, and when",
     "rules": "review-flag rules: list, set, apply",
     "runs": "runs in the store: list, delete",
 }
@@ -91,14 +92,18 @@ def command_module(name: str) -> ModuleType:
         from server import tokens_cli
 
         return tokens_cli
+    if name == "activity":
+        from server import activity_cli
+
+        return activity_cli
     if name == "rules":
         from beliefscope.review import cli_rules
 
         return cli_rules
     if name == "runs":
-        from beliefscope.store import cli_runs
+        from beliefscope.cli import runs
 
-        return cli_runs
+        return runs
     raise KeyError(name)
 
 

@@ -1,7 +1,8 @@
 """`beliefscope serve`: the REST API and the dashboard in one uvicorn process.
 
 `build_app` puts the two together: the API (`server.app.create_app`) and the dashboard mounted
-at `/` with the API's own access policy, so neither package imports the other.
+at `/` with the API's own access policy (and its inline scripts' hashes added to the API's
+Content-Security-Policy), so neither package imports the other.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def build_app(
 
         ctx = app.state.ctx
         dash_app = create_dash(ctx.store, ctx.settings, access=ctx.access, api_prefix=API_PREFIX)
+        ctx.content_policy.script_hashes.extend(dash_app.csp_hashes())
         app.mount("/", dash_app.server)
     return app
 

@@ -2,7 +2,9 @@
 
 Nothing is unpickled: headers are parsed as literals and object dtypes are refused, so a
 hostile file can at worst be rejected. Every problem (not a zip, truncated, a header that
-lies about its size, a missing key) is a `BadInputError` naming the file.
+lies about its size, members inflating past the limits, a missing key) is a `BadInputError`
+naming the file. The limits (`max_inflated_bytes`, `max_inflate_ratio` of the settings) are
+checked on the zip's directory, before a byte is decompressed or an array allocated.
 
 Rows are read lazily, so one frame of a long episode never loads the whole image array:
 stored (uncompressed) members are memory-mapped at their data offset inside the zip;
@@ -23,6 +25,7 @@ from typing import IO, Literal
 
 import numpy as np
 
+from beliefscope.config import get_settings
 from beliefscope.errors import BadInputError
 
 MAX_HEADER_BYTES = 10_000
@@ -73,6 +76,7 @@ class NpzFile:
             raise BadInputError(f"cannot open: {err.strerror or err}", path=self.path) from err
         try:
             self._zip = zipfile.ZipFile(self._file)
+            check_inflation(self._zip, self.path)
             self._infos = {
                 info.filename[: -len(".npy")]: info
                 for info in self._zip.infolist()
@@ -258,6 +262,22 @@ class NpzFile:
         if start + info.file_size > self._file.seek(0, 2):
             raise BadInputError(f"member '{info.filename}' is truncated", path=self.path)
         return start
+
+
+def check_inflation(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse an archive whose compressed members would inflate past the configured limits:
+    `max_inflated_bytes`, or `max_inflate_ratio` times the archive's size on disk."""
+    settings = get_settings()
+    on_disk = path.stat().st_size
+    inflated = sum(i.file_size for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED)
+    limit = min(settings.max_inflated_bytes, int(settings.max_inflate_ratio * on_disk))
+    if inflated > limit:
+        raise BadInputError(
+            f"its compressed members inflate to {inflated:,} bytes from {on_disk:,} on disk, "
+            f"over the limit of {limit:,} (BELIEFSCOPE_MAX_INFLATED_BYTES, "
+            "BELIEFSCOPE_MAX_INFLATE_RATIO)",
+            path=path,
+        )
 
 
 def read_members(path: str | Path) -> dict[str, Member]:

@@ -38,6 +38,7 @@ import torch
 
 from beliefscope.errors import BadInputError, NotFoundError
 from beliefscope.replay.base import Episode, EpisodeRef, OnError, raise_error, register
+from beliefscope.replay.npz import check_inflation
 
 NAME = "torchrl-rollouts"
 META = "meta.json"
@@ -64,11 +65,19 @@ def _is_memmap_td(folder: Path) -> bool:
 
 
 def _is_saved_td(path: Path) -> bool:
-    """A `torch.save` zip whose pickle names tensordict's TensorDict (its tensors are not read)."""
+    """A `torch.save` zip whose pickle names tensordict's TensorDict (its tensors are not read).
+    One that would inflate past the limits is not peeked into but listed, so that reading it
+    refuses it by name."""
     try:
         with zipfile.ZipFile(path) as archive:
             pickle = next((n for n in archive.namelist() if n.endswith("/data.pkl")), None)
-            return pickle is not None and b"tensordict._td" in archive.read(pickle)
+            if pickle is None:
+                return False
+            try:
+                check_inflation(archive, path)
+            except BadInputError:
+                return True
+            return b"tensordict._td" in archive.read(pickle)
     except (OSError, zipfile.BadZipFile):
         return False
 
@@ -142,6 +151,11 @@ def _saved_td(path: Path) -> dict:
         (_pickled_td, "tensordict._reductions._make_td"),
         (_PickledTensorDict, "tensordict._td.TensorDict"),
     ]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_inflation(archive, path)  # torch.load would inflate a deflated member whole
+    except (OSError, zipfile.BadZipFile) as error:
+        raise BadInputError(f"not a torch.save zip ({error})", path=path) from None
     try:
         with torch.serialization.safe_globals(globals_):
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -1,8 +1,12 @@
-"""Tables of the server's access control and notifications: API tokens, webhooks, deliveries.
+"""Tables of the server's access control and notifications: API tokens, browser sessions, the
+activity log, webhooks and their deliveries.
 
-Tokens are stored as the sha256 of a random secret: the database never holds a credential that
-works. `flag_id` of a delivery is a plain integer, not a foreign key: a delivery record (and its
-failure) stays visible after its flag is deleted.
+Tokens and sessions are stored as the sha256 of a random secret: the database never holds a
+credential that works. A webhook's signing secret is the exception (signing needs it), and it
+never leaves the store except to sign and once, at creation, to the admin who made it.
+`flag_id` of a delivery is a plain integer, not a foreign key: a delivery record (and its
+failure) stays visible after its flag is deleted. The activity log has no foreign keys either:
+its rows outlive what they name, and triggers (migration 0007) refuse to change or delete them.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from beliefscope.store.tables import Base, UTCDateTime, utcnow
-from beliefscope.values.access import DELIVERY_STATES
+from beliefscope.values.access import DELIVERY_STATES, SCOPES
 
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = (sa.CheckConstraint(sa.column("scope").in_(SCOPES), name="scope"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
@@ -26,9 +31,42 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     prefix: Mapped[str] = mapped_column(sa.String(16))
     """The secret's first characters, to tell tokens apart in listings."""
+    scope: Mapped[str] = mapped_column(sa.String(16))
+    """read, review or admin (`values.access.SCOPES`); tokens from before scopes are admin."""
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BrowserSession(Base):
+    """A signed-in browser: the cookie holds a random session id, this row its hash. It acts
+    as its token (and dies with it) until it expires or is signed out."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True
+    )
+    session_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Activity(Base):
+    """One state change: who did what to which thing, when. Append-only."""
+
+    __tablename__ = "activity"
+    __table_args__ = (sa.Index(None, "target"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    who: Mapped[str] = mapped_column(sa.String(100))
+    action: Mapped[str] = mapped_column(sa.String(32), index=True)
+    target: Mapped[str] = mapped_column(sa.String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
 
 
 class Webhook(Base):
@@ -43,6 +81,11 @@ class Webhook(Base):
     a hook is not flooded with the history)."""
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    secret: Mapped[str] = mapped_column(sa.String(100))
+    """The Standard Webhooks signing secret (`whsec_` + base64 of the key)."""
+    deleted: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when deleted: the hook stops and is hidden, its deliveries kept (restorable)."""
+    deleted_by: Mapped[str | None] = mapped_column(sa.String(100))
 
 
 class WebhookDelivery(Base):

@@ -1,10 +1,12 @@
 """Open the store: engines configured per backend, schema revision checks, upgrades.
 
-SQLite (the embedded default) runs in WAL mode so readers never block the writer, with a busy
-timeout, foreign keys on and `synchronous=NORMAL`. The driver's own transaction handling is
-switched off and transactions begin explicitly: `BEGIN IMMEDIATE` for writes (taking the write
-lock up front, so two writers queue on the busy timeout instead of failing when a read lock
-cannot be upgraded), plain `BEGIN` for reads. PostgreSQL goes through `postgresql+psycopg://`.
+SQLite (the embedded default) is created readable by its owner only (0600; SQLite gives the
+`-wal` and `-shm` files the same permissions) and runs in WAL mode so readers never block the
+writer, with a busy timeout, foreign keys on and `synchronous=NORMAL`. The driver's own
+transaction handling is switched off and transactions begin explicitly: `BEGIN IMMEDIATE` for
+writes (taking the write lock up front, so two writers queue on the busy timeout instead of
+failing when a read lock cannot be upgraded), plain `BEGIN` for reads. PostgreSQL goes through
+`postgresql+psycopg://`.
 
 Every database error that means "cannot reach or lock the database" surfaces as
 `StoreUnavailableError` (HTTP 503), raised from one place: `Store.connect`.
@@ -12,6 +14,8 @@ Every database error that means "cannot reach or lock the database" surfaces as
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -33,6 +37,7 @@ from beliefscope.errors import (
 
 if TYPE_CHECKING:
     from beliefscope.store.access import AccessStore
+    from beliefscope.store.activity import ActivityLog
     from beliefscope.store.queries import Queries
     from beliefscope.store.reviews import ReviewStore
     from beliefscope.store.writer import StoreWriter
@@ -60,6 +65,7 @@ def create_engine(url: str) -> sa.Engine:
     """An engine for `url` with the per-backend settings above (no schema check)."""
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
+        _create_private(parsed.database or "")
         engine = sa.create_engine(
             parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_pre_ping=False
         )
@@ -73,6 +79,17 @@ def create_engine(url: str) -> sa.Engine:
     raise BadInputError(
         f"unsupported store backend {parsed.get_backend_name()!r}: use sqlite or postgresql+psycopg"
     )
+
+
+def _create_private(database: str) -> None:
+    """Create a new SQLite file as 0600 before SQLite would create it with the umask's
+    permissions (usually world-readable); an existing file or a missing folder is left alone."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    if os.path.exists(database) or not os.path.isdir(os.path.dirname(database) or "."):
+        return
+    with contextlib.suppress(FileExistsError):  # another process created it meanwhile
+        os.close(os.open(database, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -108,8 +125,8 @@ def head_revision() -> str:
 
 class Store:
     """An open store: the engine plus the ways in, each a surface bound to this store:
-    `writer` (ingest), `queries` (the read layer), `reviews` (rules, flags, scores) and
-    `access` (tokens, webhooks)."""
+    `writer` (ingest), `queries` (the read layer), `reviews` (rules, flags, scores),
+    `access` (tokens, sessions, webhooks) and `activity` (the log of state changes)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -146,6 +163,12 @@ class Store:
         from beliefscope.store.access import AccessStore
 
         return AccessStore(self)
+
+    @cached_property
+    def activity(self) -> ActivityLog:
+        from beliefscope.store.activity import ActivityLog
+
+        return ActivityLog(self)
 
     @contextmanager
     def connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
@@ -270,8 +293,10 @@ def upgrade(url: str | None = None, revision: str = "head") -> str | None:
 
 
 def _make_parent(path: Path) -> None:
+    """The store's folder, private to its owner where it is new (tokens and sessions live in
+    the store)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as err:
         raise StoreUnavailableError(f"cannot create the store's folder: {err}", path=path) from None
 

@@ -1,6 +1,9 @@
 """Flags and their review history (`store.reviews`).
 
-Review edits run in one write transaction each (SQLite serialises writers, PostgreSQL locks the
+Every change a person makes is also an entry of the activity log, in the same transaction.
+Deleting a flag is soft: it is hidden from every list and read (a deleted id answers "no flag")
+and kept with its history, so an admin can restore it. Review edits run in one write
+transaction each (SQLite serialises writers, PostgreSQL locks the
 row), record [old, new] per changed field in the history, and the last writer's value is the
 current one. Re-applying a rule writes its `FlagPlan` in the transaction that read the rule's
 existing flags, so a review that lands meanwhile is never overwritten or deleted unseen.
@@ -17,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from beliefscope.errors import BadInputError, NotFoundError
+from beliefscope.store.activity import record
 from beliefscope.store.engine import Surface
 from beliefscope.store.review_tables import Flag, FlagHistory, ReviewRule
 from beliefscope.store.sql import chunks, nullable
@@ -71,16 +75,18 @@ class FlagTable(Surface):
         source: str | None = None,
         include_stale: bool = True,
         after_id: int | None = None,
+        deleted: bool = False,
         limit: int = 100,
         offset: int = 0,
     ) -> Page[FlagInfo]:
         """Flags matching every given filter, by trace then start step (by id with `after_id`,
-        which lists the flags newer than one already seen, e.g. for webhooks)."""
+        which lists the flags newer than one already seen, e.g. for webhooks); with `deleted`,
+        only the deleted ones (for an admin to restore), else never those."""
         if not 1 <= limit <= MAX_LIMIT:
             raise BadInputError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
         if state is not None and state not in FLAG_STATES:
             raise BadInputError(f"unknown review state {state!r}; use one of {list(FLAG_STATES)}")
-        query = _FLAGS
+        query = _FLAGS.where(Flag.deleted.is_not(None) if deleted else Flag.deleted.is_(None))
         for column, value in (
             (Trace.checkpoint_id, checkpoint_id),
             (Trace.episode_id, episode_id),
@@ -117,9 +123,12 @@ class FlagTable(Surface):
             if len(out) >= page.total or not page.items:
                 return out
 
-    def get_flag(self, *, flag_id: int) -> FlagInfo:
+    def get_flag(self, *, flag_id: int, include_deleted: bool = False) -> FlagInfo:
+        query = _FLAGS.where(Flag.id == flag_id)
+        if not include_deleted:
+            query = query.where(Flag.deleted.is_(None))
         with self._store.connect() as conn:
-            row = conn.execute(_FLAGS.where(Flag.id == flag_id)).first()
+            row = conn.execute(query).first()
         if row is None:
             raise NotFoundError(f"no flag with id {flag_id}")
         return _flag_info(row)
@@ -184,6 +193,8 @@ class FlagTable(Surface):
             conn.execute(
                 sa.insert(FlagHistory).values(**_history(flag_id, who, "create", changes, now))
             )
+            details = {"trace_id": trace_id, **changes}
+            record(conn, who=who, action="flag.create", target=f"flag:{flag_id}", details=details)
         return self.get_flag(flag_id=flag_id)
 
     def review_flag(
@@ -208,7 +219,7 @@ class FlagTable(Surface):
             wanted["tags"] = list(dict.fromkeys(t.strip() for t in tags if t.strip()))
         if notes is not None:
             wanted["notes"] = notes
-        return self._review(flag_id, who, lambda _current: wanted)
+        return self._review(flag_id, who, "flag.review", lambda _current: wanted)
 
     def add_note(self, *, flag_id: int, who: str, text: str) -> FlagInfo:
         """Append the signed line `who: text` to the flag's notes."""
@@ -218,12 +229,13 @@ class FlagTable(Surface):
             notes = current["notes"]
             return {"notes": f"{notes.rstrip()}\n{line}" if notes.strip() else line}
 
-        return self._review(flag_id, who, appended)
+        return self._review(flag_id, who, "flag.note", appended)
 
     def _review(
         self,
         flag_id: int,
         who: str,
+        action: str,
         wanted: Callable[[Mapping[str, Any]], dict[str, Any]],
     ) -> FlagInfo:
         """Write `wanted(current review fields)` in the transaction that read them, with the
@@ -233,7 +245,7 @@ class FlagTable(Surface):
         with self._store.connect(write=True) as conn:
             row = conn.execute(
                 sa.select(Flag.state, Flag.category, Flag.tags, Flag.notes)
-                .where(Flag.id == flag_id)
+                .where(Flag.id == flag_id, Flag.deleted.is_(None))
                 .with_for_update()
             ).first()
             if row is None:
@@ -250,22 +262,44 @@ class FlagTable(Surface):
                 conn.execute(
                     sa.insert(FlagHistory).values(**_history(flag_id, who, "review", changes, now))
                 )
+                record(conn, who=who, action=action, target=f"flag:{flag_id}", details=changes)
         return self.get_flag(flag_id=flag_id)
 
-    def delete_manual_flag(self, *, flag_id: int) -> None:
-        """Remove a manual flag (rule flags are removed by their rule, never by hand)."""
-        with self._store.connect(write=True) as conn:
-            source = conn.execute(sa.select(Flag.source).where(Flag.id == flag_id)).scalar()
-            if source is None:
-                raise NotFoundError(f"no flag with id {flag_id}")
-            if source != "manual":
-                raise BadInputError(f"flag {flag_id} comes from a rule: dismiss it instead")
-            conn.execute(sa.delete(FlagHistory).where(FlagHistory.flag_id == flag_id))
-            conn.execute(sa.delete(Flag).where(Flag.id == flag_id))
+    def delete_manual_flag(self, *, flag_id: int, who: str) -> None:
+        """Delete a manual flag (rule flags are removed by their rule, never by hand): hidden,
+        kept with its history, restorable."""
+        self._set_deleted(flag_id, who, deleted=True)
 
-    def flag_history(self, *, flag_id: int) -> tuple[HistoryEntry, ...]:
+    def restore_flag(self, *, flag_id: int, who: str) -> FlagInfo:
+        """Bring a deleted flag back as it was."""
+        self._set_deleted(flag_id, who, deleted=False)
+        return self.get_flag(flag_id=flag_id)
+
+    def _set_deleted(self, flag_id: int, who: str, *, deleted: bool) -> None:
+        now = utcnow()
+        with self._store.connect(write=True) as conn:
+            row = conn.execute(
+                sa.select(Flag.source, Flag.deleted).where(Flag.id == flag_id).with_for_update()
+            ).first()
+            if row is None or (row.deleted is None) != deleted:
+                state = "" if deleted else "deleted "
+                raise NotFoundError(f"no {state}flag with id {flag_id}")
+            if row.source != "manual":
+                raise BadInputError(f"flag {flag_id} comes from a rule: dismiss it instead")
+            conn.execute(
+                sa.update(Flag)
+                .where(Flag.id == flag_id)
+                .values(deleted=now if deleted else None, deleted_by=who if deleted else None)
+            )
+            action = "delete" if deleted else "restore"
+            conn.execute(sa.insert(FlagHistory).values(**_history(flag_id, who, action, {}, now)))
+            record(conn, who=who, action=f"flag.{action}", target=f"flag:{flag_id}")
+
+    def flag_history(
+        self, *, flag_id: int, include_deleted: bool = False
+    ) -> tuple[HistoryEntry, ...]:
         """A flag's history, oldest first."""
-        self.get_flag(flag_id=flag_id)
+        self.get_flag(flag_id=flag_id, include_deleted=include_deleted)
         with self._store.connect() as conn:
             rows = conn.execute(
                 sa.select(FlagHistory.__table__)
@@ -349,6 +383,17 @@ class FlagTable(Surface):
                     sa.insert(FlagHistory),
                     [_history(i, who, action, diff, now) for i, action, diff in changes.history],
                 )
+            counts = {
+                "created": len(changes.inserts),
+                "updated": len(changes.updates),
+                "deleted": len(changes.deletes),
+                "stale": len(changes.stales),
+            }
+            if any(counts.values()):
+                details = {"version": info.version, "traces": len(trace_ids), **counts}
+                record(
+                    conn, who=who, action="rule.apply", target=f"rule:{info.name}", details=details
+                )
         return changes
 
 
@@ -380,6 +425,8 @@ def _flag_info(row: Any) -> FlagInfo:
         created=row.created,
         updated=row.updated,
         updated_by=row.updated_by,
+        deleted=row.deleted,
+        deleted_by=row.deleted_by,
         run_id=row.run_id,
         run_name=row.run_name,
         checkpoint_step=row.checkpoint_step,

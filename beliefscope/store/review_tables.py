@@ -79,6 +79,10 @@ class Flag(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(sa.String(100))
+    deleted: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """Set when a person deleted the flag: it is hidden from every list and read but kept,
+    with its history, so an admin can restore it."""
+    deleted_by: Mapped[str | None] = mapped_column(sa.String(100))
 
 
 class FlagHistory(Base):

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from beliefscope.errors import BadInputError, NotFoundError
+from beliefscope.store.activity import record
 from beliefscope.store.engine import Surface
 from beliefscope.store.review_tables import ReviewRule
 from beliefscope.store.sql import dialect_insert
@@ -109,6 +110,17 @@ class RuleTable(Surface):
                 created = conn.execute(
                     sa.select(ReviewRule.__table__).where(ReviewRule.id == new_id)
                 ).one()
+                old = {} if newest is None else newest.rule.definition()
+                changes = {
+                    k: [old.get(k), v] for k, v in rule.definition().items() if old.get(k) != v
+                }
+                record(
+                    conn,
+                    who=who,
+                    action="rule.create" if newest is None else "rule.edit",
+                    target=f"rule:{name}",
+                    details={"version": values["version"], "changes": changes},
+                )
                 return _rule_info(created)
 
 

@@ -1,10 +1,12 @@
-"""SQL helpers the store's surfaces share: one dialect-aware upsert, id chunks, NaN as NULL."""
+"""SQL helpers the store's surfaces share: one dialect-aware upsert, id chunks, NaN as NULL,
+a page of rows with its total, rows as frozen values."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,3 +28,28 @@ def chunks(ids: Sequence[int]) -> Iterable[list[int]]:
 def nullable(value: float) -> float | None:
     """NaN as NULL (SQLite would do it anyway; PostgreSQL must agree)."""
     return None if math.isnan(value) else float(value)
+
+
+def page_rows(
+    conn: sa.Connection,
+    query: sa.Select[Any],
+    table: sa.Table,
+    where: Sequence[Any],
+    *,
+    order: Sequence[Any],
+    limit: int,
+    offset: int,
+) -> tuple[int, list[Any]]:
+    """The total of `table`'s rows matching `where`, and one page of `query` over them."""
+    total = conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+    rows = conn.execute(query.where(*where).order_by(*order).limit(limit).offset(offset)).all()
+    return int(total), list(rows)
+
+
+V = TypeVar("V")
+
+
+def value_of(cls: type[V], row: Any) -> V:
+    """The frozen dataclass `cls` from a row whose columns (or labels) carry its field names."""
+    assert dataclasses.is_dataclass(cls), cls
+    return cls(*(getattr(row, f.name) for f in dataclasses.fields(cls)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import timedelta
 from itertools import repeat
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from beliefscope.errors import BadInputError, ConflictError, NotFoundError
+from beliefscope.store.activity import record
 from beliefscope.store.engine import Surface
 from beliefscope.store.sql import dialect_insert
 from beliefscope.store.tables import (
@@ -87,11 +89,12 @@ class StoreWriter(Surface):
         with self._store.connect() as conn:
             return conn.execute(sa.select(Run.id).where(Run.name == name)).scalar()
 
-    def delete_run(self, run_id: int) -> RunDeleted:
+    def delete_run(self, run_id: int, *, who: str) -> RunDeleted:
         """Remove a run and everything stored of it (checkpoints, episodes, traces with their
         steps, flags with their reviews, scores, probe summaries, its jobs) in one
-        transaction. Refused while one of its jobs is queued or running with a live heartbeat,
-        so an ingest never writes into a run that is going away."""
+        transaction, logged in the activity log as `who`'s. Refused while one of its jobs is
+        queued or running with a live heartbeat, so an ingest never writes into a run that is
+        going away."""
         with self._store.connect(write=True) as conn:
             name = conn.execute(sa.select(Run.name).where(Run.id == run_id)).scalar()
             if name is None:
@@ -122,6 +125,7 @@ class StoreWriter(Surface):
             conn.execute(sa.delete(steps).where(steps.c.trace_id.in_(traces)))
             conn.execute(sa.delete(Job).where(Job.run_id == run_id))
             conn.execute(sa.delete(Run).where(Run.id == run_id))  # the rest cascades
+            record(conn, who=who, action="run.delete", target=f"run:{name}", details=asdict(counts))
         return counts
 
     def ensure_checkpoint(

@@ -202,6 +202,8 @@ class FlagInfo:
     run_name: str
     checkpoint_step: int | None
     episode_key: str
+    deleted: datetime | None = None  # set on a deleted flag (only admins read those)
+    deleted_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -357,7 +357,7 @@ def categorize(category: str | None, flag_id: int | None, rev: int) -> tuple[Any
     assert changes is not None
     try:
         current().store.reviews.review_flag(
-            flag_id=flag.id, who=session.require_writer(), **changes
+            flag_id=flag.id, who=session.require("review"), **changes
         )
     except (session.NotAllowed, BeliefscopeError) as err:
         return dash.no_update, session.toast(str(err), ok=False)
@@ -400,7 +400,7 @@ def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
         if flag_id is None or changes is None:
             raise PreventUpdate
     try:
-        who = session.require_writer()
+        who = session.require("review")
         if changes is None:
             span = ui.selected_span(selection)
             if span is None:

@@ -378,7 +378,7 @@ def categorize(category: str | None, flag_id: int | None, rev: int) -> tuple[Any
 def _review(ids: list[int], changes: dict | None, rev: int) -> tuple[Any, ...]:
     assert changes is not None
     try:
-        who = session.require_writer()
+        who = session.require("review")
         for i in ids:
             current().store.reviews.review_flag(flag_id=i, who=who, **changes)
     except (session.NotAllowed, BeliefscopeError) as err:

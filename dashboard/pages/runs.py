@@ -360,8 +360,8 @@ def delete_run(confirmed: int | None, run_id: int) -> tuple[Any, Any]:
     if not confirmed:
         raise PreventUpdate
     try:
-        session.require_writer()
-        gone = current().store.writer.delete_run(run_id)
+        who = session.require("admin")
+        gone = current().store.writer.delete_run(run_id, who=who)
     except (session.NotAllowed, BeliefscopeError) as err:
         return session.toast(str(err), ok=False), dash.no_update
     message = (

@@ -1,4 +1,4 @@
-"""Ingest jobs: start one on a registered data root, follow its state and errors."""
+"""Ingest jobs: start one on a registered data root (`admin`), follow its state and errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, status
 
-from server.deps import ContextDep, IdPath, PageDep, QueriesDep, WriterDep
+from server.deps import AdminDep, ContextDep, IdPath, PageDep, QueriesDep
 from server.schemas import IngestCreate, JobErrorsPublic, JobPublic, JobsPublic
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -24,7 +24,7 @@ def list_jobs(
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
-def start_ingest(ctx: ContextDep, who: WriterDep, body: IngestCreate) -> JobPublic:
+def start_ingest(ctx: ContextDep, who: AdminDep, body: IngestCreate) -> JobPublic:
     """Ingest a registered data root (or a directory inside one) in the background; poll the
     returned job for progress and per-file errors."""
     assert who.name is not None

@@ -1,4 +1,4 @@
-"""Flag rules: list, create, edit (a new version each time), apply."""
+"""Flag rules: list, create, edit (a new version each time), apply; writes need `admin`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from beliefscope.values.review import RuleInfo
-from server.deps import MAX_ID, ContextDep, IdQuery, WriterDep
+from server.deps import MAX_ID, AdminDep, ContextDep, IdQuery
 from server.schemas import (
     ApplyPublic,
     RuleApply,
@@ -36,7 +36,7 @@ def list_rules(ctx: ContextDep, all_versions: bool = False) -> RulesPublic:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_rule(ctx: ContextDep, who: WriterDep, body: RuleCreate) -> RulePublic:
+def create_rule(ctx: ContextDep, who: AdminDep, body: RuleCreate) -> RulePublic:
     assert who.name is not None
     changes: dict[str, Any] = body.model_dump(exclude_none=True, exclude={"name"})
     info = ctx.reviews.set_rule(name=body.name, changes=changes, who=who.name)
@@ -70,7 +70,7 @@ def rule_threshold(
 
 
 @router.patch("/{name}")
-def edit_rule(ctx: ContextDep, who: WriterDep, name: RuleName, body: RuleWrite) -> RulePublic:
+def edit_rule(ctx: ContextDep, who: AdminDep, name: RuleName, body: RuleWrite) -> RulePublic:
     """Store the rule with these changes as its next version (flags keep their version)."""
     assert who.name is not None
     ctx.store.reviews.get_rule(name=name)  # editing needs an existing rule: 404 if not
@@ -80,7 +80,7 @@ def edit_rule(ctx: ContextDep, who: WriterDep, name: RuleName, body: RuleWrite) 
 
 @router.post("/{name}/apply")
 def apply_rule(
-    ctx: ContextDep, who: WriterDep, name: RuleName, body: RuleApply | None = None
+    ctx: ContextDep, who: AdminDep, name: RuleName, body: RuleApply | None = None
 ) -> ApplyPublic:
     """Recompute the rule's flags over the stored traces in scope (human reviews survive)."""
     assert who.name is not None

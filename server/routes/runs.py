@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from server.deps import ContextDep, IdPath, PageDep, QueriesDep, WriterDep
+from server.deps import AdminDep, ContextDep, IdPath, PageDep, QueriesDep
 from server.schemas import (
     CheckpointsPublic,
     EpisodesPublic,
@@ -33,10 +33,11 @@ def get_run(queries: QueriesDep, run_id: IdPath) -> RunPublic:
 
 
 @router.delete("/{run_id}")
-def delete_run(ctx: ContextDep, _who: WriterDep, run_id: IdPath) -> RunDeletedPublic:
+def delete_run(ctx: ContextDep, who: AdminDep, run_id: IdPath) -> RunDeletedPublic:
     """Remove a run and everything stored of it: checkpoints, episodes, traces, flags with
     their reviews, scores and its jobs (409 while it is being ingested)."""
-    return RunDeletedPublic.model_validate(ctx.store.writer.delete_run(run_id))
+    assert who.name is not None
+    return RunDeletedPublic.model_validate(ctx.store.writer.delete_run(run_id, who=who.name))
 
 
 @router.get("/{run_id}/checkpoints")

@@ -122,7 +122,7 @@ def build_store(
         flag = store.reviews.create_manual_flag(
             trace_id=trace.id, t0=30, t1=36, who="tests", notes="slip at the shelf?"
         )
-        _, token = store.access.create_token(REVIEWER)
+        _, token = store.access.create_token(REVIEWER, scope="review", who="tests")
         return UiData(
             url, root, run_info.id, (ckpts[0].id, ckpts[-1].id), episode.id, flag.id, token
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,16 @@ def settled(page: Any, prefix: str, t: int) -> float:
     return float(page.evaluate(f"window.bsPlayer.waitSettled('{prefix}', {t}, 8000)"))
 
 
+def until(page: Any, expression: str, timeout_ms: int = 30_000) -> None:
+    """Wait until `expression` holds in the page, polling from outside: Playwright's own
+    `wait_for_function` evaluates its string inside the page, which the dashboard's
+    Content-Security-Policy (no 'unsafe-eval') refuses, as it should."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(50)
+
+
 def cursor_x(page: Any, graph: str) -> float:
     return float(
         page.evaluate(
@@ -59,7 +70,10 @@ def episode_url(data: UiData, **query: Any) -> str:
 
 
 def test_runs_page_lists_runs_and_the_checkpoint_timeline(page: Any, ui_data: UiData) -> None:
-    page.goto("/")
+    answer = page.goto("/")
+    csp = answer.headers["content-security-policy"]  # enforced: a violation fails the test
+    assert "script-src 'self' 'sha256-" in csp and "unsafe-eval" not in csp
+    assert answer.headers["x-frame-options"] == "DENY"
     page.wait_for_selector("#runs-grid .ag-row")
     assert page.locator("#runs-grid .ag-row").count() == 1
     assert "run" in page.inner_text("#runs-grid")
@@ -90,7 +104,7 @@ def test_episode_scrub_keys_and_plot_click_move_frame_and_cursor(
     assert page.inner_text("#ep-player .bs-step") == "3"
     page.keyboard.press("Shift+ArrowRight")
     settled(page, "ep", 13)
-    page.wait_for_function("new URL(location.href).searchParams.get('t') === '13'")
+    until(page, "new URL(location.href).searchParams.get('t') === '13'")
 
     # a click on the KL panel at step 60 seeks the player there
     box = page.evaluate(
@@ -106,7 +120,7 @@ def test_episode_scrub_keys_and_plot_click_move_frame_and_cursor(
 
     # playing moves frame and cursor together
     page.keyboard.press("Space")
-    page.wait_for_function("window.bsPlayer.state.ep.t >= 63", timeout=5000)
+    until(page, "window.bsPlayer.state.ep.t >= 63", timeout_ms=5000)
     page.keyboard.press("Space")
     t = int(page.evaluate("window.bsPlayer.state.ep.t"))
     settled(page, "ep", t)
@@ -121,11 +135,12 @@ def test_zoom_rereads_the_visible_window(page: Any, ui_data: UiData) -> None:
         " {'xaxis.range': [20, 40]})"
     )
     # the server re-reads steps 20..41 only: the KL trace's first step moves into the window
-    page.wait_for_function(
+    until(
+        page,
         """(() => { const gd = document.querySelector('#ep-graph .js-plotly-plot');
              const kl = gd._fullData.find(d => d.name === 'KL');
              return kl && kl.x.length > 0 && kl.x[0] >= 20 && kl.x[kl.x.length - 1] <= 41; })()""",
-        timeout=8000,
+        timeout_ms=8000,
     )
 
 
@@ -134,7 +149,7 @@ def test_deep_link_to_a_step_survives_reload(page: Any, ui_data: UiData) -> None
     settled(page, "ep", 42)
     page.keyboard.press("ArrowLeft")
     settled(page, "ep", 41)
-    page.wait_for_function("new URL(location.href).searchParams.get('t') === '41'")
+    until(page, "new URL(location.href).searchParams.get('t') === '41'")
     page.reload()
     settled(page, "ep", 41)
     assert cursor_x(page, "ep-graph") == 41
@@ -200,9 +215,7 @@ def test_rules_preview_counts_flags_of_an_edit(page: Any, ui_data: UiData) -> No
     before = page.inner_text("#rl-summary")
     page.fill("#rl-threshold", "0")
     page.fill("#rl-floor", "")
-    page.wait_for_function(
-        f"document.querySelector('#rl-summary').innerText !== {before!r}", timeout=8000
-    )
+    until(page, f"document.querySelector('#rl-summary').innerText !== {before!r}", timeout_ms=8000)
     after = page.inner_text("#rl-summary")
     edited = int(after.split(" flags")[0])
     now = int(after.split("vs ")[1].split(" now")[0])

@@ -135,7 +135,7 @@ def build_episodes(replay: Path, good_replay: Path, outside: Path, marker: Path)
         "reward",
         _npy_header("|O", (steps,)) + _pickle_bomb(),
     )
-    _deflate_bomb(add("deflate bomb", f"{stem}7-{steps}.npz", "compressed bytes"), arrays)
+    _deflate_bomb(add("deflate bomb", f"{stem}7-{steps}.npz", "over the limit"), arrays)
     _raw_member(
         add("huge declared shape", f"{stem}8-{steps}.npz", "declares"),
         arrays,

@@ -166,7 +166,7 @@ def test_manual_flags_live_beside_rule_flags(store, service):
         store.reviews.create_manual_flag(trace_id=trace, t0=20, t1=40, who="ann")
     with pytest.raises(BadInputError, match="unknown category"):
         store.reviews.review_flag(flag_id=manual.id, who="ann", category="ghost")
-    store.reviews.delete_manual_flag(flag_id=manual.id)
+    store.reviews.delete_manual_flag(flag_id=manual.id, who="ann")
     assert store.reviews.list_flags().total == 0
 
 

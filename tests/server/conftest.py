@@ -82,6 +82,7 @@ def make_settings(built: Built, store: Store, **overrides: object) -> Settings:
         "data_roots": [built.root],
         "host": "127.0.0.1",
         "port": 8050,
+        "allowed_hosts": ["testserver"],  # the Host header of Starlette's TestClient
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -89,7 +90,8 @@ def make_settings(built: Built, store: Store, **overrides: object) -> Settings:
 
 @pytest.fixture
 def app(built: Built, store_copy: Store) -> FastAPI:
-    return create_app(make_settings(built, store_copy), store=store_copy)
+    # the tests run webhook passes themselves (`run_once`), so the background pass stays idle
+    return create_app(make_settings(built, store_copy), store=store_copy, webhook_interval_s=3600)
 
 
 @pytest.fixture
@@ -100,8 +102,8 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture
 def token(store_copy: Store) -> str:
-    """A live API token named "alice"."""
-    return store_copy.access.create_token("alice")[1]
+    """A live admin token named "alice"."""
+    return store_copy.access.create_token("alice", scope="admin", who="tests")[1]
 
 
 @pytest.fixture

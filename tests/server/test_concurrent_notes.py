@@ -28,11 +28,11 @@ def store(store_url: str) -> Iterator[Store]:
 def test_concurrent_notes_all_land(store: Store, tmp_path: Path) -> None:
     ids = add_run(store, {1: [np.ones(20)]})
     flag = store.reviews.create_manual_flag(trace_id=ids["traces"][0], t0=2, t1=5, who="ann")
-    secret = store.access.create_token("alice")[1]
+    secret = store.access.create_token("alice", scope="review", who="tests")[1]
     settings = Settings(store=store.url, home=tmp_path, host="127.0.0.1")
     barrier = threading.Barrier(WRITERS)
     answers: list[int] = []
-    with TestClient(create_app(settings, store=store)) as client:
+    with TestClient(create_app(settings, store=store), base_url="http://127.0.0.1") as client:
 
         def note(i: int) -> None:
             barrier.wait()

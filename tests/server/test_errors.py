@@ -51,7 +51,7 @@ def test_malformed_bodies_name_the_field(client: TestClient, auth: dict) -> None
 def test_unreachable_store_answers_503(tmp_path) -> None:  # type: ignore[no-untyped-def]
     store = Store(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"))
     settings = Settings(store=store.url, home=tmp_path, host="127.0.0.1")
-    with TestClient(create_app(settings, store=store)) as c:
+    with TestClient(create_app(settings, store=store), base_url="http://127.0.0.1") as c:
         for path in ("/healthz", "/api/v1/runs", "/api/v1/flags"):
             answer = c.get(path)
             assert answer.status_code == 503, (path, answer.text)

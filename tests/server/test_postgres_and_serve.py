@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from beliefscope.access import COOKIE
 from beliefscope.config import get_settings
-from beliefscope.store.engine import open_store
+from beliefscope.store.engine import Store, open_store
+from beliefscope.values.access import Scope
 from server.app import create_app
 from tests.builders import ingest_run
 from tests.server.conftest import Built, make_settings
+from tests.server.test_webhook_safety import verify
+from tests.server.test_webhooks_jobs_exports import Receiver
 
 
 @pytest.mark.postgres
@@ -27,7 +31,7 @@ def test_api_on_postgresql(built: Built, pg_url: str, monkeypatch: pytest.Monkey
     ingest_run(pg_url, built.run_dir, built.world)
     store = open_store(pg_url)
     try:
-        secret = store.access.create_token("pg-reviewer")[1]
+        secret = store.access.create_token("pg-reviewer", scope="review", who="tests")[1]
         auth = {"Authorization": f"Bearer {secret}"}
         with TestClient(create_app(make_settings(built, store), store=store)) as c:
             assert c.get("/healthz").json()["store"] == "postgresql"
@@ -50,6 +54,62 @@ def test_api_on_postgresql(built: Built, pg_url: str, monkeypatch: pytest.Monkey
     finally:
         store.close()
         get_settings.cache_clear()
+
+
+@pytest.mark.postgres
+def test_access_and_signed_webhooks_on_postgresql(
+    built: Built, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scopes, soft deletion, sessions, the activity log and a signed delivery on PostgreSQL."""
+    monkeypatch.setenv("BELIEFSCOPE_HOME", str(built.home))
+    get_settings.cache_clear()
+    ingest_run(pg_url, built.run_dir, built.world)
+    store = open_store(pg_url)
+    receiver = Receiver()
+    try:
+        admin = _bearer(store, "pg-admin", "admin")
+        reader = _bearer(store, "pg-reader", "read")
+        settings = make_settings(built, store, webhook_allow=["127.0.0.1"])
+        app = create_app(settings, store=store, webhook_interval_s=3600)
+        with TestClient(app) as c:
+            trace = c.get("/api/v1/traces").json()["data"][0]["id"]
+            body = {"trace_id": trace, "t0": 3, "t1": 6, "severity": "high"}
+            assert c.post("/api/v1/flags", json=body, headers=reader).status_code == 403
+            hook = c.post("/api/v1/webhooks", json={"url": receiver.url}, headers=admin).json()
+            flag_id = c.post("/api/v1/flags", json=body, headers=admin).json()["id"]
+            assert app.state.ctx.webhooks.run_once() == (1, 1)
+            headers, raw = receiver.requests[0]
+            assert verify(hook["secret"], headers, raw, now=time.time())["flag"]["id"] == flag_id
+            assert c.delete(f"/api/v1/flags/{flag_id}", headers=admin).status_code == 204
+            assert c.get(f"/api/v1/flags/{flag_id}", headers=reader).status_code == 404
+            assert c.post(f"/api/v1/flags/{flag_id}/restore", headers=admin).status_code == 200
+            secret = store.access.create_token("pg-browser", scope="review", who="tests")[1]
+            own = {"Origin": "http://testserver"}
+            assert (
+                c.post("/api/v1/auth/login", json={"token": secret}, headers=own).status_code == 200
+            )
+            c.cookies.set(COOKIE, c.cookies[COOKIE])  # httpx keeps Secure cookies off http
+            assert c.get("/api/v1/auth/me").json()["name"] == "pg-browser"
+            assert c.post("/api/v1/auth/logout", headers=own).status_code == 204
+            assert c.get("/api/v1/auth/me").json()["via"] == "anonymous"
+            log = c.get("/api/v1/activity", params={"limit": 20}, headers=admin).json()["data"]
+            assert [e["action"] for e in log[:6]] == [
+                "session.end",
+                "session.create",
+                "token.create",
+                "flag.restore",
+                "flag.delete",
+                "flag.create",
+            ]
+            assert c.get("/api/v1/activity", headers=reader).status_code == 403
+    finally:
+        receiver.close()
+        store.close()
+        get_settings.cache_clear()
+
+
+def _bearer(store: Store, name: str, scope: Scope) -> dict[str, str]:
+    return {"Authorization": "Bearer " + store.access.create_token(name, scope=scope, who="t")[1]}
 
 
 def _free_port() -> int:

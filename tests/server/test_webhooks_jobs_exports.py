@@ -1,4 +1,5 @@
-"""Webhooks against a receiver on localhost, ingest jobs through the API, exports."""
+"""Webhooks against a receiver on localhost (allowed by `webhook_allow`), ingest jobs through
+the API, exports."""
 
 from __future__ import annotations
 
@@ -16,35 +17,56 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from beliefscope.store.engine import Store
+from server.app import create_app
 from tests.builders import make_world
-from tests.server.conftest import Built
+from tests.server.conftest import Built, make_settings
 
 
 class Receiver:
-    """A real HTTP server on localhost that records POSTs and answers `status`."""
+    """A real HTTP server on localhost that records POSTs (body, raw bytes, headers) and
+    answers `status` (with `location` for a redirect) after `delay_s`."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, *, delay_s: float = 0.0, location: str = "") -> None:
         self.status = status
         self.bodies: list[dict] = []
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.got = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers["Content-Length"])
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                raw = self.rfile.read(length)
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, raw))
+                receiver.bodies.append(json.loads(raw))
+                receiver.got.set()
+                time.sleep(delay_s)
                 self.send_response(receiver.status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def app(built: Built, store_copy: Store) -> FastAPI:
+    """The API with loopback receivers allowed (a deliberate local receiver); the tests run the
+    webhook passes themselves."""
+    settings = make_settings(built, store_copy, webhook_allow=["127.0.0.1"])
+    return create_app(settings, store=store_copy, webhook_interval_s=3600)
 
 
 @pytest.fixture
@@ -78,7 +100,7 @@ def test_webhook_posts_new_flags_at_or_above_severity(
     assert body["event"] == "flag.created" and body["flag"]["severity"] == "high"
     assert body["link"].endswith(f"/api/v1/flags/{high}")
     assert worker.run_once() == (0, 0)  # each flag once
-    deliveries = client.get(f"/api/v1/webhooks/{hook.json()['id']}/deliveries").json()
+    deliveries = client.get(f"/api/v1/webhooks/{hook.json()['id']}/deliveries", headers=auth).json()
     assert deliveries["count"] == 1 and deliveries["data"][0]["state"] == "delivered"
     assert client.get(f"/api/v1/flags/{low}").json()["severity"] == "low"  # stored, not sent
 
@@ -96,7 +118,8 @@ def test_failed_deliveries_retry_with_backoff_then_show_as_failed(
         worker.backoff_s, worker.max_attempts = 1.0, 3
         _flag(client, auth, "low")
         worker.run_once()
-        first = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["data"][0]
+        first = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=auth).json()
+        first = first["data"][0]
         assert (
             first["state"] == "pending" and first["attempts"] == 1 and first["last_status"] == 500
         )
@@ -104,7 +127,8 @@ def test_failed_deliveries_retry_with_backoff_then_show_as_failed(
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             worker.run_once()
-            state = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()["data"][0]
+            state = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries", headers=auth)
+            state = state.json()["data"][0]
             if state["state"] == "failed":
                 break
             time.sleep(0.05)
@@ -122,7 +146,8 @@ def test_failed_deliveries_retry_with_backoff_then_show_as_failed(
     ).json()
     _flag(client, auth, "high")
     app.state.ctx.webhooks.run_once()
-    record = client.get(f"/api/v1/webhooks/{dead['id']}/deliveries").json()["data"][0]
+    record = client.get(f"/api/v1/webhooks/{dead['id']}/deliveries", headers=auth).json()
+    record = record["data"][0]
     assert record["last_status"] is None and "refused" in record["last_error"].lower()
     assert client.delete(f"/api/v1/webhooks/{dead['id']}", headers=auth).status_code == 204
 
@@ -146,6 +171,8 @@ def test_ingest_job_from_the_api(
                 break
             time.sleep(0.2)
         assert job["state"] == "done" and job["args"]["started_by"] == "alice"
+        started = client.get("/api/v1/activity", params={"action": "job"}, headers=auth).json()
+        assert [(e["who"], e["target"]) for e in started["data"]] == [("alice", f"job:{job_id}")]
         assert job["n_errors"] == 0 and job["done"] == job["total"] == 1
         assert job["n_errors"] == client.get(f"/api/v1/jobs/{job_id}/errors").json()["count"]
         runs = {r["name"]: r for r in client.get("/api/v1/runs").json()["data"]}

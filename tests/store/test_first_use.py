@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from beliefscope.access import Authorizer
+from beliefscope.access.policy import Presented
 from beliefscope.cli import COMMANDS, STORELESS, build_parser, main
 from beliefscope.config import Settings
 from beliefscope.store.engine import Store, create_engine, head_revision, open_store
@@ -74,7 +75,9 @@ def test_token_create_makes_the_store_and_a_server_on_it_accepts_the_token(
     try:
         assert store.revision() == head_revision()
         access = Authorizer(store, Settings(store=url))  # what `serve --store URL` checks with
-        assert access.sign_in(secret).name == "alice"
+        presented = Presented(f"Bearer {secret}", None, None, "127.0.0.1")
+        who = access.identify(presented)
+        assert who is not None and who.name == "alice"
     finally:
         store.close()
     assert main(["token", "--store", url, "create", "bob"]) == 0  # the other order

@@ -173,8 +173,10 @@ def test_deleting_a_run_removes_everything_of_it_and_nothing_else(seeded: Seeded
     w.finish_job(job, failed=True, message="r")
     kept = {t: _count(seeded, t.__table__) for t in (Flag, MetricColumn)}
 
-    gone = w.delete_run(seeded.run_id)
+    gone = w.delete_run(seeded.run_id, who="alice")
     assert (gone.name, gone.checkpoints, gone.episodes, gone.traces) == ("run-a", 1, 1, 1)
+    (logged,) = store.activity.list_activity(action="run.delete").items
+    assert (logged.who, logged.target, logged.details["traces"]) == ("alice", "run:run-a", 1)
     assert _count(seeded, Run.__table__) == 1 and _count(seeded, steps) == 20
     assert _count(seeded, Trace.__table__) == 1 and _count(seeded, TraceArray.__table__) >= 1
     for table in (FlagHistory, ProbeSummary, Job, JobError):
@@ -182,4 +184,4 @@ def test_deleting_a_run_removes_everything_of_it_and_nothing_else(seeded: Seeded
     assert _count(seeded, Flag.__table__) < kept[Flag]
     assert _count(seeded, MetricColumn.__table__) < kept[MetricColumn]
     with pytest.raises(NotFoundError, match=f"no run with id {seeded.run_id}"):
-        w.delete_run(seeded.run_id)
+        w.delete_run(seeded.run_id, who="alice")

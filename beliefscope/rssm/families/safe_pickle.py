@@ -2,12 +2,17 @@
 
 The same idea as `torch.load(weights_only=True)`: a pickle may name any importable callable,
 so the unpickler resolves only the few globals that numpy's array reconstruction needs. A
-pickle asking for anything else is refused before that global is even imported.
+pickle asking for anything else is refused before that global is even imported. Nor may it
+make numpy allocate what the file does not hold: numpy's own pickles build an array empty
+(`_reconstruct(ndarray, (0,), ...)`) and fill it from bytes in the file, so a `_reconstruct`
+of any other shape (a 120-byte pickle asking for 8 GiB) is refused before it allocates.
 """
 
 from __future__ import annotations
 
+import math
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +47,25 @@ class _ArrayUnpickler(pickle.Unpickler):
             )
         if canonical.startswith("numpy._core.") and not hasattr(np, "_core"):
             canonical = module  # numpy 1.x
-        return super().find_class(canonical, name)
+        found = super().find_class(canonical, name)
+        if name == "_reconstruct":
+            return self._empty_only(found)
+        return found
+
+    def _empty_only(self, reconstruct: Callable[..., object]) -> Callable[..., object]:
+        def guarded(cls: object, shape: object, *rest: object) -> object:
+            size = shape if isinstance(shape, int) else None
+            if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
+                size = math.prod(shape)
+            if size != 0:
+                raise BadInputError(
+                    f"pickle builds an array of shape {shape!r} before its data (numpy's own "
+                    "pickles start empty); refused before allocating it",
+                    path=self.path,
+                )
+            return reconstruct(cls, shape, *rest)
+
+        return guarded
 
     def persistent_load(self, pid: object) -> object:
         raise BadInputError("pickle uses persistent ids, which are not allowed", path=self.path)

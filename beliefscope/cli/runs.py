@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from beliefscope.access import terminal_user
 from beliefscope.store.engine import open_store
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
                     f"\t{info.n_traces} traces\t{state}"
                 )
             return 0
-        gone = store.writer.delete_run(q.find_run(name=args.name).id)
+        gone = store.writer.delete_run(q.find_run(name=args.name).id, who=terminal_user())
         print(
             f"run {gone.name!r} deleted: {gone.checkpoints} checkpoints, {gone.episodes} "
             f"episodes, {gone.traces} traces and their flags"
