@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from beliefscope.access import Authorizer
+from beliefscope.access.policy import Presented
 from beliefscope.cli import main
 from beliefscope.cli.demo import ASSETS, LIVE_RUN, PRETRAINED_RUN
 from beliefscope.config import Settings
@@ -56,7 +57,8 @@ def test_quick_demo_ingests_flags_and_scores(
     assert main(command.replace("NAME", "alice").split()[1:]) == 0
     secret = capsys.readouterr().out.splitlines()[0]
     access = Authorizer(store, Settings(store=url, home=home))
-    assert access.sign_in(secret).name == "alice"
+    who = access.identify(Presented(f"Bearer {secret}", None, None, "127.0.0.1"))
+    assert who is not None and who.name == "alice"
     # a second run reuses the world and the trained live run, and ingests nothing new
     again = subprocess.run(
         [sys.executable, "-m", "beliefscope.cli", "demo", "--quick", "--home", str(home)],
