@@ -36,6 +36,14 @@ def list_flags(
     rule: Annotated[str | None, Query(max_length=100)] = None,
     source: Annotated[str | None, Query(pattern="^(rule|manual)$")] = None,
     include_stale: bool = True,
+    sort: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="comma-separated keys (severity, peak, t0, duration, created, updated, "
+            "id), '-' for descending: `-severity,-peak` puts high severity first, by peak",
+        ),
+    ] = None,
 ) -> FlagsPublic:
     found = ctx.store.reviews.list_flags(
         run_id=run_id,
@@ -48,6 +56,7 @@ def list_flags(
         rule_name=rule,
         source=source,
         include_stale=include_stale,
+        sort=sort,
         limit=page.limit,
         offset=page.offset,
     )
