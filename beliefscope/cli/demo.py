@@ -32,8 +32,9 @@ from beliefscope.config import Settings, get_settings
 from beliefscope.errors import NotFoundError
 from beliefscope.replay.native import MANIFEST
 from beliefscope.review.cli_score import HEADER, format_row
-from beliefscope.review.evaluate import TruthCache, rescore
+from beliefscope.review.evaluate import rescore
 from beliefscope.review.service import ReviewService
+from beliefscope.review.truth import TruthCache
 from beliefscope.store.engine import Store, open_store, upgrade
 from beliefscope.world.generate import Generator, WorldConfig
 from ingest.planner import SnapshotCache
