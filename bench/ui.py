@@ -79,7 +79,7 @@ def _store(root: Path) -> UiData:
         )
     started = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
-    data = build_store(root, episodes={1000: 1, 10_000: 1}, variants=())
+    data = build_store(root, episodes={1000: 1, 10_000: 1}, variants=(), decode=False)
     print(f"store built in {time.perf_counter() - started:.0f} s")
     saved.write_text(json.dumps({**asdict(data), "root": str(data.root)}))
     return data

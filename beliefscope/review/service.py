@@ -21,7 +21,7 @@ from beliefscope.review import diagnostics, segments
 from beliefscope.review.priority import FlagSummary, priority
 from beliefscope.review.reconcile import plan_flags
 from beliefscope.review.rules import DEFAULT_RULES
-from beliefscope.review.truth import GroundTruth, TruthCache, TruthFacts
+from beliefscope.review.truth import FlagTruth, GroundTruth, TruthCache, TruthFacts
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.review import (
     ApplyResult,
@@ -207,9 +207,9 @@ class ReviewService:
         )
         return self.truth.facts(episodes, ((f.episode_id, f.t0, f.t1) for f in flags))
 
-    def flags_at_slip(self, flags: Sequence[FlagInfo]) -> dict[int, bool]:
-        """Flag id -> whether it overlaps a slip reappearance of its episode, for the flags
-        whose episode has readable ground truth."""
+    def flag_truth(self, flags: Sequence[FlagInfo]) -> dict[int, FlagTruth]:
+        """Flag id -> its episode's occlusions and slips and whether the flag overlaps a slip
+        reappearance, for the flags whose episode has readable ground truth."""
         infos = {}
         for run_id in {f.run_id for f in flags}:
             for e in self._store.queries.list_episodes(
@@ -224,7 +224,7 @@ class ReviewService:
             except BeliefscopeError:
                 truth = None
             if truth is not None:
-                out[f.id] = truth.at_slip(f.t0, f.t1)
+                out[f.id] = FlagTruth(truth.occlusions, truth.slips, truth.at_slip(f.t0, f.t1))
         return out
 
     # -- chronic findings --------------------------------------------------------------------

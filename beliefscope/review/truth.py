@@ -36,6 +36,8 @@ class GroundTruth:
     occluded: np.ndarray  # (T,) bool: the object is hidden from the camera
     slip: np.ndarray  # (T,) bool: the object was kicked on the way to this step
     visible_frac: np.ndarray | None = None  # (T,) float in [0, 1], where recorded
+    has_state: bool = False
+    """The simulator state (`qpos`) is saved too: any step can be re-rendered."""
 
     @cached_property
     def reappearances(self) -> tuple[Reappearance, ...]:
@@ -86,6 +88,16 @@ class TruthFacts:
     """Slip reappearances a flag of the checkpoint overlaps."""
 
 
+@dataclass(frozen=True)
+class FlagTruth:
+    """What the review queue shows of a flag's ground truth."""
+
+    occlusions: int  # of its episode
+    slips: int  # of its episode
+    at_slip: bool
+    """The flag overlaps a slip reappearance's window (it found a slip, as scoring counts)."""
+
+
 def read_truth(info: EpisodeInfo) -> GroundTruth | None:
     """An episode's ground truth from its replay file (None when it records no occlusions)."""
     try:
@@ -98,7 +110,7 @@ def read_truth(info: EpisodeInfo) -> GroundTruth | None:
     slip = np.asarray(truth.get("slip", np.zeros(len(occluded))), bool)
     visible = truth.get("visible_frac")
     frac = None if visible is None else np.asarray(visible, np.float32)
-    return GroundTruth(occluded, slip, frac)
+    return GroundTruth(occluded, slip, frac, has_state="qpos" in truth)
 
 
 class TruthCache:
