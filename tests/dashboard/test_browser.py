@@ -331,6 +331,8 @@ def test_ground_truth_lane_header_and_list_columns(page: Any, ui_data: UiData) -
     )
     assert not unlisted, unlisted
     assert "player step" in page.inner_text("#ep-legend")
+    loaded = page.evaluate("performance.getEntriesByType('resource').map(r => r.name)")
+    assert not [u for u in loaded if u.endswith("plotly.min.js")]  # the partial bundle serves
     # the lists show ground truth and filter by it
     page.goto("/")
     page.wait_for_selector("#runs-episodes .ag-row")
