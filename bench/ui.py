@@ -1,12 +1,13 @@
 """Episode-page speed, measured in headless Chromium against the real app and a real store, for
 this tree and a previous commit in the same run.
 
-    python bench/ui.py [--against main] [--repeat 5] [--scrubs 30]
+    python bench/ui.py [--against REF] [--repeat 5] [--scrubs 30]
 
 Builds a store the way a user does (MuJoCo world episodes of 1,000 and 10,000 steps, a tiny
 model trained for a few updates, `beliefscope ingest`, default rules), serves it twice, each in
-its own process: with this tree's code and with `--against`'s (`git archive` of that commit),
-and measures both in the same browser, alternating, at a 1600x1000 viewport:
+its own process: with this tree's code and with `--against`'s (`git archive` of that commit;
+default: where this branch left main, the commit before its changes), and measures both in the
+same browser, alternating, at a 1600x1000 viewport:
 - time to interactive of the episode page: navigation start -> every panel showing the step
   and the step cursor drawn on the plots (target <= 1.5 s), for the 1k and the 10k episode;
 - arrow-key scrub: a key press -> the next step on every panel and the cursor (<= 150 ms);
@@ -54,7 +55,11 @@ with serve(data) as base:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--against", default="main", help="commit to compare with (git ref)")
+    parser.add_argument(
+        "--against",
+        help="commit to compare with (default: the merge base of HEAD and main, whose store "
+        "schema this tree's store has)",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="page loads per episode and tree")
     parser.add_argument("--scrubs", type=int, default=30, help="seeks and key presses per episode")
     parser.add_argument(
@@ -75,7 +80,8 @@ def main() -> int:
             e.length: e.id for e in store.queries.list_episodes(run_id=data.run_id, limit=100).items
         }
         store.close()
-        trees = {"this tree": ROOT, args.against: _export(args.against, Path(tmp) / "against")}
+        against = args.against or _git("merge-base", "HEAD", "main")
+        trees = {"this tree": ROOT, against[:10]: _export(against, Path(tmp) / "against")}
         load_before = os.getloadavg()
         results: dict[tuple[str, int], dict[str, list[float]]] = {}
         with ExitStack() as stack, sync_playwright() as p:
@@ -109,6 +115,12 @@ def _store(root: Path) -> UiData:
     print(f"store built in {time.perf_counter() - started:.0f} s")
     saved.write_text(json.dumps({**asdict(data), "root": str(data.root)}))
     return data
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _export(ref: str, out: Path) -> Path:

@@ -667,20 +667,25 @@ def timeline_figure(
         }
         for x, _ in marks
     ]
-    annotations = [
-        {
-            "x": x,
-            "y": 1.0,
-            "xref": "x",
-            "yref": "paper",
-            "text": text,
-            "showarrow": False,
-            "yanchor": "bottom",
-            "font": {"size": 10, "color": "#cf222e"},
-        }
-        for x, text in marks
-    ]
+    annotations = []
+    stacked: dict[Any, int] = {}
+    for x, text in marks:  # findings of one checkpoint stack up instead of overprinting
+        level = stacked[x] = stacked.get(x, -1) + 1
+        annotations.append(
+            {
+                "x": x,
+                "y": 1.0,
+                "xref": "x",
+                "yref": "paper",
+                "text": text,
+                "showarrow": False,
+                "yanchor": "bottom",
+                "yshift": 13 * level,
+                "font": {"size": 10, "color": "#cf222e"},
+            }
+        )
     layout = _layout(len(titles) * row_height + 60, shapes=shapes, annotations=annotations, **axes)
+    layout["margin"] = {**layout["margin"], "t": 22 + 13 * max(stacked.values(), default=0)}
     # the legend to the right: above the plots it would sit under the findings' labels
     layout["legend"] = {
         **layout["legend"],
@@ -689,7 +694,7 @@ def timeline_figure(
         "y": 1.0,
         "yanchor": "top",
     }
-    layout["margin"] = {**layout["margin"], "r": 170}
+    layout["margin"]["r"] = 170
     return {"data": data, "layout": layout}
 
 

@@ -333,7 +333,7 @@ def _summary(a_id: int, b_id: int) -> dag.AgGrid:
                 "flags B": counts[b_id].get(eid, 0),
             }
         )
-    number = {"width": 95, "type": "rightAligned"}
+    number = {"width": 105, "type": "rightAligned"}
     return dag.AgGrid(
         id="cmp-summary",
         rowData=rows,
