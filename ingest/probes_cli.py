@@ -27,7 +27,7 @@ from beliefscope.review.service import ReviewService
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel
 from beliefscope.store.engine import Store, open_store
-from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
+from beliefscope.values.traces import BELIEF_VARIANT, CheckpointInfo, EpisodeInfo
 from ingest import probes
 from ingest.cli import add_request_arguments, request_from
 from ingest.compute import ComputeOptions, compute_traces, pad_batch
@@ -276,7 +276,7 @@ def decode_checkpoint(
             futures_mean=futures.mean,
             futures_spread=futures.spread,
         )
-        store.writer.write_trace(ckpt.id, info.id, "decode", "mode", trace)
+        store.writer.write_trace(ckpt.id, info.id, BELIEF_VARIANT, "mode", trace)
     ReviewService(store).apply_rules(who="probe", checkpoint_ids=[ckpt.id])
     return data
 

@@ -30,7 +30,7 @@ from beliefscope.rssm.core import WorldModel, observe
 from beliefscope.rssm.formats import CheckpointRef
 from beliefscope.store.engine import Store
 from beliefscope.values.page import MAX_LIMIT
-from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
+from beliefscope.values.traces import BELIEF_VARIANT, CheckpointInfo, EpisodeInfo
 from server import frames
 from server.cache import ByteLRU
 from server.frames import ImageFormat, StepInfo
@@ -67,10 +67,6 @@ class Beliefs:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.position, self.futures, self.spread) if a is not None)
-
-
-BELIEF_VARIANT = "decode"
-"""The trace variant `beliefscope probe decode` stores the decoded belief on."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from beliefscope.review.scoring import EpisodeTruth, score
 from beliefscope.review.truth import TruthCache
 from beliefscope.store.engine import Store
 from beliefscope.values.review import Score, ScoreInfo
+from beliefscope.values.traces import BELIEF_VARIANT
 
-SIGNAL_VARIANT = {"belief_jump": "decode"}
+SIGNAL_VARIANT = {"belief_jump": BELIEF_VARIANT}
 """Where a metric lives when it is not on the filter trace."""
 
 

@@ -468,11 +468,12 @@
       },
       bind: function (_figure, prefixId) {
         const prefix = prefixId.replace(/-player$/, "");
-        // After any (re)plot: attach the plot's events once, and put the cursor on the step.
-        let tries = 0;
+        // After any (re)plot: attach the plot's events once, and put the cursor on the step
+        // (a busy machine may take seconds to draw a plot: wait for as long as the page lives).
         (function attach() {
+          if (!root(prefix)) return;
           const missing = graphsOf(prefix).some((id) => !graphDiv(id) || !graphDiv(id).on || !graphDiv(id)._fullLayout);
-          if (missing && tries++ < 100) return setTimeout(attach, 30);
+          if (missing) return setTimeout(attach, 40);
           graphsOf(prefix).forEach(function (id) {
             const gd = graphDiv(id);
             bindGraph(prefix, gd);

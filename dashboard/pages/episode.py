@@ -18,6 +18,7 @@ from dash import ALL, Input, Output, Patch, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import BeliefscopeError
+from beliefscope.values.traces import BELIEF_VARIANT
 from dashboard import data, session, ui
 from dashboard.components import player
 from dashboard.context import current
@@ -164,10 +165,6 @@ def layout(
             ),
         ]
     )
-
-
-BELIEF_VARIANT = "decode"
-"""The trace variant on which `beliefscope probe decode` stores the decoded belief."""
 
 
 def _panels(episode, trace, truth, decoded: bool) -> list[player.Panel]:
