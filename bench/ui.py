@@ -91,7 +91,9 @@ def main() -> int:
                 for round_ in range(args.repeat + 1):  # round 0 warms each server's caches
                     for name, base in bases.items():
                         url = f"{base}/episodes/{episodes[length]}?checkpoint={data.checkpoints[1]}"
-                        got = results.setdefault((name, length), {"tti": [], "key": [], "seek": []})
+                        got = results.setdefault(
+                            (name, length), {"tti": [], "key": [], "seek": [], "failed": []}
+                        )
                         last = round_ == args.repeat
                         measure(
                             browser, url, length, got, warm=round_ == 0, scrub=last, n=args.scrubs
@@ -177,10 +179,16 @@ def measure(  # type: ignore[no-untyped-def]
     page = context.new_page()
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
-    timeout = 300_000 if warm else 20_000  # the first load decodes the episode on the server
-    ms = page.evaluate(
-        f"window.bsPlayer.waitSettled('ep', 0, {timeout}).then(() => performance.now())"
-    )
+    timeout = 300_000 if warm else 30_000  # the first load decodes the episode on the server
+    try:
+        ms = page.evaluate(
+            f"window.bsPlayer.waitSettled('ep', 0, {timeout}).then(() => performance.now())"
+        )
+    except Exception as err:  # a load that never settles is counted and named, not timed
+        got["failed"].append(str(err).splitlines()[0])
+        print(f"  {url}: {got['failed'][-1]}", flush=True)
+        context.close()
+        return
     if not warm:
         got["tti"].append(float(ms))
     if scrub:
@@ -209,6 +217,11 @@ def report(
     print(f"{'episode':>8} {'figure':<14} {new:>12} {old:>12} {'ratio':>7} {'/target':>8}")
     for length in (1000, 10_000):
         a, b = results[(new, length)], results[(old, length)]
+        for tree, r in ((new, a), (old, b)):
+            if r["failed"]:
+                print(
+                    f"{length:>8,} {tree}: {len(r['failed'])} loads never settled: {r['failed'][0]}"
+                )
         median = statistics.median
         rows = [
             ("TTI p50", median(a["tti"]), median(b["tti"]), TTI_TARGET_MS),

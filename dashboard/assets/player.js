@@ -13,7 +13,7 @@
   "use strict";
   const SPEEDS = [0.5, 1, 2, 4];
   const BASE_FPS = 12;
-  const KEEP_STRIPS = 48;
+  const KEEP_STRIPS = 24; // a strip of 32 steps x 4 panels decodes to ~2 MB
   const KEEP_STEPS = 96;
   const STATE_RANK = { confirmed: 3, open: 2, dismissed: 1 };
   const state = {}; // prefix -> {t, playing, timer, speed, hover, cfg, flags}
@@ -273,6 +273,22 @@
     return panelsOk && cursorsOk;
   }
 
+  function unsettled(prefix, t) {
+    // What keeps a step from being drawn, for the error of `waitSettled`.
+    const el = root(prefix);
+    if (!el) return "no player";
+    const panels = Array.from(el.querySelectorAll("canvas[data-bs-panel]"))
+      .filter((c) => c.dataset.t !== String(t) || c.dataset.loading === "1")
+      .map((c) => "panel " + c.dataset.bsPanel + " at " + c.dataset.t + (c.dataset.loading ? " loading " + c.dataset.src : ""));
+    const cursors = graphsOf(prefix)
+      .filter(function (id) {
+        const line = document.getElementById(id) && document.getElementById(id).querySelector(".bs-cursor");
+        return !line || line.dataset.t !== String(t);
+      })
+      .map((id) => "cursor of " + id);
+    return panels.concat(cursors).join("; ") || "settled";
+  }
+
   function tick(prefix) {
     const s = st(prefix);
     if (!s.playing) return;
@@ -397,7 +413,7 @@
     return new Promise(function (resolve, reject) {
       (function check() {
         if (settledAt(prefix, t)) return resolve(performance.now() - start);
-        if (performance.now() - start > (timeoutMs || 5000)) return reject(new Error("player did not settle on step " + t));
+        if (performance.now() - start > (timeoutMs || 5000)) return reject(new Error("player did not settle on step " + t + ": " + unsettled(prefix, t)));
         requestAnimationFrame(check);
       })();
     });
