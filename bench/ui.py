@@ -1,46 +1,67 @@
-"""Episode-page speed, measured in headless Chromium against the real app and a real store.
+"""Episode-page speed, measured in headless Chromium against the real app and a real store, for
+this tree and a previous commit in the same run.
 
-    python bench/ui.py [--repeat 5] [--scrubs 30]
+    python bench/ui.py [--against REF] [--repeat 5] [--scrubs 30]
 
 Builds a store the way a user does (MuJoCo world episodes of 1,000 and 10,000 steps, a tiny
-model trained for a few updates, `beliefscope ingest`, default rules), serves it with
-`beliefscope.cli.serve.build_app`, and measures in the browser:
-- time to interactive of the episode page: navigation start -> the frame image loaded and the
-  step cursor drawn on the stacked plots (target <= 1.5 s), for the 1k and the 10k episode;
-- step-scrub round trip: a seek -> every frame showing the new (uncached) step and every cursor
-  moved (target <= 150 ms).
-Ratios are to the targets and between the two episode lengths, measured in the same run.
+model trained for a few updates, `beliefscope ingest`, default rules), serves it twice, each in
+its own process: with this tree's code and with `--against`'s (`git archive` of that commit;
+default: where this branch left main, the commit before its changes), and measures both in the
+same browser, alternating, at a 1600x1000 viewport:
+- time to interactive of the episode page: navigation start -> every panel showing the step
+  and the step cursor drawn on the plots (target <= 1.5 s), for the 1k and the 10k episode;
+- arrow-key scrub: a key press -> the next step on every panel and the cursor (<= 150 ms);
+- seek: a jump far away (a step nothing has loaded yet) -> every panel and the cursor there.
+Every figure is printed beside the same figure of the previous commit and their ratio, with
+the load average before and after (the machine is shared: absolute times swing with it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from tests.dashboard.conftest import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    UiData,
-    build_store,
-    serve,
-)
+from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, UiData, build_store  # noqa: E402
 
 TTI_TARGET_MS = 1500.0
 SCRUB_TARGET_MS = 150.0
+VIEWPORT = {"width": 1600, "height": 1000}
+SERVE = """
+import json, sys
+from pathlib import Path
+from tests.dashboard.conftest import UiData, serve
+fields = json.loads(sys.argv[1])
+fields.update(root=Path(fields["root"]), checkpoints=tuple(fields["checkpoints"]))
+data = UiData(**fields)
+with serve(data) as base:
+    print(base, flush=True)
+    sys.stdin.read()
+"""
+"""Serve a store with the code of the current directory until stdin closes."""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="page loads per episode")
-    parser.add_argument("--scrubs", type=int, default=30, help="seeks per episode")
+    parser.add_argument(
+        "--against",
+        help="commit to compare with (default: the merge base of HEAD and main, whose store "
+        "schema this tree's store has)",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="page loads per episode and tree")
+    parser.add_argument("--scrubs", type=int, default=30, help="seeks and key presses per episode")
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -53,20 +74,33 @@ def main() -> int:
     from beliefscope.store.engine import open_store
 
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
-        data = _store(args.workdir or Path(tmp))
+        data = _store(args.workdir or Path(tmp) / "store")
         store = open_store(data.url)
         episodes = {
             e.length: e.id for e in store.queries.list_episodes(run_id=data.run_id, limit=100).items
         }
         store.close()
-        results: dict[int, dict[str, list[float]]] = {}
-        with serve(data) as base, sync_playwright() as p:
+        against = args.against or _git("merge-base", "HEAD", "main")
+        trees = {"this tree": ROOT, against[:10]: _export(against, Path(tmp) / "against")}
+        load_before = os.getloadavg()
+        results: dict[tuple[str, int], dict[str, list[float]]] = {}
+        with ExitStack() as stack, sync_playwright() as p:
+            bases = {name: stack.enter_context(_serve(tree, data)) for name, tree in trees.items()}
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for length in (1000, 10_000):
-                url = f"{base}/episodes/{episodes[length]}?checkpoint={data.checkpoints[1]}"
-                results[length] = measure(browser, url, length, args.repeat, args.scrubs)
+                for round_ in range(args.repeat + 1):  # round 0 warms each server's caches
+                    for name, base in bases.items():
+                        url = f"{base}/episodes/{episodes[length]}?checkpoint={data.checkpoints[1]}"
+                        got = results.setdefault(
+                            (name, length), {"tti": [], "key": [], "seek": [], "failed": []}
+                        )
+                        last = round_ == args.repeat
+                        measure(
+                            browser, url, length, got, warm=round_ == 0, scrub=last, n=args.scrubs
+                        )
             browser.close()
-    report(results)
+        load_after = os.getloadavg()
+    report(results, list(trees), load_before, load_after)
     return 0
 
 
@@ -79,63 +113,129 @@ def _store(root: Path) -> UiData:
         )
     started = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
-    data = build_store(root, episodes={1000: 1, 10_000: 1}, variants=())
+    data = build_store(root, episodes={1000: 1, 10_000: 1}, variants=(), decode=False)
     print(f"store built in {time.perf_counter() - started:.0f} s")
     saved.write_text(json.dumps({**asdict(data), "root": str(data.root)}))
     return data
 
 
-def measure(browser, url: str, length: int, repeat: int, scrubs: int) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
-    tti: list[float] = []
-    scrub: list[float] = []
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _export(ref: str, out: Path) -> Path:
+    """The files of commit `ref` (no history), to serve its code."""
+    out.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive, check=True)
+    return out
+
+
+@contextmanager
+def _serve(tree: Path, data: UiData) -> Iterator[str]:
+    """The app of `tree`'s code in its own process, serving the store; yields its base URL."""
+    fields = json.dumps({**asdict(data), "root": str(data.root)})
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, fields],
+        cwd=tree,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    base = proc.stdout.readline().strip()
+    assert base.startswith("http"), f"the server of {tree} did not start"
+    try:
+        yield base
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+KEY = """async () => {
+  const t = window.bsPlayer.state.ep.t + 1, s = performance.now();
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowRight', bubbles: true}));
+  await window.bsPlayer.waitSettled('ep', t, 5000);
+  return performance.now() - s; }"""
+SEEK = """async (t) => { const s = performance.now();
+  window.bsPlayer.seek('ep', t);
+  await window.bsPlayer.waitSettled('ep', t, 5000);
+  return performance.now() - s; }"""
+
+
+def measure(  # type: ignore[no-untyped-def]
+    browser, url: str, length: int, got: dict[str, list[float]], *, warm: bool, scrub: bool, n: int
+) -> None:
     errors: list[str] = []
-    for i in range(repeat + 1):  # the first load warms the server's model and frame caches
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        page = context.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(url)
-        timeout = 20_000 if i else 300_000  # the first load decodes the episode on the server
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url)
+    timeout = 300_000 if warm else 30_000  # the first load decodes the episode on the server
+    try:
         ms = page.evaluate(
             f"window.bsPlayer.waitSettled('ep', 0, {timeout}).then(() => performance.now())"
         )
-        if i:
-            tti.append(float(ms))
-        if i == repeat:
-            step = max(length // scrubs, 1)
-            for k in range(1, scrubs + 1):
-                t = (k * step + 7 * k) % length
-                scrub.append(
-                    float(
-                        page.evaluate(
-                            f"""(async () => {{ const s = performance.now();
-                         window.bsPlayer.seek('ep', {t});
-                         await window.bsPlayer.waitSettled('ep', {t}, 5000);
-                         return performance.now() - s; }})()"""
-                        )
-                    )
-                )
+    except Exception as err:  # a load that never settles is counted and named, not timed
+        got["failed"].append(str(err).splitlines()[0])
+        print(f"  {url}: {got['failed'][-1]}", flush=True)
         context.close()
-    assert not errors, f"console errors: {errors[:3]}"
-    return {"tti": tti, "scrub": scrub}
+        return
+    if not warm:
+        got["tti"].append(float(ms))
+    if scrub:
+        for _ in range(n):
+            got["key"].append(float(page.evaluate(KEY)))
+        step = max(length // n, 1)
+        for k in range(1, n + 1):
+            got["seek"].append(float(page.evaluate(SEEK, (k * step + 7 * k) % length)))
+    context.close()
+    assert not errors, f"console errors on {url}: {errors[:3]}"
 
 
-def report(results: dict[int, dict[str, list[float]]]) -> None:
-    def p(values: list[float], q: float) -> float:
-        return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+def report(
+    results: dict[tuple[str, int], dict[str, list[float]]],
+    trees: list[str],
+    before: tuple[float, float, float],
+    after: tuple[float, float, float],
+) -> None:
+    def p95(values: list[float]) -> float:
+        return statistics.quantiles(values, n=100)[94] if len(values) > 1 else values[0]
 
+    new, old = trees
     print(
-        f"{'episode':>10} {'TTI p50':>9} {'TTI max':>9} {'/target':>8} "
-        f"{'scrub p50':>10} {'scrub p95':>10} {'/target':>8}"
+        f"load average before {before[0]:.2f} {before[1]:.2f}, after {after[0]:.2f} {after[1]:.2f}"
     )
-    for length, r in results.items():
-        tti50, scrub50 = statistics.median(r["tti"]), statistics.median(r["scrub"])
-        print(
-            f"{length:>10,} {tti50:>7.0f}ms {max(r['tti']):>7.0f}ms {tti50 / TTI_TARGET_MS:>8.2f} "
-            f"{scrub50:>8.0f}ms {p(r['scrub'], 95):>8.0f}ms {scrub50 / SCRUB_TARGET_MS:>8.2f}"
-        )
-    short, long = results[1000], results[10_000]
-    ratio = statistics.median(long["tti"]) / statistics.median(short["tti"])
-    print(f"TTI 10k / 1k steps: {ratio:.2f}x (server-side min/max downsampling keeps it flat)")
+    print(f"{'episode':>8} {'figure':<14} {new:>12} {old:>12} {'ratio':>7} {'/target':>8}")
+    for length in (1000, 10_000):
+        a, b = results[(new, length)], results[(old, length)]
+        for tree, r in ((new, a), (old, b)):
+            if r["failed"]:
+                print(
+                    f"{length:>8,} {tree}: {len(r['failed'])} loads never settled: {r['failed'][0]}"
+                )
+        median = statistics.median
+        rows = [
+            ("TTI p50", median(a["tti"]), median(b["tti"]), TTI_TARGET_MS),
+            ("TTI max", max(a["tti"]), max(b["tti"]), TTI_TARGET_MS),
+            ("key p50", median(a["key"]), median(b["key"]), SCRUB_TARGET_MS),
+            ("key p95", p95(a["key"]), p95(b["key"]), SCRUB_TARGET_MS),
+            ("seek p50", median(a["seek"]), median(b["seek"]), SCRUB_TARGET_MS),
+            ("seek p95", p95(a["seek"]), p95(b["seek"]), SCRUB_TARGET_MS),
+        ]
+        for name, x, y, target in rows:
+            ratio, of_target = x / y, x / target
+            print(
+                f"{length:>8,} {name:<14} {x:>10.0f}ms {y:>10.0f}ms {ratio:>7.2f} {of_target:>8.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -49,6 +49,20 @@ class Context:
             f"?checkpoint={checkpoint_id}&panels={panels}"
         )
 
+    def strip_url(self, episode_id: int, *, checkpoint_id: int, steps: int) -> str:
+        """URL template of an episode's strips (observation, recon, prediction, error per
+        step); the player substitutes `{t0}`, the first step of a window of `steps`."""
+        return (
+            f"{self.api_prefix}/episodes/{episode_id}/strip/{{t0}}"
+            f"?n={steps}&checkpoint={checkpoint_id}"
+        )
+
+    def truth_url(self, episode_id: int, *, checkpoint_id: int | None = None) -> str:
+        """URL template of the ground-truth re-render of a step (`{t}`), without its caption;
+        with the checkpoint whose decoded belief is drawn on it."""
+        belief = "" if checkpoint_id is None else f"&checkpoint={checkpoint_id}"
+        return f"{self.api_prefix}/episodes/{episode_id}/truth/{{t}}?caption=false{belief}"
+
 
 def current() -> Context:
     return cast(Context, dash.get_app().server.state.beliefscope_dashboard)

@@ -10,12 +10,14 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from beliefscope.errors import NotFoundError
+from beliefscope.errors import BeliefscopeError, NotFoundError
+from beliefscope.review.truth import GroundTruth
+from beliefscope.store.downsample import minmax_indices
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.review import FlagInfo, Rule
-from beliefscope.values.traces import CheckpointInfo, Series, TraceInfo
+from beliefscope.values.traces import CheckpointInfo, EpisodeInfo, Series, TraceInfo
 from dashboard.context import current
-from dashboard.figures import EPISODE_METRICS
+from dashboard.figures import EPISODE_METRICS, TruthLane
 
 MAX_POINTS = 1500
 """Points per series in a plot (min/max per bucket, so spikes survive)."""
@@ -31,14 +33,21 @@ def traces_of_episode(episode_id: int) -> list[TraceInfo]:
 
 
 def pick_trace(
-    traces: Sequence[TraceInfo], checkpoint_id: int | None, variant: str
+    traces: Sequence[TraceInfo],
+    checkpoint_id: int | None,
+    variant: str,
+    order: Sequence[int] = (),
 ) -> TraceInfo | None:
-    """The `mode` trace of (checkpoint, variant); the newest checkpoint's when none is given,
-    and the plain filter trace when the variant does not exist there."""
+    """The `mode` trace of (checkpoint, variant), and the plain filter trace when the variant
+    does not exist there. Without a checkpoint (or one with no trace here): the latest by
+    training step (`order`: the run's checkpoint ids by step) that has one."""
     if not traces:
         return None
-    if checkpoint_id is None:
-        checkpoint_id = max(traces, key=lambda t: t.checkpoint_id).checkpoint_id
+    if checkpoint_id is None or all(t.checkpoint_id != checkpoint_id for t in traces):
+        rank = {c: i for i, c in enumerate(order)}
+        checkpoint_id = max(
+            traces, key=lambda t: (rank.get(t.checkpoint_id, -1), t.checkpoint_id)
+        ).checkpoint_id
     mine = [t for t in traces if t.checkpoint_id == checkpoint_id]
     for want in (variant, "filter"):
         for posterior in ("mode", None):
@@ -66,6 +75,28 @@ def trace_series(
         )
         groups = (arr.t, np.asarray(arr.values, dtype=np.float32))
     return read.series, groups
+
+
+def truth_of(episode: EpisodeInfo) -> tuple[GroundTruth | None, str | None]:
+    """The episode's ground truth, or why it cannot be shown (its replay file unreadable)."""
+    try:
+        return current().reviews.truth.of(episode), None
+    except BeliefscopeError as err:
+        return None, str(err)
+
+
+def truth_lane(truth: GroundTruth, *, t0: int | None = None, t1: int | None = None) -> TruthLane:
+    """What the ground-truth lane draws over steps t0..t1 (the visible fraction min/max
+    downsampled like the metrics)."""
+    visible = None
+    if truth.visible_frac is not None:
+        lo = 0 if t0 is None else max(t0, 0)
+        hi = len(truth.visible_frac) if t1 is None else min(t1 + 1, len(truth.visible_frac))
+        t = np.arange(lo, max(lo, hi))
+        values = truth.visible_frac[lo:hi].astype(np.float64)
+        keep = minmax_indices(t, values, MAX_POINTS)
+        visible = Series(t[keep], values[keep])
+    return TruthLane(truth.occluded_spans(), np.flatnonzero(truth.slip), visible)
 
 
 def flags_of(trace_id: int) -> list[FlagInfo]:

@@ -6,10 +6,11 @@ costs ~0.4 s of validation, the dict costs milliseconds, and the bytes on the wi
 Tests validate every builder's output with `go.Figure(fig)`.
 
 Stacked figures put every panel on ONE x axis (`x`) with a y axis per panel, so zoom is shared
-by construction. The step cursor is the shape named `CURSOR` (`xref="x"`, full height), which
-`assets/player.js` moves with one `Plotly.relayout` without a server round trip.
-Non-finite values are never dropped silently: the line breaks there and an `x` marker at the
-top of the panel names the value (NaN, inf, -inf).
+by construction. The step cursor is not part of a figure: `assets/player.js` draws it as an
+element over the plot and moves only that when the player scrubs (a `Plotly.relayout` redraws
+every shape of every panel). Non-finite values are never dropped silently: the line breaks
+there and an `x` marker at the top of the panel names the value (NaN, inf, -inf). Every mark
+has a legend entry: traces in Plotly's legend, shapes (flag bands, threshold) in the page's.
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ import numpy as np
 from beliefscope.values.traces import Series
 
 Figure = dict[str, Any]
-
-CURSOR = "cursor"
-"""Name of the cursor shape in every x-linked figure (the player script looks it up by name)."""
 
 FONT = "Inter, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 INK, MUTED, GRID, AXIS = "#1f2328", "#6e7781", "#eef1f4", "#d0d7de"
@@ -58,6 +56,11 @@ STATE_COLOR: dict[str, str] = {
 }
 """Flag band color per review state (the frame overlay's border uses the same meaning)."""
 
+TRUTH_COLOR = {"occluded": "rgba(110,119,129,0.45)", "slip": "#cf222e", "visible": "#1a7f37"}
+"""Ground-truth lane: hidden spans, slip kicks, the box's visible fraction."""
+NONFINITE = "NaN / inf (no value)"
+"""Legend entry of the markers that name non-finite values."""
+
 A_COLOR, B_COLOR = "#1f6feb", "#bc4c00"
 LANE_RANGE = (-0.1, 2.1)
 """y range of the compare figure's flag lanes: B's lane is 0..1, A's 1..2."""
@@ -84,6 +87,16 @@ EPISODE_PANELS: tuple[Panel, ...] = (
 """Rows of the episode page; the per-group KL heat map goes right under KL."""
 
 EPISODE_METRICS: tuple[str, ...] = tuple(m for p in EPISODE_PANELS for m in p.metrics)
+
+
+@dataclass(frozen=True, eq=False)
+class TruthLane:
+    """What the ground-truth lane draws: hidden stretches (first, last step), the steps of
+    slip kicks, and the box's visible fraction (possibly downsampled)."""
+
+    occluded: Sequence[tuple[int, int]]
+    slips: np.ndarray  # (k,) steps
+    visible: Series | None = None
 
 
 class Band(Protocol):
@@ -217,7 +230,9 @@ def _line(name: str, series: Series, row: int, **style: Any) -> dict[str, Any]:
     }
 
 
-def _nonfinite_marks(name: str, series: Series, row: int, y_top: float) -> dict[str, Any] | None:
+def _nonfinite_marks(
+    name: str, series: Series, row: int, y_top: float, *, legend: bool = False
+) -> dict[str, Any] | None:
     t, names = nonfinite_points(series)
     if not len(t):
         return None
@@ -230,10 +245,12 @@ def _nonfinite_marks(name: str, series: Series, row: int, y_top: float) -> dict[
         "xaxis": "x",
         "yaxis": _ax(row),
         "marker": {"symbol": "x-thin", "size": 7, "line": {"width": 1.5, "color": "#cf222e"}},
-        "name": f"{label} non-finite",
+        "name": NONFINITE if legend else f"{label} non-finite",
+        "meta": label,
         "text": names,
         "hovertemplate": f"{label}: %{{text}}<extra></extra>",
-        "showlegend": False,
+        "legendgroup": "nonfinite",
+        "showlegend": legend,
     }
 
 
@@ -272,24 +289,6 @@ def band_shapes(bands: Iterable[Band], *, selected: int | None = None) -> list[d
     return shapes
 
 
-def cursor_shape(t: int | None) -> dict[str, Any]:
-    """The step cursor; hidden (but present, so the player can move it) when `t` is None."""
-    x = 0 if t is None else int(t)
-    return {
-        "type": "line",
-        "name": CURSOR,
-        "xref": "x",
-        "yref": "paper",
-        "x0": x,
-        "x1": x,
-        "y0": 0,
-        "y1": 1,
-        "line": {"color": INK, "width": 1.2},
-        "visible": t is not None,
-        "layer": "above",
-    }
-
-
 def _full_range(length: int) -> list[float]:
     return [-0.5, max(length - 1, 0) + 0.5]
 
@@ -301,7 +300,7 @@ def episode_figure(
     kl_groups: tuple[np.ndarray, np.ndarray] | None = None,
     bands: Sequence[Band] = (),
     threshold: tuple[str, float] | None = None,
-    cursor: int | None = None,
+    truth: TruthLane | None = None,
     x_range: tuple[float, float] | None = None,
     selected_flag: int | None = None,
     row_height: int = 92,
@@ -311,48 +310,127 @@ def episode_figure(
     `series` maps metric -> Series (possibly min/max downsampled); panels whose metrics are all
     missing are left out. `kl_groups` is (t (n,), values (n, G)) for the heat map. `threshold`
     is (metric, value) of the active rule, drawn as a dashed line in the panel holding it.
+    `truth` adds the ground-truth lane at the bottom (hidden spans, slip kicks, visible
+    fraction) on the same x axis.
     """
-    rows: list[Panel | None] = []  # None = the heat map row
+    rows: list[Panel | str] = []  # "heat": the heat map row, "truth": the ground-truth lane
     for panel in EPISODE_PANELS:
         if any(m in series for m in panel.metrics):
             rows.append(panel)
             if panel.metrics == ("kl",) and kl_groups is not None:
-                rows.append(None)
+                rows.append("heat")
     if not rows:
         return empty_figure("this trace has none of the plotted metrics")
-    heights = [0.7 if r is None else 1.0 for r in rows]
-    titles = ["KL / group" if r is None else r.title for r in rows]
+    if truth is not None:
+        rows.append("truth")
+    heights = [0.7 if isinstance(r, str) else 1.0 for r in rows]
+    titles = [
+        {"heat": "KL / group", "truth": "truth"}.get(r, "") if isinstance(r, str) else r.title
+        for r in rows
+    ]
     data: list[dict[str, Any]] = []
     shapes = band_shapes(bands, selected=selected_flag)
     annotations: list[dict[str, Any]] = []
+    legend_nonfinite = True
     for i, row in enumerate(rows, start=1):
-        if row is None:
+        if row == "heat":
             assert kl_groups is not None
             data.append(kl_group_heatmap(*kl_groups, row=i))
             continue
+        if row == "truth":
+            assert truth is not None
+            data.extend(truth_traces(truth, row=i))
+            continue
+        assert isinstance(row, Panel)
         present = [m for m in row.metrics if m in series]
         top = _finite_max(series[m] for m in present)
         for m in present:
             data.append(_line(m, series[m], i))
-            marks = _nonfinite_marks(m, series[m], i, top)
+            marks = _nonfinite_marks(m, series[m], i, top, legend=legend_nonfinite)
             if marks is not None:
                 data.append(marks)
+                legend_nonfinite = False
         if threshold is not None and threshold[0] in present:
             shapes.append(_threshold_line(threshold[1], i))
             annotations.append(_threshold_label(threshold[1], i))
     axes = _stack(heights, titles, gap=0.018)
     for i, row in enumerate(rows, start=1):
-        if row is None:
+        if row == "heat":
             axes[_axis_key(i)].update(showgrid=False, ticks="", nticks=3)
+        elif row == "truth":
+            axes[_axis_key(i)].update(
+                range=[-0.05, 1.25], tickvals=[0, 1], ticktext=["0", "1"], showgrid=False
+            )
     axes["xaxis"]["range"] = list(x_range) if x_range else _full_range(length)
-    shapes.append(cursor_shape(cursor))
-    height = int(sum(heights) * row_height) + 60
-    return {
-        "data": data,
-        "layout": _layout(
-            height, shapes=shapes, annotations=annotations, meta={"length": length}, **axes
-        ),
-    }
+    entries = sum(1 for d in data if d.get("showlegend", True))
+    top_margin = _legend_margin(entries)
+    height = int(sum(heights) * row_height) + 38 + top_margin
+    layout = _layout(
+        height, shapes=shapes, annotations=annotations, meta={"length": length}, **axes
+    )
+    layout["margin"] = {**layout["margin"], "t": top_margin}
+    return {"data": data, "layout": layout}
+
+
+def _legend_margin(entries: int, per_row: int = 7) -> int:
+    """Top margin that holds a horizontal legend of `entries` items above the plots."""
+    return 8 + 19 * max(1, -(-entries // per_row))
+
+
+def truth_traces(truth: TruthLane, *, row: int) -> list[dict[str, Any]]:
+    """The ground-truth lane: hidden stretches as filled bars (one trace, so one legend entry),
+    slip kicks as red triangles above them, the visible fraction as a thin line (0..1)."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for a, b in truth.occluded:
+        xs += [a - 0.5, a - 0.5, b + 0.5, b + 0.5, None]
+        ys += [0.0, 1.0, 1.0, 0.0, None]
+    traces: list[dict[str, Any]] = []
+    if xs:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": xs,
+                "y": ys,
+                "xaxis": "x",
+                "yaxis": _ax(row),
+                "fill": "toself",
+                "fillcolor": TRUTH_COLOR["occluded"],
+                "line": {"width": 0, "color": TRUTH_COLOR["occluded"]},
+                "name": "occluded (ground truth)",
+                "hoverinfo": "skip",
+            }
+        )
+    if len(truth.slips):
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": typed(np.asarray(truth.slips), "i4"),
+                "y": typed(np.full(len(truth.slips), 1.12)),
+                "xaxis": "x",
+                "yaxis": _ax(row),
+                "marker": {"symbol": "triangle-down", "size": 9, "color": TRUTH_COLOR["slip"]},
+                "name": "slip kick",
+                "hovertemplate": "slip kick<extra></extra>",
+            }
+        )
+    if truth.visible is not None:
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": typed(np.asarray(truth.visible.t), "i4"),
+                "y": typed(finite(truth.visible.values)),
+                "xaxis": "x",
+                "yaxis": _ax(row),
+                "line": {"color": TRUTH_COLOR["visible"], "width": 1},
+                "name": "box visible fraction",
+                "hovertemplate": "visible %{y:.0%}",
+            }
+        )
+    return traces
 
 
 def _threshold_line(value: float, row: int) -> dict[str, Any]:
@@ -415,7 +493,6 @@ def compare_figure(
     bands_b: Sequence[Band] = (),
     only_a: Iterable[int] = (),
     only_b: Iterable[int] = (),
-    cursor: int | None = None,
     x_range: tuple[float, float] | None = None,
     row_height: int = 104,
 ) -> Figure:
@@ -514,7 +591,6 @@ def compare_figure(
         title={"text": "flags", "font": {"size": 10, "color": MUTED}, "standoff": 4},
     )
     axes["xaxis"]["range"] = list(x_range) if x_range else _full_range(length)
-    shapes.append(cursor_shape(cursor))
     height = int(sum(heights) * row_height) + 60
     return {
         "data": data,
@@ -537,66 +613,91 @@ def timeline_figure(
     steps: Sequence[int | None],
     rows: Mapping[str, Mapping[str, Sequence[float | None]]],
     *,
+    labels: Sequence[str] | None = None,
     findings: Sequence[tuple[int, str]] = (),
     row_height: int = 110,
 ) -> Figure:
     """A run's checkpoint timeline: one row per group of summary values (e.g. {"KL": {"mean":
-    [...], "p95": [...]}}), x = training step, and chronic findings as labelled dotted lines."""
+    [...], "p95": [...]}}), x = training step, chronic findings as labelled dotted lines
+    (`findings`: (checkpoint index, text)). With one checkpoint, or a step unknown, x is the
+    checkpoint's label (`labels`) instead: no axis invented around a lone point."""
     if not rows or not steps:
         return empty_figure("no ingested checkpoints yet")
-    palette = ["#1f6feb", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#57606a"]
+    palette = ["#1f6feb", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#57606a", "#9a6700"]
+    numeric = len(steps) > 1 and all(s is not None for s in steps)
+    names = (
+        list(labels)
+        if labels is not None
+        else [f"step {s:,}" if s is not None else "?" for s in steps]
+    )
+    xs: list[Any] = list(steps) if numeric else names
     titles = list(rows)
     data = []
+    color = 0
     for i, title in enumerate(titles, start=1):
-        for j, (name, values) in enumerate(rows[title].items()):
+        for name, values in rows[title].items():
             data.append(
                 {
                     "type": "scatter",
-                    "mode": "lines+markers",
-                    "x": list(steps),
+                    "mode": "lines+markers" if len(steps) > 1 else "markers",
+                    "x": xs,
                     "y": [None if v is None or not np.isfinite(v) else float(v) for v in values],
                     "xaxis": "x",
                     "yaxis": _ax(i),
-                    "name": f"{title} · {name}",
-                    "line": {"color": palette[j % len(palette)], "width": 1.5},
-                    "marker": {"size": 5},
+                    "name": title if name == title else f"{title} · {name}",
+                    "line": {"color": palette[color % len(palette)], "width": 1.5},
+                    "marker": {"size": 5 if len(steps) > 1 else 9},
                     "hovertemplate": "%{y:.4g}",
                 }
             )
+            color += 1
     axes = _stack([1.0] * len(titles), titles, gap=0.04)
-    axes["xaxis"]["title"]["text"] = "training step"
+    axes["xaxis"]["title"]["text"] = "training step" if numeric else "checkpoint"
+    if not numeric:
+        axes["xaxis"]["type"] = "category"
+    marks = [(xs[k], text) for k, text in findings if 0 <= k < len(xs)]
     shapes = [
         {
             "type": "line",
             "xref": "x",
             "yref": "paper",
-            "x0": s,
-            "x1": s,
+            "x0": x,
+            "x1": x,
             "y0": 0,
             "y1": 1,
             "line": {"color": "#cf222e", "width": 1, "dash": "dot"},
         }
-        for s, _ in findings
+        for x, _ in marks
     ]
-    annotations = [
-        {
-            "x": s,
-            "y": 1.0,
-            "xref": "x",
-            "yref": "paper",
-            "text": text,
-            "showarrow": False,
-            "yanchor": "bottom",
-            "font": {"size": 10, "color": "#cf222e"},
-        }
-        for s, text in findings
-    ]
-    return {
-        "data": data,
-        "layout": _layout(
-            len(titles) * row_height + 60, shapes=shapes, annotations=annotations, **axes
-        ),
+    annotations = []
+    stacked: dict[Any, int] = {}
+    for x, text in marks:  # findings of one checkpoint stack up instead of overprinting
+        level = stacked[x] = stacked.get(x, -1) + 1
+        annotations.append(
+            {
+                "x": x,
+                "y": 1.0,
+                "xref": "x",
+                "yref": "paper",
+                "text": text,
+                "showarrow": False,
+                "yanchor": "bottom",
+                "yshift": 13 * level,
+                "font": {"size": 10, "color": "#cf222e"},
+            }
+        )
+    layout = _layout(len(titles) * row_height + 60, shapes=shapes, annotations=annotations, **axes)
+    layout["margin"] = {**layout["margin"], "t": 22 + 13 * max(stacked.values(), default=0)}
+    # the legend to the right: above the plots it would sit under the findings' labels
+    layout["legend"] = {
+        **layout["legend"],
+        "orientation": "v",
+        "x": 1.01,
+        "y": 1.0,
+        "yanchor": "top",
     }
+    layout["margin"]["r"] = 170
+    return {"data": data, "layout": layout}
 
 
 def memory_figure(panels: Sequence[tuple[str, Mapping[str, Any]]], height: int = 210) -> Figure:
@@ -695,27 +796,30 @@ def memory_figure(panels: Sequence[tuple[str, Mapping[str, Any]]], height: int =
 
 
 def preview_figure(
-    labels: Sequence[str], current: Sequence[int], proposed: Sequence[int]
+    labels: Sequence[tuple[str, str]], current: Sequence[int], proposed: Sequence[int]
 ) -> Figure:
-    """Flags per checkpoint under the stored rule vs the edited one (rules page preview)."""
+    """Flags per checkpoint under the stored rule vs the edited one (rules page preview);
+    `labels` are (run, checkpoint) pairs, drawn as two levels of the x axis so no label has
+    to be cut."""
+    x = [[run for run, _ in labels], [ckpt for _, ckpt in labels]]
     bars = [
         {
             "type": "bar",
-            "x": list(labels),
+            "x": x,
             "y": list(current),
             "name": "current rule",
             "marker": {"color": "#8c959f"},
         },
         {
             "type": "bar",
-            "x": list(labels),
+            "x": x,
             "y": list(proposed),
             "name": "edited rule",
             "marker": {"color": "#1f6feb"},
         },
     ]
-    layout = _layout(230, barmode="group", hovermode="x", bargap=0.25)
-    layout["xaxis"] = {**_axis_style(), "type": "category"}
+    layout = _layout(260, barmode="group", hovermode="x", bargap=0.25)
+    layout["xaxis"] = {**_axis_style(), "type": "multicategory", "automargin": True}
     layout["yaxis"] = {**_axis_style(), "title": {"text": "flags", "font": {"size": 10}}}
     return {"data": bars, "layout": layout}
 

@@ -6,13 +6,14 @@ whose key was pressed, so c / d / o review a flag in one key.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from dash import dcc, html
 
 from beliefscope.values.review import FLAG_CATEGORIES, FlagInfo, HistoryEntry
-from beliefscope.values.traces import CheckpointInfo
+from beliefscope.values.traces import CheckpointInfo, RunInfo
 from dashboard.figures import STATE_COLOR
 from dashboard.session import token_command
 
@@ -47,8 +48,37 @@ def sign_in_needed() -> html.Div:
 def ckpt_label(ckpt: CheckpointInfo | None, checkpoint_id: int) -> str:
     if ckpt is None:
         return f"checkpoint {checkpoint_id}"
-    step = "step ?" if ckpt.step is None else f"step {ckpt.step:,}"
-    return f"{step} · {ckpt.content_hash[:7]}"
+    return f"{step_label(ckpt)} · {ckpt.content_hash[:7]}"
+
+
+def step_label(ckpt: CheckpointInfo) -> str:
+    """`step 2,000`, or the content hash where the training step is unknown."""
+    return f"step {ckpt.step:,}" if ckpt.step is not None else f"ckpt {ckpt.content_hash[:7]}"
+
+
+def run_ckpt_label(run: RunInfo, ckpt: CheckpointInfo) -> str:
+    """A checkpoint named with its run, for views that may mix runs: `pretrained-tiny @ 2,000`."""
+    at = f"{ckpt.step:,}" if ckpt.step is not None else ckpt.content_hash[:7]
+    return f"{run.name} @ {at}"
+
+
+_STAMPED = re.compile(r"^\d{8}T\d{6}\w*?-([0-9A-Za-z]{8})[0-9A-Za-z]*-")
+SHORT_NAME = 24
+
+
+def episode_name(key: str) -> str:
+    """A short, readable name for an episode key (`beliefscope:20261125T083752-50c4c8e3...
+    -150.npz` -> `50c4c8e3`): the file's short id where its name has one, else its name,
+    trimmed; a part index of a multi-episode file stays (`6iE5O9Xo:2`). Show the full key on
+    hover (`title=`)."""
+    _, _, rest = key.partition(":") if ":" in key else ("", "", key)
+    name, *parts = rest.split(":")
+    name = name.rsplit("/", 1)[-1]
+    stamped = _STAMPED.match(name)
+    short = stamped.group(1) if stamped else re.sub(r"\.(npz|pt|safetensors)$", "", name)
+    if len(short) > SHORT_NAME:
+        short = short[: SHORT_NAME // 2 - 1] + "…" + short[-(SHORT_NAME // 2) :]
+    return ":".join([short, *parts])
 
 
 def state_pill(state: str, *, stale: bool = False) -> html.Span:

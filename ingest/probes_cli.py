@@ -27,10 +27,10 @@ from beliefscope.review.service import ReviewService
 from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel
 from beliefscope.store.engine import Store
-from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
+from beliefscope.values.traces import BELIEF_VARIANT, CheckpointInfo, EpisodeInfo
 from ingest import probes
 from ingest.cli import add_request_arguments, open_ingestor, request_from
-from ingest.compute import compute_traces, pad_batch
+from ingest.compute import ComputeOptions, compute_traces, pad_batch
 from ingest.progress import Progress
 from ingest.variants import parse
 
@@ -275,9 +275,33 @@ def decode_checkpoint(
             futures_mean=futures.mean,
             futures_spread=futures.spread,
         )
-        store.writer.write_trace(ckpt.id, info.id, "decode", "mode", trace)
+        store.writer.write_trace(ckpt.id, info.id, BELIEF_VARIANT, "mode", trace)
     ReviewService(store).apply_rules(who="probe", checkpoint_ids=[ckpt.id])
     return data
+
+
+def variant_traces(
+    store: Store,
+    ckpt: CheckpointInfo,
+    infos: Sequence[EpisodeInfo],
+    episodes: Sequence[Episode],
+    spec: str,
+    device: str = "cpu",
+) -> int:
+    """Store the `spec` trace variant of the checkpoint on the given episodes (say, a few for
+    a demo) and flag them; returns how many traces were new."""
+    variant = parse(spec)
+    model = _load_model(ckpt, device)
+    written = 0
+    with torch.inference_mode():
+        for info, ep in zip(infos, episodes, strict=True):
+            batch = pad_batch([ep])
+            (trace,) = compute_traces(
+                model, variant.apply(batch, [ep]), variant.options(ComputeOptions())
+            )
+            written += store.writer.write_trace(ckpt.id, info.id, spec, "mode", trace) is not None
+    ReviewService(store).apply_rules(who="probe", checkpoint_ids=[ckpt.id])
+    return written
 
 
 def _cm(value: float | None) -> str:

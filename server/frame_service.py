@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,11 +30,14 @@ from beliefscope.rssm.core import WorldModel, observe
 from beliefscope.rssm.formats import CheckpointRef
 from beliefscope.store.engine import Store
 from beliefscope.values.page import MAX_LIMIT
-from beliefscope.values.traces import CheckpointInfo, EpisodeInfo
+from beliefscope.values.traces import BELIEF_VARIANT, CheckpointInfo, EpisodeInfo
 from server import frames
 from server.cache import ByteLRU
 from server.frames import ImageFormat, StepInfo
 from server.paths import contained
+
+if TYPE_CHECKING:
+    from beliefscope.world.rerender import SceneView
 
 DECODE_CHUNK = 256
 """Time steps decoded at once (bounds memory on long episodes)."""
@@ -49,6 +53,20 @@ class Decodes:
     @property
     def nbytes(self) -> int:
         return self.recon.nbytes + self.pred.nbytes
+
+
+@dataclass(frozen=True, eq=False)
+class Beliefs:
+    """A checkpoint's decoded belief of the box's position over one episode (`decode` probe):
+    the position (T, 2), and the mean (T, H, 2) and spread (T, H) of its imagined futures."""
+
+    position: np.ndarray
+    futures: np.ndarray | None
+    spread: np.ndarray | None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.position, self.futures, self.spread) if a is not None)
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,9 @@ class FrameService:
         )
         self._truth: ByteLRU[int, dict[str, np.ndarray]] = ByteLRU(
             truth_cache_bytes, lambda truth: sum(a.nbytes for a in truth.values())
+        )
+        self._beliefs: ByteLRU[tuple[int, int], Beliefs | None] = ByteLRU(
+            truth_cache_bytes, lambda b: 64 if b is None else b.nbytes
         )
         self._run_roots: list[Path] | None = None
         self._compute = threading.Lock()  # one model run at a time: they saturate the cores
@@ -167,6 +188,34 @@ class FrameService:
                 return decode_episode(self.model(ckpt), get_format(ref.format).load(ref))
 
         return self._decodes.get_or_make((ckpt.id, episode.id), decode)
+
+    def beliefs(self, ckpt: CheckpointInfo, episode: EpisodeInfo) -> Beliefs | None:
+        """The checkpoint's decoded belief over the episode; None where the `decode` probe has
+        not run."""
+
+        def read() -> Beliefs | None:
+            queries = self._store.queries
+            try:
+                trace = queries.find_trace(
+                    checkpoint_id=ckpt.id, episode_id=episode.id, variant=BELIEF_VARIANT
+                )
+            except NotFoundError:
+                return None
+            if "extra:decoded_pos" not in trace.arrays:
+                return None
+
+            def array(name: str) -> np.ndarray | None:
+                if f"extra:{name}" not in trace.arrays:
+                    return None
+                return np.asarray(
+                    queries.read_array(trace_id=trace.id, name=f"extra:{name}").values, np.float64
+                )
+
+            position = array("decoded_pos")
+            assert position is not None
+            return Beliefs(position, array("futures_mean"), array("futures_spread"))
+
+        return self._beliefs.get_or_make((ckpt.id, episode.id), read)
 
     def step_info(self, episode: EpisodeInfo, ckpt: CheckpointInfo | None, t: int) -> StepInfo:
         """KL and correction of the checkpoint's filter trace at t, and the flag state."""
@@ -253,6 +302,37 @@ class FrameService:
 
         return self._frames.get_or_make(key, render)
 
+    def strip(
+        self,
+        episode_id: int,
+        t0: int,
+        steps: int,
+        *,
+        panels: tuple[str, ...] = frames.STRIP_PANELS,
+        checkpoint_id: int | None = None,
+        fmt: ImageFormat = "png",
+    ) -> Rendered:
+        """Steps t0.. (at most `steps`, cut at the episode's end) as rows of `panels` at the
+        frames' own size (`frames.strip`): one request per window of the player."""
+        episode = self.episode(episode_id, t0)
+        t1 = min(t0 + steps, episode.length)
+        needs_model = any(p != "obs" for p in panels)
+        ckpt = self.checkpoint_for(episode, checkpoint_id) if needs_model else None
+        key = ("strip", episode_id, t0, t1, ckpt.id if ckpt else None, panels, fmt)
+
+        def render() -> Rendered:
+            ref = self.episode_ref(episode)
+            replay = get_format(ref.format)
+            obs = np.stack([replay.frame(ref, t) for t in range(t0, t1)])  # (N, H, W, C)
+            recon = pred = None
+            if ckpt is not None:
+                dec = self.decodes(ckpt, episode)
+                recon, pred = dec.recon[t0:t1], dec.pred[t0:t1]
+            image = frames.strip(obs, recon=recon, pred=pred, panels=panels)
+            return Rendered(frames.encode(image, fmt), frames.MEDIA_TYPES[fmt])
+
+        return self._frames.get_or_make(key, render)
+
     def truth_frame(
         self,
         episode_id: int,
@@ -261,14 +341,21 @@ class FrameService:
         camera: str = "overview",
         size: int = 256,
         fmt: ImageFormat = "jpeg",
+        checkpoint_id: int | None = None,
+        caption: bool = True,
     ) -> Rendered:
         """The saved MuJoCo state of step t re-rendered from `camera` (the overview sees what
-        the robot's camera could not), with the box's true position marked."""
+        the robot's camera could not), with the box's true position marked; with a
+        `checkpoint` whose `decode` probe ran, also where that model believes the box is and
+        the spread of its imagined futures. `caption=False` leaves out the text strip (the
+        dashboard writes its captions as HTML)."""
         from beliefscope.world import rerender
 
         episode = self.episode(episode_id, t)
         if not episode.has_truth:
             raise NotFoundError(f"episode {episode_id} carries no MuJoCo state to re-render")
+        ckpt = None if checkpoint_id is None else self.checkpoint_for(episode, checkpoint_id)
+        beliefs = None if ckpt is None else self.beliefs(ckpt, episode)
 
         def render() -> Rendered:
             ref = self.episode_ref(episode)
@@ -284,17 +371,42 @@ class FrameService:
             x, y = view.box_pixel(qpos, camera)
             if np.isfinite(x) and np.isfinite(y):
                 image = frames.mark_point(image, (x, y), "box")
-            text = f"t={t}  {camera} camera (ground truth)"
-            if "visible_frac" in truth:
-                text += f"  box visible to robot: {float(truth['visible_frac'][t]):.0%}"
-            image = np.vstack([image, frames.caption_strip(image.shape[1], text)])
+            if beliefs is not None:
+                image = _draw_beliefs(image, view, qpos, camera, beliefs, t)
+            if caption:
+                text = f"t={t}  {camera} camera (ground truth)"
+                if "visible_frac" in truth:
+                    text += f"  box visible to robot: {float(truth['visible_frac'][t]):.0%}"
+                image = np.vstack([image, frames.caption_strip(image.shape[1], text)])
             return Rendered(frames.encode(image, fmt), frames.MEDIA_TYPES[fmt])
 
-        return self._frames.get_or_make(("truth", episode_id, t, camera, size, fmt), render)
+        shown = ckpt.id if ckpt is not None and beliefs is not None else None
+        key = ("truth", episode_id, t, camera, size, fmt, shown, caption)
+        return self._frames.get_or_make(key, render)
 
     @property
     def cached_frames(self) -> int:
         return len(self._frames)
+
+
+def _draw_beliefs(
+    image: np.ndarray, view: SceneView, qpos: np.ndarray, camera: str, beliefs: Beliefs, t: int
+) -> np.ndarray:
+    """The decoded belief at t and its imagined futures, projected into the render."""
+    position = beliefs.position[t][None]  # (1, 2)
+    (belief,) = view.plane_pixels(qpos, camera, position)
+    futures = spread = None
+    if beliefs.futures is not None and beliefs.spread is not None:
+        mean = beliefs.futures[t]  # (H, 2) metres
+        futures = view.plane_pixels(qpos, camera, np.nan_to_num(mean))
+        # a ring of the spread's radius: the pixel distance to a point `spread` metres away
+        edge = view.plane_pixels(
+            qpos, camera, np.nan_to_num(mean) + np.column_stack([beliefs.spread[t], 0 * mean[:, 1]])
+        )
+        spread = np.linalg.norm(edge - futures, axis=1)
+        unknown = ~np.isfinite(mean).all(1) | ~np.isfinite(beliefs.spread[t])
+        futures[unknown] = np.nan
+    return frames.mark_belief(image, (float(belief[0]), float(belief[1])), futures, spread)
 
 
 def _value_at(series: object) -> float | None:

@@ -18,6 +18,12 @@ import numpy as np
 ImageFormat = Literal["jpeg", "png"]
 PANELS = ("recon", "pred", "error")
 """Side panels a frame may carry next to the observation, in display order."""
+STRIP_PANELS = ("obs", *PANELS)
+"""Columns a strip (`strip`) may hold, one per panel of the player."""
+BELIEF_COLOR = (255, 64, 255)
+"""The decoded belief of where the box is (magenta), drawn on ground-truth renders."""
+FUTURES_COLOR = (64, 224, 255)
+"""The imagined futures' mean path and spread (cyan)."""
 
 REVIEW_COLORS: dict[str, tuple[int, int, int]] = {
     "open": (255, 176, 0),
@@ -219,6 +225,70 @@ def mark_point(image: np.ndarray, xy: tuple[float, float], label: str = "") -> n
             1,
             cv2.LINE_AA,
         )
+    return out
+
+
+def strip(
+    observations: np.ndarray,
+    *,
+    recon: np.ndarray | None = None,
+    pred: np.ndarray | None = None,
+    panels: tuple[str, ...] = STRIP_PANELS,
+) -> np.ndarray:
+    """Steps as rows and panels as columns at the frames' own size, no captions: (N, H, W, C)
+    frames -> (N*H, P*W, 3). The player cuts one cell per panel and scales it up in the
+    browser, so a window of steps costs one request and scrubbing inside it costs none."""
+    assert observations.ndim == 4, observations.shape
+    unknown = set(panels) - set(STRIP_PANELS)
+    assert panels and not unknown, f"strip panels must be some of {STRIP_PANELS}, got {panels}"
+    obs = as_uint8(observations)
+    columns = []
+    for name in panels:
+        if name == "obs":
+            columns.append(obs)
+        elif name == "error":
+            source = recon if recon is not None else pred
+            assert source is not None, "the error panel needs a reconstruction or prediction"
+            pairs = zip(obs, source, strict=True)
+            columns.append(np.stack([error_heatmap(o, decoded) for o, decoded in pairs]))
+        else:
+            decoded = recon if name == "recon" else pred
+            assert decoded is not None, f"the {name} panel needs its decode"
+            columns.append(as_uint8(decoded))
+    row = np.concatenate(columns, axis=2)  # (N, H, P*W, 3): panels side by side
+    return row.reshape(-1, *row.shape[2:])  # steps stacked top to bottom
+
+
+def mark_belief(
+    image: np.ndarray,
+    belief: tuple[float, float] | None,
+    futures: np.ndarray | None = None,
+    spread: np.ndarray | None = None,
+) -> np.ndarray:
+    """Draw where the model believes the box is (a magenta X at `belief`, pixels) and its
+    imagined futures: the mean path (H, 2) in cyan with a ring of radius `spread` (H,)
+    pixels at each horizon. Non-finite points (past the episode's end) are skipped."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    size = max(4, min(h, w) // 32)
+    if futures is not None and spread is not None:
+        points = [
+            (int(round(x)), int(round(y)), float(r))
+            for (x, y), r in zip(futures, spread, strict=True)
+            if np.isfinite(x) and np.isfinite(y) and np.isfinite(r)
+        ]
+        for x, y, r in points:
+            cv2.circle(out, (x, y), max(1, int(round(r))), FUTURES_COLOR, 1, cv2.LINE_AA)
+        path = np.array([(x, y) for x, y, _ in points], np.int32)
+        if belief is not None and all(np.isfinite(belief)):
+            path = np.vstack([np.array([belief], np.float64).round().astype(np.int32), path])
+        if len(path) > 1:
+            cv2.polylines(out, [path.reshape(-1, 1, 2)], False, FUTURES_COLOR, 2, cv2.LINE_AA)
+    if belief is not None and all(np.isfinite(belief)):
+        x, y = int(round(belief[0])), int(round(belief[1]))
+        for color, thick in (((0, 0, 0), 4), (BELIEF_COLOR, 2)):
+            cv2.line(out, (x - size, y - size), (x + size, y + size), color, thick, cv2.LINE_AA)
+            cv2.line(out, (x - size, y + size), (x + size, y - size), color, thick, cv2.LINE_AA)
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 from beliefscope.access import Authorizer
 from beliefscope.access.policy import Presented
 from beliefscope.cli import main
-from beliefscope.cli.demo import ASSETS, LIVE_RUN, PRETRAINED_RUN
+from beliefscope.cli.demo import ASSETS, DROPOUT, DROPOUT_EPISODES, LIVE_RUN, PRETRAINED_RUN
 from beliefscope.config import Settings
 from beliefscope.store.engine import open_store
 
@@ -41,13 +41,16 @@ def test_quick_demo_ingests_flags_and_scores(
     for run in runs.values():
         assert run.n_checkpoints == 2 and run.n_episodes == 4
         variants = 2 if run.name == PRETRAINED_RUN else 1  # filter, and decode where probed
-        assert run.n_traces == variants * run.n_checkpoints * run.n_episodes
+        dropout = DROPOUT_EPISODES * run.n_checkpoints if run.name == PRETRAINED_RUN else 0
+        assert run.n_traces == variants * run.n_checkpoints * run.n_episodes + dropout
         scores = store.reviews.list_scores(run_id=run.id)
         assert len(scores) == 2 and all(s.score.episodes == 4 for s in scores)
     pretrained = store.queries.list_checkpoints(run_id=runs[PRETRAINED_RUN].id).items
     for ckpt in pretrained:
         decode = store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="decode")
         assert len(decode["plain_error"]) == len(decode["since_occlusion"]) > 0
+        held = store.queries.list_traces(checkpoint_id=ckpt.id, variant=DROPOUT).items
+        assert len(held) == DROPOUT_EPISODES  # the variant selector has something to show
     assert {i.rule.metric for i in store.reviews.list_rules()} >= {"kl", "correction"}
     assert "slip recall" in proc.stdout and "belief probe" in proc.stdout
     # it says which store it uses and the exact command for a token the dashboard accepts
@@ -66,4 +69,4 @@ def test_quick_demo_ingests_flags_and_scores(
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "already holds a live run" in again.stdout
-    assert sum(r.n_traces for r in store.queries.list_runs().items) == 16 + 8
+    assert sum(r.n_traces for r in store.queries.list_runs().items) == 16 + 8 + 8

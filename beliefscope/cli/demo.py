@@ -32,12 +32,13 @@ from beliefscope.config import Settings, get_settings
 from beliefscope.errors import NotFoundError
 from beliefscope.replay.native import MANIFEST
 from beliefscope.review.cli_score import HEADER, format_row
-from beliefscope.review.evaluate import TruthCache, rescore
+from beliefscope.review.evaluate import rescore
 from beliefscope.review.service import ReviewService
+from beliefscope.review.truth import TruthCache
 from beliefscope.store.engine import Store, open_store, upgrade
 from beliefscope.world.generate import Generator, WorldConfig
 from ingest.planner import SnapshotCache
-from ingest.probes_cli import decode_checkpoint, load_episode
+from ingest.probes_cli import decode_checkpoint, load_episode, variant_traces
 from ingest.request import IngestRequest
 from ingest.service import Ingestor
 
@@ -48,6 +49,10 @@ the server package's data."""
 WORLD_SEED = 0
 PRETRAINED_RUN = "pretrained-tiny"
 LIVE_RUN = "live-mini"
+DROPOUT = "dropout:occluded"
+DROPOUT_EPISODES = 4
+"""Held-out episodes of the pretrained run that also get the `dropout:occluded` trace variant
+(frames withheld while the box is hidden), so the episode page's variant selector has one."""
 
 
 @dataclass(frozen=True)
@@ -178,17 +183,20 @@ class Follower(threading.Thread):
 
     def _decode(self, run_id: int) -> None:
         """The belief probe for each checkpoint that lacks it: memory report, decode traces
-        with the belief jump, and their flags."""
+        with the belief jump, and their flags; and the dropout variant of a few episodes."""
         q = self.store.queries
         infos = [e for e in q.list_episodes(run_id=run_id, limit=10_000).items if e.has_truth]
         episodes = None
+        few = infos[-DROPOUT_EPISODES:]
         for ckpt in q.list_checkpoints(run_id=run_id, limit=10_000).items:
+            episodes = episodes or [load_episode(e) for e in infos]
+            if not q.list_traces(checkpoint_id=ckpt.id, variant=DROPOUT, limit=1).total:
+                variant_traces(self.store, ckpt, few, episodes[-DROPOUT_EPISODES:], DROPOUT)
             try:
                 self.store.reviews.get_probe_summary(checkpoint_id=ckpt.id, probe="decode")
                 continue
             except NotFoundError:
                 pass
-            episodes = episodes or [load_episode(e) for e in infos]
             decode_checkpoint(self.store, ckpt, infos, episodes)
             print(f"demo: step {ckpt.step}: belief probe and belief jump stored", flush=True)
 

@@ -133,6 +133,15 @@ class ReplayFormat(Protocol):
 FORMATS: dict[str, ReplayFormat] = {}
 
 
+def load_truth(ref: EpisodeRef) -> dict[str, np.ndarray]:
+    """An episode's ground truth alone. A format may read it without the frames (a
+    `truth(ref)` method, as the native format has: lists of many episodes read it); any other
+    loads the episode."""
+    fmt = get_format(ref.format)
+    reader: Callable[[EpisodeRef], dict[str, np.ndarray]] | None = getattr(fmt, "truth", None)
+    return reader(ref) if reader is not None else fmt.load(ref).truth
+
+
 def register(fmt: ReplayFormat) -> ReplayFormat:
     FORMATS[fmt.name] = fmt
     return fmt

@@ -137,6 +137,12 @@ class BeliefscopeFormat:
             truth={key: data[key] for key in TRUTH_KEYS},
         )
 
+    def truth(self, ref: EpisodeRef) -> dict[str, np.ndarray]:
+        """The ground-truth arrays without the frames (a few KB instead of the episode)."""
+        with NpzFile(ref.path) as npz:
+            check_members(ref.path, npz.members)
+            return {key: npz.array(key) for key in TRUTH_KEYS}
+
     def frame(self, ref: EpisodeRef, t: int) -> np.ndarray:
         with NpzFile(ref.path) as npz:
             image = npz.member("image")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from beliefscope.review.evaluate import TruthCache, rescore
+from beliefscope.review.evaluate import rescore
 from beliefscope.review.service import ReviewService
+from beliefscope.review.truth import TruthCache
 from beliefscope.store.engine import open_store
 from beliefscope.values.review import Score
 

@@ -1,7 +1,7 @@
 """Score a checkpoint's stored flags against the ground truth of its episodes.
 
-Ground truth (`occluded`, `slip`) lives in the replay files, not in the store: each episode is
-re-read once through its replay format and reused for every checkpoint.
+Ground truth (`occluded`, `slip`) lives in the replay files, not in the store: each episode's
+is read once (`truth.TruthCache`) and reused for every checkpoint.
 """
 
 from __future__ import annotations
@@ -9,46 +9,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-import numpy as np
-
-from beliefscope.errors import BadInputError, BeliefscopeError
-from beliefscope.replay.base import EpisodeRef, get_format
+from beliefscope.errors import BadInputError
 from beliefscope.review.priority import FlagSummary, priority
 from beliefscope.review.scoring import EpisodeTruth, score
+from beliefscope.review.truth import TruthCache
 from beliefscope.store.engine import Store
 from beliefscope.values.review import Score, ScoreInfo
-from beliefscope.values.traces import EpisodeInfo
+from beliefscope.values.traces import BELIEF_VARIANT
 
-Truth = tuple[np.ndarray, np.ndarray]  # occluded, slip
-
-
-class TruthCache:
-    """Episode id -> (occluded, slip), loaded on first use."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._cache: dict[int, Truth | None] = {}
-
-    def get(self, episode_id: int) -> Truth | None:
-        if episode_id not in self._cache:
-            info = self._store.queries.get_episode(episode_id=episode_id)
-            self._cache[episode_id] = _load_truth(info) if info.has_truth else None
-        return self._cache[episode_id]
-
-
-def _load_truth(info: EpisodeInfo) -> Truth | None:
-    try:
-        episode = get_format(info.format).load(EpisodeRef.stored(info))
-    except (OSError, BeliefscopeError) as err:
-        raise BadInputError(f"cannot read ground truth of episode {info.key}: {err}") from None
-    if "occluded" not in episode.truth:
-        return None
-    occluded = np.asarray(episode.truth["occluded"], bool)
-    slip = np.asarray(episode.truth.get("slip", np.zeros(len(occluded))), bool)
-    return occluded, slip
-
-
-SIGNAL_VARIANT = {"belief_jump": "decode"}
+SIGNAL_VARIANT = {"belief_jump": BELIEF_VARIANT}
 """Where a metric lives when it is not on the filter trace."""
 
 
@@ -102,7 +71,7 @@ def score_checkpoint(
             fingerprint = store.queries.get_episode(episode_id=episode_id).fingerprint
             if (fingerprint in trained) != (split == "train"):
                 continue
-        occluded, slip = known
+        occluded, slip = known.occluded, known.slip
         signal = cols.values[cols.offsets[i] : cols.offsets[i + 1]]
         if len(signal) != len(occluded):
             raise BadInputError(

@@ -16,14 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from beliefscope.errors import BeliefscopeError
 from beliefscope.review import diagnostics, segments
 from beliefscope.review.priority import FlagSummary, priority
 from beliefscope.review.reconcile import plan_flags
 from beliefscope.review.rules import DEFAULT_RULES
+from beliefscope.review.truth import FlagTruth, GroundTruth, TruthCache, TruthFacts
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.review import (
     ApplyResult,
     EpisodePriority,
+    FlagInfo,
     Found,
     Rule,
     RuleInfo,
@@ -40,6 +43,8 @@ class ReviewService:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._reviews = store.reviews
+        self.truth = TruthCache(store)
+        """Ground truth read from the replay files, kept for the service's life."""
 
     # -- rules -------------------------------------------------------------------------------
 
@@ -178,6 +183,49 @@ class ReviewService:
         """Every flagged episode's priority score (episode id -> score) for one checkpoint."""
         queue = self.review_queue(checkpoint_id=checkpoint_id, variant=variant, limit=10**9)
         return {e.episode_id: e.score for e in queue}
+
+    # -- ground truth ------------------------------------------------------------------------
+
+    def episode_truth(self, *, episode_id: int) -> GroundTruth | None:
+        """The episode's ground truth (None when its replay records none)."""
+        return self.truth.of(self._store.queries.get_episode(episode_id=episode_id))
+
+    def truth_facts(
+        self, *, run_id: int, checkpoint_id: int | None, variant: str = "filter"
+    ) -> dict[int, TruthFacts]:
+        """Episode id -> occlusions, slips and slip reappearances the checkpoint's live flags
+        overlap, for the run's episodes with readable ground truth."""
+        episodes = self._store.queries.list_episodes(
+            run_id=run_id, has_truth=True, limit=MAX_LIMIT
+        ).items
+        flags = (
+            self._reviews.all_flags(
+                checkpoint_id=checkpoint_id, variant=variant, include_stale=False
+            )
+            if checkpoint_id is not None
+            else []
+        )
+        return self.truth.facts(episodes, ((f.episode_id, f.t0, f.t1) for f in flags))
+
+    def flag_truth(self, flags: Sequence[FlagInfo]) -> dict[int, FlagTruth]:
+        """Flag id -> its episode's occlusions and slips and whether the flag overlaps a slip
+        reappearance, for the flags whose episode has readable ground truth."""
+        infos = {}
+        for run_id in {f.run_id for f in flags}:
+            for e in self._store.queries.list_episodes(
+                run_id=run_id, has_truth=True, limit=MAX_LIMIT
+            ).items:
+                infos[e.id] = e
+        out = {}
+        for f in flags:
+            info = infos.get(f.episode_id)
+            try:
+                truth = self.truth.of(info) if info is not None else None
+            except BeliefscopeError:
+                truth = None
+            if truth is not None:
+                out[f.id] = FlagTruth(truth.occlusions, truth.slips, truth.at_slip(f.t0, f.t1))
+        return out
 
     # -- chronic findings --------------------------------------------------------------------
 

@@ -58,6 +58,35 @@ _FLAGS = (
 )
 """Flags with their trace, its checkpoint, run and episode: one joined read for any list."""
 
+_SEVERITY_RANK = sa.case({name: rank for rank, name in enumerate(SEVERITIES)}, value=Flag.severity)
+FLAG_SORT_KEYS: dict[str, Any] = {
+    "severity": _SEVERITY_RANK,
+    "peak": Flag.peak,
+    "t0": Flag.t0,
+    "duration": Flag.t1 - Flag.t0,
+    "created": Flag.created,
+    "updated": Flag.updated,
+    "id": Flag.id,
+}
+"""What a flag list can be sorted by; severity by rank (low < medium < high), not by name."""
+
+
+def flag_order(sort: str) -> list[Any]:
+    """ORDER BY terms of a sort spec like `-severity,-peak` (`-` descending; missing values
+    last either way; ties by id)."""
+    terms: list[Any] = []
+    for raw in sort.split(","):
+        key = raw.strip()
+        descending = key.startswith("-")
+        column = FLAG_SORT_KEYS.get(key.lstrip("+-"))
+        if column is None:
+            raise BadInputError(
+                f"cannot sort flags by {key!r}; use any of {', '.join(FLAG_SORT_KEYS)}, "
+                "each optionally prefixed by '-' for descending, separated by commas"
+            )
+        terms.append((column.desc() if descending else column.asc()).nulls_last())
+    return [*terms, Flag.id]
+
 
 class FlagTable(Surface):
     def list_flags(
@@ -76,12 +105,14 @@ class FlagTable(Surface):
         include_stale: bool = True,
         after_id: int | None = None,
         deleted: bool = False,
+        sort: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> Page[FlagInfo]:
-        """Flags matching every given filter, by trace then start step (by id with `after_id`,
-        which lists the flags newer than one already seen, e.g. for webhooks); with `deleted`,
-        only the deleted ones (for an admin to restore), else never those."""
+        """Flags matching every given filter, by trace then start step, or as `sort` says
+        (`flag_order`); by id with `after_id`, which lists the flags newer than one already
+        seen, e.g. for webhooks; with `deleted`, only the deleted ones (for an admin to
+        restore), else never those."""
         if not 1 <= limit <= MAX_LIMIT:
             raise BadInputError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
         if state is not None and state not in FLAG_STATES:
@@ -106,6 +137,8 @@ class FlagTable(Surface):
             query = query.where(Flag.stale.is_(False))
         if after_id is not None:
             query = query.where(Flag.id > after_id).order_by(Flag.id)
+        elif sort:
+            query = query.order_by(*flag_order(sort))
         else:
             query = query.order_by(Flag.trace_id, Flag.t0, Flag.id)
         count = sa.select(sa.func.count()).select_from(query.order_by(None).subquery())

@@ -42,6 +42,11 @@ METRICS: dict[str, str] = {
 }
 """Column name -> meaning. Order is the column order in stores and exports."""
 
+BELIEF_VARIANT = "decode"
+"""The trace variant `beliefscope probe decode` stores: the filter's metrics plus `belief_jump`,
+and arrays `extra:decoded_pos` (T, 2), `extra:futures_mean` (T, H, 2), `extra:futures_spread`
+(T, H) of the decoded belief of the hidden object's position."""
+
 
 @dataclass
 class TraceData:

@@ -70,6 +70,19 @@ class SceneView:
             x, y = project(self.model, self.data, cam, centre, r.height, r.width)[0]
             return float(x), float(y)
 
+    def plane_pixels(self, qpos: np.ndarray, camera: str, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) table-plane positions (x, y in metres, the box's `qpos` columns) at the box
+        centre's height -> (N, 2) pixel coordinates as in `box_pixel`: where a decoded belief
+        of the box's position sits in the picture."""
+        xy = np.asarray(xy, dtype=np.float64)
+        assert xy.ndim == 2 and xy.shape[1] == 2, xy.shape
+        with self._lock:
+            cam = self._pose(qpos, camera)
+            height = float(self.data.geom_xpos[self._box][2])
+            points = np.column_stack([xy, np.full(len(xy), height)])  # (N, 3)
+            r = self.renderer
+            return project(self.model, self.data, cam, points, r.height, r.width)
+
 
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))

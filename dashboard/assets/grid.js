@@ -1,10 +1,13 @@
-/* AG Grid helpers: severity ordering, and j / k to walk the review queue. */
+/* AG Grid helpers: severity ordering (by rank, then peak, as the query sorts), and j / k to
+ * walk the review queue. */
 (function () {
   "use strict";
   const dagfuncs = (window.dashAgGridFunctions = window.dashAgGridFunctions || {});
   const RANK = { low: 0, medium: 1, high: 2 };
-  dagfuncs.bsSeverity = function (a, b) {
-    return (RANK[a] ?? -1) - (RANK[b] ?? -1);
+  dagfuncs.bsSeverity = function (a, b, nodeA, nodeB) {
+    const byRank = (RANK[a] ?? -1) - (RANK[b] ?? -1);
+    if (byRank || !nodeA || !nodeB) return byRank;
+    return (nodeA.data.peak ?? -Infinity) - (nodeB.data.peak ?? -Infinity);
   };
 
   let row = -1;

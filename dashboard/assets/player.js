@@ -1,27 +1,78 @@
-/* Beliefscope frame player: one step cursor for frames and plots, moved in the browser.
+/* Beliefscope frame player: one step cursor for panels and plots, moved in the browser.
  *
- * Every seek ends in the slider's value (set through dash_clientside.set_props), and `show`
- * draws that step: frame URLs, step label, the cursor shape of every linked graph, and the
- * URL's `t` (history.replaceState, so reloading the page keeps the step). Play, speed, hover
- * scrubbing and the keyboard live here; the server is never asked to scrub.
+ * The player's config (`data-bs-config` on `#<prefix>-player`, written by
+ * dashboard/components/player.py) lists its panels: "strip" panels are one column of a strip
+ * image holding a window of steps (fetched once per window, the next window prefetched), "step"
+ * panels are one image per step (prefetched a few steps ahead). `draw` copies the step's cell of
+ * each panel onto its canvas, moves the cursor element over every linked plot (no Plotly
+ * redraw), updates the step label, the scrub bar, the caption line and the flag border, and
+ * writes `t` into the URL (history.replaceState) and the `<prefix>-t` store, both debounced.
+ * Play, speed, hover scrubbing, the keyboard and click-to-enlarge live here too.
  */
 (function () {
   "use strict";
   const SPEEDS = [0.5, 1, 2, 4];
   const BASE_FPS = 12;
-  const state = {}; // prefix -> {t, playing, timer, speed, hover}
+  const KEEP_STRIPS = 24; // a strip of 32 steps x 4 panels decodes to ~2 MB
+  const KEEP_STEPS = 96;
+  const STATE_RANK = { confirmed: 3, open: 2, dismissed: 1 };
+  const state = {}; // prefix -> {t, playing, timer, speed, hover, cfg, flags}
+
+  // -- images: fetched once, decoded off the main thread, least recently used dropped ------
+  function cache(limit) {
+    const items = new Map();
+    return function get(url) {
+      let item = items.get(url);
+      if (item) {
+        items.delete(url);
+        items.set(url, item);
+        return item;
+      }
+      const img = new Image();
+      item = { img: img, ready: false, failed: false, waiters: [] };
+      const done = function (failed) {
+        item.ready = !failed;
+        item.failed = failed;
+        item.waiters.splice(0).forEach((f) => f());
+      };
+      img.onload = function () {
+        (img.decode ? img.decode() : Promise.resolve()).then(
+          () => done(false),
+          () => done(false)
+        );
+      };
+      img.onerror = () => done(true);
+      img.src = url;
+      items.set(url, item);
+      while (items.size > limit) items.delete(items.keys().next().value);
+      return item;
+    };
+  }
+  const strips = cache(KEEP_STRIPS);
+  const steps = cache(KEEP_STEPS);
 
   function root(prefix) {
     return document.getElementById(prefix + "-player");
   }
   function st(prefix) {
-    if (!state[prefix]) state[prefix] = { t: null, playing: false, timer: null, speed: 1, hover: true };
+    if (!state[prefix]) state[prefix] = { t: null, playing: false, timer: null, speed: 1, hover: true, cfg: null, flags: [] };
     return state[prefix];
   }
-  function clamp(prefix, t) {
+  function config(prefix) {
+    const s = st(prefix);
     const el = root(prefix);
-    const last = Math.max(parseInt(el ? el.dataset.length : "1", 10) - 1, 0);
-    return Math.min(Math.max(Math.round(t), 0), last);
+    if (el && (!s.cfg || s.cfgOf !== el)) {
+      s.cfg = JSON.parse(el.dataset.bsConfig || "{}");
+      s.cfgOf = el;
+    }
+    return s.cfg;
+  }
+  function lastStep(prefix) {
+    const el = root(prefix);
+    return Math.max(parseInt(el ? el.dataset.length : "1", 10) - 1, 0);
+  }
+  function clamp(prefix, t) {
+    return Math.min(Math.max(Math.round(t), 0), lastStep(prefix));
   }
   function graphDiv(id) {
     const host = document.getElementById(id);
@@ -32,23 +83,154 @@
     return el && el.dataset.graphs ? el.dataset.graphs.split(",").filter(Boolean) : [];
   }
 
-  function moveCursor(gd, t) {
-    if (!gd || !gd.layout || !window.Plotly) return;
-    const shapes = gd.layout.shapes || [];
-    const i = shapes.findIndex((s) => s.name === "cursor");
-    if (i < 0) return;
-    if (shapes[i].x0 === t && shapes[i].visible !== false) return;
-    const update = {};
-    update["shapes[" + i + "].x0"] = t;
-    update["shapes[" + i + "].x1"] = t;
-    update["shapes[" + i + "].visible"] = true;
-    window.Plotly.relayout(gd, update);
+  // -- panels -------------------------------------------------------------------------------
+  function source(cfg, panel, t) {
+    if (panel.kind === "strip") {
+      const t0 = Math.floor(t / cfg.window) * cfg.window;
+      return { url: panel.src.replace("{t0}", String(t0)), row: t - t0, rows: Math.min(cfg.window, cfg.length - t0), item: strips };
+    }
+    return { url: panel.src.replace("{t}", String(t)), row: 0, rows: 1, item: steps };
   }
 
+  function paint(prefix, i, t) {
+    const el = root(prefix);
+    const cfg = config(prefix);
+    const canvas = el && el.querySelector('canvas[data-bs-panel="' + i + '"]');
+    if (!canvas) return;
+    const panel = cfg.panels[i];
+    const src = source(cfg, panel, t);
+    const entry = src.item(src.url);
+    if (!entry.ready && !entry.failed) {
+      canvas.dataset.loading = "1";
+      entry.waiters.push(() => {
+        if (st(prefix).t === t) paint(prefix, i, t);
+      });
+      return;
+    }
+    if (entry.failed) {
+      canvas.classList.add("bs-frame-missing");
+    } else {
+      const img = entry.img;
+      const cols = panel.kind === "strip" ? panel.cols : 1;
+      const w = img.naturalWidth / cols;
+      const h = img.naturalHeight / src.rows;
+      if (canvas.width !== w || canvas.height !== h) {
+        canvas.width = w;
+        canvas.height = h;
+        canvas.style.aspectRatio = w + " / " + h;
+      }
+      const ctx = canvas.getContext("2d");
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(img, (panel.col || 0) * w, src.row * h, w, h, 0, 0, w, h);
+      canvas.classList.remove("bs-frame-missing");
+    }
+    canvas.dataset.t = String(t);
+    canvas.dataset.src = src.url;
+    delete canvas.dataset.loading;
+  }
+
+  function prefetch(prefix, t) {
+    const cfg = config(prefix);
+    const s = st(prefix);
+    const last = lastStep(prefix);
+    cfg.panels.forEach(function (panel) {
+      if (panel.kind === "strip") {
+        [t + cfg.window, t - cfg.window].forEach(function (u) {
+          if (u >= 0 && u <= last) strips(source(cfg, panel, u).url);
+        });
+      } else {
+        const ahead = s.playing ? 8 : 3;
+        for (let k = 1; k <= ahead; k++) if (t + k <= last) steps(source(cfg, panel, t + k).url);
+      }
+    });
+  }
+
+  // -- flags, caption line, cursor ------------------------------------------------------------
+  function flagAt(spans, t) {
+    let best = null;
+    (spans || []).forEach(function (f) {
+      if (f[0] <= t && t <= f[1] && (!best || STATE_RANK[f[2]] > STATE_RANK[best[2]])) best = f;
+    });
+    return best;
+  }
+
+  function valueAt(gd, name, t) {
+    const trace = gd && (gd._fullData || []).find((d) => d.name === name && d.x && d.x.length);
+    if (!trace) return null;
+    const x = trace.x;
+    let lo = 0;
+    let hi = x.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (x[mid] < t) lo = mid + 1;
+      else hi = mid;
+    }
+    const y = trace.y[lo];
+    return { value: y, exact: x[lo] === t };
+  }
+
+  function fmt(v) {
+    if (v === null || v === undefined || Number.isNaN(v)) return "NaN";
+    return Math.abs(v) >= 100 ? v.toFixed(0) : Number(v).toPrecision(3);
+  }
+
+  function caption(prefix, t) {
+    const el = root(prefix);
+    const line = el.querySelector(".bs-readout");
+    if (!line) return;
+    const cfg = config(prefix);
+    const s = st(prefix);
+    const parts = ["step " + t];
+    s.flags.forEach(function (spans, k) {
+      const f = flagAt(spans, t);
+      const side = s.flags.length > 1 ? String.fromCharCode(65 + k) + ": " : "";
+      parts.push(side + (f ? "flag" + (f[3] ? " #" + f[3] : "") + " " + f[2] : "no flag"));
+    });
+    const gd = graphDiv(graphsOf(prefix)[0] || "");
+    (cfg.readout || []).forEach(function (r) {
+      const v = valueAt(gd, r[0], t);
+      if (v) parts.push(r[1] + (v.exact ? " " : " ≈ ") + fmt(v.value));
+    });
+    line.textContent = parts.join(" · ");
+  }
+
+  function borders(prefix, t) {
+    const el = root(prefix);
+    const cfg = config(prefix);
+    const s = st(prefix);
+    el.querySelectorAll("canvas[data-bs-panel]").forEach(function (canvas) {
+      const panel = cfg.panels[parseInt(canvas.dataset.bsPanel, 10)];
+      const f = flagAt(s.flags[panel.flags || 0], t);
+      canvas.dataset.flag = f ? f[2] : "";
+    });
+  }
+
+  function placeCursor(gd, t) {
+    if (!gd || !gd._fullLayout || !gd._fullLayout.xaxis) return;
+    const host = gd.parentElement;
+    let line = host.querySelector(":scope > .bs-cursor");
+    if (!line) {
+      line = document.createElement("div");
+      line.className = "bs-cursor";
+      host.appendChild(line);
+    }
+    const fl = gd._fullLayout;
+    const xa = fl.xaxis;
+    const x = xa._offset + xa.l2p(t);
+    const inside = x >= xa._offset - 0.5 && x <= xa._offset + xa._length + 0.5;
+    line.style.left = gd.offsetLeft + x + "px";
+    line.style.top = gd.offsetTop + fl._size.t + "px";
+    line.style.height = fl._size.h + "px";
+    line.style.display = inside ? "block" : "none";
+    line.dataset.t = String(t);
+  }
+
+  // -- the step ------------------------------------------------------------------------------
   let urlTimer = null;
-  function writeUrl(t) {
+  function publish(prefix, t) {
     clearTimeout(urlTimer);
     urlTimer = setTimeout(function () {
+      window.dash_clientside.set_props(prefix + "-t", { data: t });
       const url = new URL(window.location.href);
       if (url.searchParams.get("t") === String(t)) return;
       url.searchParams.set("t", String(t));
@@ -60,59 +242,68 @@
     const el = root(prefix);
     if (!el) return;
     const s = st(prefix);
+    const cfg = config(prefix);
     s.t = t;
     el.dataset.t = String(t);
-    el.querySelectorAll("img.bs-frame").forEach(function (img) {
-      const url = img.dataset.src.replace("{t}", String(t));
-      if (img.getAttribute("src") !== url) {
-        img.dataset.loading = "1";
-        img.setAttribute("src", url);
-      }
-    });
+    cfg.panels.forEach((_p, i) => paint(prefix, i, t));
     const label = el.querySelector(".bs-step");
     if (label) label.textContent = String(t);
-    graphsOf(prefix).forEach((id) => moveCursor(graphDiv(id), t));
-    writeUrl(t);
-    if (s.playing) preload(prefix, t);
-  }
-
-  function preload(prefix, t) {
-    const el = root(prefix);
-    el.querySelectorAll("img.bs-frame").forEach(function (img) {
-      for (let k = 1; k <= 3; k++) {
-        new Image().src = img.dataset.src.replace("{t}", String(clamp(prefix, t + k)));
-      }
-    });
+    const fill = el.querySelector(".bs-scrub-fill");
+    if (fill) fill.style.width = (100 * t) / Math.max(lastStep(prefix), 1) + "%";
+    borders(prefix, t);
+    caption(prefix, t);
+    graphsOf(prefix).forEach((id) => placeCursor(graphDiv(id), t));
+    publish(prefix, t);
+    prefetch(prefix, t);
   }
 
   function seek(prefix, t) {
-    t = clamp(prefix, t);
-    window.dash_clientside.set_props(prefix + "-slider", { value: t });
-    draw(prefix, t); // draw now; the slider's callback redraws the same step as a no-op
+    draw(prefix, clamp(prefix, t));
   }
 
-  function framesLoaded(prefix) {
+  function settledAt(prefix, t) {
     const el = root(prefix);
-    return Array.from(el.querySelectorAll("img.bs-frame")).every((img) => img.complete && img.dataset.loading !== "1");
+    const canvases = el ? Array.from(el.querySelectorAll("canvas[data-bs-panel]")) : [];
+    const panelsOk = canvases.length > 0 && canvases.every((c) => c.dataset.t === String(t) && c.dataset.loading !== "1");
+    const cursorsOk = graphsOf(prefix).every(function (id) {
+      const host = document.getElementById(id);
+      const line = host && host.querySelector(".bs-cursor");
+      return line && line.dataset.t === String(t);
+    });
+    return panelsOk && cursorsOk;
+  }
+
+  function unsettled(prefix, t) {
+    // What keeps a step from being drawn, for the error of `waitSettled`.
+    const el = root(prefix);
+    if (!el) return "no player";
+    const panels = Array.from(el.querySelectorAll("canvas[data-bs-panel]"))
+      .filter((c) => c.dataset.t !== String(t) || c.dataset.loading === "1")
+      .map((c) => "panel " + c.dataset.bsPanel + " at " + c.dataset.t + (c.dataset.loading ? " loading " + c.dataset.src : ""));
+    const cursors = graphsOf(prefix)
+      .filter(function (id) {
+        const line = document.getElementById(id) && document.getElementById(id).querySelector(".bs-cursor");
+        return !line || line.dataset.t !== String(t);
+      })
+      .map((id) => "cursor of " + id);
+    return panels.concat(cursors).join("; ") || "settled";
   }
 
   function tick(prefix) {
     const s = st(prefix);
     if (!s.playing) return;
-    const el = root(prefix);
-    if (!el) return stop(prefix);
-    const last = parseInt(el.dataset.length, 10) - 1;
-    if (framesLoaded(prefix)) {
-      if (s.t >= last) return stop(prefix);
+    if (!root(prefix)) return stop(prefix);
+    if (settledAt(prefix, s.t)) {
+      if (s.t >= lastStep(prefix)) return stop(prefix);
       seek(prefix, s.t + 1);
     }
     s.timer = setTimeout(() => tick(prefix), 1000 / (BASE_FPS * s.speed));
   }
   function play(prefix) {
     const s = st(prefix);
-    const el = root(prefix);
-    if (s.t >= parseInt(el.dataset.length, 10) - 1) seek(prefix, 0);
+    if (s.t >= lastStep(prefix)) seek(prefix, 0);
     s.playing = true;
+    const el = root(prefix);
     el.classList.add("bs-playing");
     const btn = el.querySelector('[data-bs-act="play"]');
     if (btn) btn.textContent = "❚❚";
@@ -132,7 +323,6 @@
   function act(prefix, action, shift) {
     const s = st(prefix);
     const step = shift ? 10 : 1;
-    const last = parseInt(root(prefix).dataset.length, 10) - 1;
     if (action === "play") return s.playing ? stop(prefix) : play(prefix);
     if (action === "speed") {
       s.speed = SPEEDS[(SPEEDS.indexOf(s.speed) + 1) % SPEEDS.length];
@@ -148,37 +338,65 @@
     }
     stop(prefix);
     const t = s.t === null ? 0 : s.t;
-    const to = { first: 0, last: last, prev: t - step, next: t + step }[action];
+    const to = { first: 0, last: lastStep(prefix), prev: t - step, next: t + step }[action];
     if (to !== undefined) seek(prefix, to);
+  }
+
+  // -- pointer and keyboard ------------------------------------------------------------------
+  function closeEnlarged() {
+    document.querySelectorAll(".bs-panel-big").forEach((f) => f.classList.remove("bs-panel-big"));
+    document.body.classList.remove("bs-has-big");
   }
 
   document.addEventListener("click", function (ev) {
     const btn = ev.target.closest("[data-bs-act]");
-    if (!btn) return;
-    const el = btn.closest(".bs-player");
-    if (el) act(el.dataset.prefix, btn.dataset.bsAct, ev.shiftKey);
+    if (btn) {
+      const el = btn.closest(".bs-player");
+      if (el) act(el.dataset.prefix, btn.dataset.bsAct, ev.shiftKey);
+      return;
+    }
+    const panel = ev.target.closest(".bs-panel");
+    if (panel && panel.closest(".bs-player")) {
+      const open = panel.classList.contains("bs-panel-big");
+      closeEnlarged();
+      if (!open) {
+        if (!document.querySelector(".bs-backdrop")) {
+          const shade = document.createElement("div");
+          shade.className = "bs-backdrop";
+          document.body.appendChild(shade);
+        }
+        panel.classList.add("bs-panel-big");
+        document.body.classList.add("bs-has-big");
+      }
+      return;
+    }
+    if (ev.target.classList && ev.target.classList.contains("bs-backdrop")) closeEnlarged();
   });
 
-  document.addEventListener(
-    "load",
-    function (ev) {
-      if (ev.target.classList && ev.target.classList.contains("bs-frame")) delete ev.target.dataset.loading;
-    },
-    true
-  );
-  document.addEventListener(
-    "error",
-    function (ev) {
-      if (ev.target.classList && ev.target.classList.contains("bs-frame")) {
-        delete ev.target.dataset.loading;
-        ev.target.classList.add("bs-frame-missing");
-      }
-    },
-    true
-  );
+  function scrubTo(bar, ev) {
+    const el = bar.closest(".bs-player");
+    const r = bar.getBoundingClientRect();
+    const frac = Math.min(Math.max((ev.clientX - r.left) / Math.max(r.width, 1), 0), 1);
+    stop(el.dataset.prefix);
+    seek(el.dataset.prefix, frac * lastStep(el.dataset.prefix));
+  }
+  document.addEventListener("pointerdown", function (ev) {
+    const bar = ev.target.closest(".bs-scrub");
+    if (!bar) return;
+    bar.setPointerCapture(ev.pointerId);
+    scrubTo(bar, ev);
+    const move = (e) => scrubTo(bar, e);
+    const up = function () {
+      bar.removeEventListener("pointermove", move);
+      bar.removeEventListener("pointerup", up);
+    };
+    bar.addEventListener("pointermove", move);
+    bar.addEventListener("pointerup", up);
+  });
 
   const KEYS = { ArrowLeft: "prev", ArrowRight: "next", Home: "first", End: "last", " ": "play" };
   document.addEventListener("keydown", function (ev) {
+    if (ev.key === "Escape") return closeEnlarged();
     const tag = (ev.target.tagName || "").toLowerCase();
     if (tag === "input" || tag === "textarea" || tag === "select" || ev.target.isContentEditable) return;
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
@@ -190,21 +408,12 @@
   });
 
   function waitSettled(prefix, t, timeoutMs) {
-    // Resolves when every frame shows step t and every linked cursor sits at t (tests, bench).
+    // Resolves when every panel shows step t and every linked cursor sits at t (tests, bench).
     const start = performance.now();
     return new Promise(function (resolve, reject) {
       (function check() {
-        const el = root(prefix);
-        const frames = el ? Array.from(el.querySelectorAll("img.bs-frame")) : [];
-        const want = (img) => img.dataset.src.replace("{t}", String(t));
-        const framesOk = frames.length > 0 && frames.every((img) => img.getAttribute("src") === want(img) && img.complete && img.naturalWidth > 0 && img.dataset.loading !== "1");
-        const cursorsOk = graphsOf(prefix).every(function (id) {
-          const gd = graphDiv(id);
-          const c = gd && gd.layout && (gd.layout.shapes || []).find((s) => s.name === "cursor");
-          return c && c.x0 === t && c.visible !== false;
-        });
-        if (framesOk && cursorsOk) return resolve(performance.now() - start);
-        if (performance.now() - start > (timeoutMs || 5000)) return reject(new Error("player did not settle on step " + t));
+        if (settledAt(prefix, t)) return resolve(performance.now() - start);
+        if (performance.now() - start > (timeoutMs || 5000)) return reject(new Error("player did not settle on step " + t + ": " + unsettled(prefix, t)));
         requestAnimationFrame(check);
       })();
     });
@@ -212,33 +421,59 @@
 
   window.bsPlayer = { seek: seek, act: act, state: state, waitSettled: waitSettled };
 
+  function bindGraph(prefix, gd) {
+    if (!gd || !gd.on || gd.dataset.bsBound) return;
+    gd.dataset.bsBound = "1";
+    const again = function () {
+      const s = st(prefix);
+      if (s.t !== null) placeCursor(gd, s.t);
+    };
+    gd.on("plotly_afterplot", again);
+    gd.on("plotly_relayout", again);
+    gd.on("plotly_hover", function (ev) {
+      const s = st(prefix);
+      const point = ev && ev.points && ev.points[0];
+      if (!s.hover || s.playing || !point || point.x === undefined) return;
+      const t = clamp(prefix, point.x);
+      if (t !== s.t) draw(prefix, t);
+    });
+    gd.on("plotly_click", function (ev) {
+      const point = ev && ev.points && ev.points[0];
+      if (!point || point.x === undefined) return;
+      stop(prefix);
+      seek(prefix, point.x);
+    });
+    new ResizeObserver(again).observe(gd);
+  }
+
   // extend the namespace object in place: Dash's renderer and its inline scripts share it
   window.dash_clientside = window.dash_clientside || {};
   Object.assign(window.dash_clientside, {
     bsPlayer: {
-      show: function (value, prefixId) {
+      init: function (prefixId, flags) {
         const prefix = prefixId.replace(/-player$/, "");
-        if (value === null || value === undefined) return window.dash_clientside.no_update;
-        const t = clamp(prefix, value);
-        if (st(prefix).t !== t) draw(prefix, t);
-        return t;
+        const el = root(prefix);
+        if (!el) return window.dash_clientside.no_update;
+        const s = st(prefix);
+        s.flags = flags || [];
+        const fresh = s.cfgOf !== el;
+        config(prefix);
+        if (fresh) {
+          stop(prefix);
+          s.t = null;
+        }
+        draw(prefix, s.t === null ? clamp(prefix, parseInt(el.dataset.t, 10) || 0) : s.t);
+        return window.dash_clientside.no_update;
       },
-      fromGraph: function (click, hover, prefixId) {
+      seekTo: function (wanted, prefixId) {
         const prefix = prefixId.replace(/-player$/, "");
-        const trig = (window.dash_clientside.callback_context.triggered || [])[0];
-        const isHover = trig && trig.prop_id.endsWith(".hoverData");
-        if (isHover && (!st(prefix).hover || st(prefix).playing)) return window.dash_clientside.no_update;
-        const data = isHover ? hover : click;
-        const point = data && data.points && data.points[0];
-        if (!point || point.x === undefined) return window.dash_clientside.no_update;
-        if (!isHover) stop(prefix);
-        const t = clamp(prefix, point.x);
-        if (t === st(prefix).t) return window.dash_clientside.no_update;
-        draw(prefix, t);
-        return t;
+        if (!wanted || wanted.t === undefined) return window.dash_clientside.no_update;
+        stop(prefix);
+        seek(prefix, wanted.t);
+        return window.dash_clientside.no_update;
       },
       zoom: function (relayout) {
-        // Only axis changes reach the server; the cursor's own relayouts are ignored here.
+        // Only axis changes reach the server.
         if (!relayout) return window.dash_clientside.no_update;
         if (relayout["xaxis.autorange"]) return { x0: null, x1: null };
         let r0 = relayout["xaxis.range[0]"];
@@ -249,22 +484,21 @@
       },
       bind: function (_figure, prefixId) {
         const prefix = prefixId.replace(/-player$/, "");
-        // After any (re)plot, put the cursor back on the player's step (a new figure from the
-        // server carries the step it knew about).
-        let tries = 0;
+        // After any (re)plot: attach the plot's events once, and put the cursor on the step
+        // (a busy machine may take seconds to draw a plot: wait for as long as the page lives).
         (function attach() {
-          const missing = graphsOf(prefix).some((id) => !graphDiv(id) || !graphDiv(id).on);
-          if (missing && tries++ < 40) return setTimeout(attach, 50);
+          if (!root(prefix)) return;
+          const missing = graphsOf(prefix).some((id) => !graphDiv(id) || !graphDiv(id).on || !graphDiv(id)._fullLayout);
+          if (missing) return setTimeout(attach, 40);
           graphsOf(prefix).forEach(function (id) {
             const gd = graphDiv(id);
-            if (!gd || !gd.on || gd.dataset.bsBound) return;
-            gd.dataset.bsBound = "1";
-            gd.on("plotly_afterplot", function () {
-              const s = st(prefix);
-              if (s.t !== null) moveCursor(gd, s.t);
-            });
+            bindGraph(prefix, gd);
+            const s = st(prefix);
+            if (s.t !== null) {
+              placeCursor(gd, s.t);
+              caption(prefix, s.t);
+            }
           });
-          const s = st(prefix);
         })();
         return window.dash_clientside.no_update;
       },

@@ -1,11 +1,14 @@
 """Compare two checkpoints on the same episode under one cursor, and over all shared episodes.
 
-URL: /compare?episode=<id>&a=<checkpoint>&b=<checkpoint>&t=<step>. Defaults: the episode's
-two newest checkpoints (A the older, B the newer).
+URL: /compare?episode=<id>&a=<checkpoint>&b=<checkpoint>&t=<step>. Defaults: A the run's
+earliest checkpoint and B its latest (by training step) with a trace on the episode; a link
+that names only A (the episode page's "Compare checkpoints", from the checkpoint it showed)
+compares that one with the latest. Labels name the run: `pretrained-tiny @ 2,000`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dash
@@ -48,18 +51,13 @@ def layout(
         ep = _default_episode()
         if ep is None:
             return ui.missing("Nothing to compare yet: ingest at least two checkpoints.")
-    checkpoints = {c.id: c for c in data.checkpoints_of(ep.run_id)}
+    run = q.get_run(run_id=ep.run_id)
+    ordered = data.checkpoints_of(ep.run_id)
+    checkpoints = {c.id: c for c in ordered}
     traces = [x for x in data.traces_of_episode(ep.id) if x.variant == "filter"]
-    have = sorted(
-        {x.checkpoint_id for x in traces},
-        key=lambda i: (checkpoints[i].step or 0, i) if i in checkpoints else (0, i),
-    )
-    a_id, b_id = _int(a), _int(b)
-    if b_id not in have:
-        b_id = have[-1] if have else None
-    if a_id not in have:
-        older = [i for i in have if i != b_id]
-        a_id = older[-1] if older else b_id
+    traced = {x.checkpoint_id for x in traces}
+    have = [c.id for c in ordered if c.id in traced]
+    a_id, b_id = default_pair(have, _int(a), _int(b))
     options = [{"label": ui.ckpt_label(checkpoints.get(i), i), "value": i} for i in have]
     episodes = q.list_episodes(run_id=ep.run_id, limit=MAX_LIMIT).items
     toolbar = html.Div(
@@ -68,11 +66,20 @@ def layout(
                 "episode",
                 dcc.Dropdown(
                     id="cmp-episode",
-                    options=[{"label": e.key, "value": e.id} for e in episodes],
+                    options=[
+                        {
+                            "label": html.Span(
+                                f"{run.name} · {ui.episode_name(e.key)}", title=e.key
+                            ),
+                            "value": e.id,
+                            "search": e.key,
+                        }
+                        for e in episodes
+                    ],
                     value=ep.id,
                     clearable=False,
                     className="bs-dd",
-                    style={"minWidth": "320px"},
+                    style={"minWidth": "260px"},
                 ),
             ),
             ui.field(
@@ -99,7 +106,11 @@ def layout(
     head = html.Div(
         [
             html.H1("Compare checkpoints"),
-            html.Span(f"episode {ep.key} · {ep.length} steps", className="bs-sub"),
+            html.Span(
+                f"episode {ui.episode_name(ep.key)} of {run.name} · {ep.length} steps",
+                className="bs-sub",
+                title=ep.key,
+            ),
         ],
         className="bs-title",
     )
@@ -111,13 +122,10 @@ def layout(
     step = min(max(_int(t) or 0, 0), ep.length - 1)
     flags_a, flags_b = data.flags_of(trace_a.id), data.flags_of(trace_b.id)
     only_a, only_b = data.only_in_one(flags_a, flags_b)
-    label_a = ui.ckpt_label(checkpoints.get(a_id), a_id)
-    label_b = ui.ckpt_label(checkpoints.get(b_id), b_id)
-    figure = _figure(trace_a, trace_b, label_a, label_b, flags_a, flags_b, only_a, only_b, step)
-    sources = [
-        (f"A · {label_a}", current().frame_url(ep.id, checkpoint_id=a_id)),
-        (f"B · {label_b}", current().frame_url(ep.id, checkpoint_id=b_id)),
-    ]
+    label_a = ui.run_ckpt_label(run, checkpoints[a_id])
+    label_b = ui.run_ckpt_label(run, checkpoints[b_id])
+    figure = _figure(trace_a, trace_b, label_a, label_b, flags_a, flags_b, only_a, only_b)
+    truth, _unreadable = data.truth_of(ep)
     return html.Div(
         [
             head,
@@ -134,31 +142,32 @@ def layout(
                 },
             ),
             html.Div(
+                player.frame_player(
+                    "cmp",
+                    panels=_panels(ep, (a_id, b_id), (label_a, label_b), truth),
+                    length=ep.length,
+                    t=step,
+                    graphs=[GRAPH],
+                    flags=[flags_a, flags_b],
+                    columns=4,
+                ),
+                className="bs-card",
+            ),
+            html.Div(
                 [
-                    html.Div(
-                        [
-                            html.Div(
-                                player.frame_player(
-                                    "cmp", sources=sources, length=ep.length, t=step, graphs=[GRAPH]
-                                ),
-                                className="bs-card",
-                            ),
-                            html.Div(
-                                [
-                                    html.Div(html.H2("Flags"), className="bs-card-head"),
-                                    _flag_diff(flags_a, flags_b, only_a, only_b),
-                                ],
-                                className="bs-card",
-                            ),
-                        ],
-                        className="ep-left",
-                    ),
                     html.Div(
                         dcc.Graph(id=GRAPH, figure=figure, config=ui.GRAPH_CONFIG),
                         className="bs-card",
                     ),
+                    html.Div(
+                        [
+                            html.Div(html.H2("Flags"), className="bs-card-head"),
+                            _flag_diff(flags_a, flags_b, only_a, only_b),
+                        ],
+                        className="bs-card",
+                    ),
                 ],
-                className="ep-grid",
+                className="cmp-grid",
             ),
             html.Div(
                 [
@@ -178,9 +187,51 @@ def layout(
     )
 
 
+def default_pair(
+    have: Sequence[int], a: int | None, b: int | None
+) -> tuple[int | None, int | None]:
+    """(A, B) among the checkpoints `have` (ids by training step): as asked where they exist;
+    B defaults to the latest; A to the earliest, or, named alone, is compared with the
+    latest (and the latest alone with the earliest)."""
+    if not have:
+        return None, None
+    a = a if a in have else None
+    b = b if b in have else None
+    if b is None:
+        b = have[-1] if a != have[-1] else have[0]
+        if a is None:
+            a = have[0]
+    if a is None:
+        a = have[0] if b != have[0] else have[-1]
+    return a, b
+
+
+def _panels(ep, checkpoint_ids, labels, truth) -> list[player.Panel]:
+    """A row per checkpoint: observation (the ground-truth view on B's row where the episode
+    has one), then that checkpoint's reconstruction, prediction and error."""
+    ctx = current()
+    rows = []
+    for side, (cid, label) in enumerate(zip(checkpoint_ids, labels, strict=True)):
+        name = "AB"[side]
+        strip = ctx.strip_url(ep.id, checkpoint_id=cid, steps=player.WINDOW)
+        first = player.Panel("observation", strip, col=0, cols=4, flags=-1)
+        if side == 1 and truth is not None and truth.has_state:
+            first = player.Panel(
+                "overview camera · ground truth", ctx.truth_url(ep.id), kind="step", flags=-1
+            )
+        rows.append(first)
+        rows += [
+            player.Panel(f"{name} · {what} · {label}", strip, col=col, cols=4, flags=side)
+            for col, what in ((1, "posterior recon"), (2, "prior prediction"), (3, "error"))
+        ]
+    return rows
+
+
 def _default_episode():
+    """The first episode of the first run with two checkpoints or more (else of any run)."""
     q = current().queries
-    for run in q.list_runs(limit=1000).items:
+    runs = sorted(q.list_runs(limit=1000).items, key=lambda r: r.n_checkpoints < 2)
+    for run in runs:
         episodes = q.list_episodes(run_id=run.id, limit=1).items
         if episodes:
             return episodes[0]
@@ -196,7 +247,6 @@ def _figure(
     flags_b,
     only_a,
     only_b,
-    step,
     t0=None,
     t1=None,
     x_range=None,
@@ -213,7 +263,6 @@ def _figure(
         bands_b=flags_b,
         only_a=only_a,
         only_b=only_b,
-        cursor=step,
         x_range=x_range,
     )
 
@@ -273,7 +322,7 @@ def _summary(a_id: int, b_id: int) -> dag.AgGrid:
         rows.append(
             {
                 "id": str(eid),
-                "episode": q.get_episode(episode_id=eid).key,
+                "episode": ui.episode_name(q.get_episode(episode_id=eid).key),
                 "KL A": r(a.kl_mean),
                 "KL B": r(b.kl_mean),
                 "Δ KL": d(a.kl_mean, b.kl_mean),
@@ -284,7 +333,7 @@ def _summary(a_id: int, b_id: int) -> dag.AgGrid:
                 "flags B": counts[b_id].get(eid, 0),
             }
         )
-    number = {"width": 95, "type": "rightAligned"}
+    number = {"width": 105, "type": "rightAligned"}
     return dag.AgGrid(
         id="cmp-summary",
         rowData=rows,
@@ -331,7 +380,7 @@ def zoom(window: dict | None, traces: dict | None) -> Patch:
     t0 = None if window.get("x0") is None else max(int(window["x0"]), 0)
     t1 = None if window.get("x1") is None else int(window["x1"]) + 1
     label_a, label_b = traces["labels"]
-    fresh = _figure(ta, tb, label_a, label_b, (), (), (), (), None, t0=t0, t1=t1)
+    fresh = _figure(ta, tb, label_a, label_b, (), (), (), (), t0=t0, t1=t1)
     patch = Patch()
     patch["data"] = fresh["data"]
     return patch

@@ -1,7 +1,10 @@
-"""Episode forensics: the frame player beside stacked, x-linked plots of one trace.
+"""Episode forensics: the frame player beside stacked, x-linked plots of one trace, with the
+episode's ground truth (a lane under the plots, the overview re-render in the player).
 
 URL: /episodes/<episode_id>?checkpoint=<id>&variant=<spec>&t=<step>&flag=<id>&rule=<name>
-(`probe=` of older links is read as `variant=`).
+(`probe=` of older links is read as `variant=`). Without `checkpoint`: the run's latest
+checkpoint (by training step) with a trace on the episode; links from the other pages pass the
+checkpoint they were showing.
 Scrubbing is clientside (components/player.py); the server answers zoom (a min/max downsampled
 re-read of the visible window) and review writes.
 """
@@ -15,10 +18,11 @@ from dash import ALL, Input, Output, Patch, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import BeliefscopeError
+from beliefscope.values.traces import BELIEF_VARIANT
 from dashboard import data, session, ui
 from dashboard.components import player
 from dashboard.context import current
-from dashboard.figures import episode_figure
+from dashboard.figures import STATE_COLOR, episode_figure
 
 dash.register_page(
     __name__, path_template="/episodes/<episode_id>", title="Episode · Beliefscope", name="Episode"
@@ -53,10 +57,14 @@ def layout(
         return ui.missing(f"No episode with id {episode_id}.")
     run = q.get_run(run_id=episode.run_id)
     traces = data.traces_of_episode(episode.id)
-    trace = data.pick_trace(traces, _int(checkpoint), variant or probe or "filter")
-    checkpoints = {c.id: c for c in data.checkpoints_of(run.id)}
+    ordered = data.checkpoints_of(run.id)
+    checkpoints = {c.id: c for c in ordered}
+    trace = data.pick_trace(
+        traces, _int(checkpoint), variant or probe or "filter", [c.id for c in ordered]
+    )
     active = data.rule_for() if rule is None else _rule_named(rule)
-    header = _header(episode, run, traces, trace, checkpoints, active)
+    truth, truth_error = data.truth_of(episode)
+    header = _header(episode, run, traces, trace, checkpoints, active, truth, truth_error)
     if trace is None:
         return html.Div([header, ui.missing("No checkpoint has been run over this episode yet.")])
     flags = data.flags_of(trace.id)
@@ -76,16 +84,13 @@ def layout(
         kl_groups=groups,
         bands=flags,
         threshold=line,
-        cursor=step,
+        truth=None if truth is None else data.truth_lane(truth, t0=t0, t1=t1),
         x_range=x_range,
         selected_flag=selected.id if selected else None,
     )
     figure["layout"]["selectdirection"] = "h"
-    frame_url = current().frame_url(episode.id, checkpoint_id=trace.checkpoint_id)
-    ckpt = checkpoints.get(trace.checkpoint_id)
-    caption = (
-        f"{ui.ckpt_label(ckpt, trace.checkpoint_id)} · observation · reconstruction · "
-        "prediction · error"
+    decoded = any(
+        x.variant == BELIEF_VARIANT and x.checkpoint_id == trace.checkpoint_id for x in traces
     )
     return html.Div(
         [
@@ -110,10 +115,12 @@ def layout(
                             html.Div(
                                 player.frame_player(
                                     "ep",
-                                    sources=[(caption, frame_url)],
+                                    panels=_panels(episode, trace, truth, decoded),
                                     length=trace.length,
                                     t=step,
                                     graphs=[GRAPH],
+                                    flags=[flags],
+                                    readout=[("KL", "KL"), ("correction", "correction")],
                                 ),
                                 className="bs-card",
                             ),
@@ -142,12 +149,15 @@ def layout(
                         className="ep-left",
                     ),
                     html.Div(
-                        dcc.Graph(
-                            id=GRAPH,
-                            figure=figure,
-                            config=ui.GRAPH_CONFIG,
-                            clear_on_unhover=False,
-                        ),
+                        [
+                            _plot_legend(flags, active if line else None),
+                            dcc.Graph(
+                                id=GRAPH,
+                                figure=figure,
+                                config=ui.GRAPH_CONFIG,
+                                clear_on_unhover=False,
+                            ),
+                        ],
                         className="bs-card",
                     ),
                 ],
@@ -157,15 +167,75 @@ def layout(
     )
 
 
+def _panels(episode, trace, truth, decoded: bool) -> list[player.Panel]:
+    """Observation, ground-truth view (where the simulator state is saved), posterior
+    reconstruction, prior prediction and error, each captioned in HTML."""
+    ctx = current()
+    strip = ctx.strip_url(episode.id, checkpoint_id=trace.checkpoint_id, steps=player.WINDOW)
+    model = [
+        ("observation", "the frame the model was given", 0),
+        ("posterior reconstruction", "the belief after the frame, decoded", 1),
+        ("prior prediction", "what the dynamics expected before the frame, decoded", 2),
+        ("error |obs − recon|", "per-pixel error of the reconstruction (brighter: worse)", 3),
+    ]
+    panels = [player.Panel(c, strip, col=i, cols=4, title=title) for c, title, i in model]
+    if truth is not None and truth.has_state:
+        src = ctx.truth_url(episode.id, checkpoint_id=trace.checkpoint_id if decoded else None)
+        panels.insert(
+            1,
+            player.Panel(
+                "overview camera · ground truth",
+                src,
+                kind="step",
+                title="the saved simulator state re-rendered from above: it sees what the "
+                "robot's camera could not",
+                legend=_truth_marks(decoded),
+            ),
+        )
+    return panels
+
+
+def _truth_marks(decoded: bool) -> html.Div:
+    mark = lambda symbol, color, text: html.Span(  # noqa: E731
+        [html.I(symbol, style={"color": color}), text], className="bs-mark"
+    )
+    marks = [mark("◎", "#1a7f37", "true box position")]
+    if decoded:
+        marks += [
+            mark("✕", "#d63fd6", "decoded belief of the box (decode probe)"),
+            mark("◌", "#1b9bd1", "imagined futures: mean path, rings = spread"),
+        ]
+    else:
+        marks.append(
+            html.Span(
+                "belief not decoded for this checkpoint: beliefscope probe decode RUN",
+                className="bs-mark",
+            )
+        )
+    return html.Div(marks, className="bs-marks")
+
+
+def _plot_legend(flags, rule) -> html.Div:
+    """The plots' marks that are shapes, not traces (Plotly's legend lists only traces)."""
+    states = [s for s in STATE_COLOR if any(f.state == s for f in flags)]
+    items: list[Any] = [
+        html.Span(
+            [html.Span(className="bs-swatch", style={"background": STATE_COLOR[s]}), f"flag · {s}"]
+        )
+        for s in states
+    ]
+    if rule is not None:
+        items.append(html.Span([html.Span(className="bs-dash"), f"threshold of {rule.name}"]))
+    items.append(html.Span([html.Span(className="bs-vline"), "player step"]))
+    return html.Div(items, className="bs-plot-legend", id="ep-legend")
+
+
 def _rule_named(name: str):
     return next((i.rule for i in current().store.reviews.list_rules(name=name)), None)
 
 
-def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
-    ckpt_ids = sorted(
-        {t.checkpoint_id for t in traces},
-        key=lambda i: (checkpoints[i].step or 0, i) if i in checkpoints else (0, i),
-    )
+def _header(episode, run, traces, trace, checkpoints, active, truth, truth_error) -> html.Div:
+    ckpt_ids = [c for c in checkpoints if any(t.checkpoint_id == c for t in traces)]
     variants = sorted(
         {t.variant for t in traces if trace is None or t.checkpoint_id == trace.checkpoint_id}
     )
@@ -174,14 +244,23 @@ def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
         f"run {run.name}",
         f"{episode.length} steps",
         f"return {episode.episode_return:.3g}" if episode.episode_return is not None else None,
-        "ground truth" if episode.has_truth else None,
     ]
+    if truth is not None:
+        facts.append(
+            f"ground truth: {_count(truth.occlusions, 'occlusion')}, {_count(truth.slips, 'slip')}"
+        )
+    elif episode.has_truth and truth_error:
+        facts.append(f"ground truth unreadable: {truth_error}")
     return html.Div(
         [
             html.Div(
                 [
-                    html.H1(f"Episode {episode.key}"),
-                    html.Span(" · ".join(f for f in facts if f), className="bs-sub"),
+                    html.H1(
+                        f"Episode {ui.episode_name(episode.key)}", title=episode.key, id="ep-name"
+                    ),
+                    html.Span(
+                        " · ".join(f for f in facts if f), className="bs-sub", id="ep-facts-line"
+                    ),
                     dcc.Link("← run", href=f"/?run={run.id}", className="bs-sub"),
                 ],
                 className="bs-title",
@@ -224,8 +303,9 @@ def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
                     ),
                     dcc.Link(
                         "Compare checkpoints →",
+                        id="ep-compare",
                         href=f"/compare?episode={episode.id}"
-                        + (f"&b={trace.checkpoint_id}" if trace else ""),
+                        + (f"&a={trace.checkpoint_id}" if trace else ""),
                         className="bs-btn",
                         style={"lineHeight": "24px"},
                     ),
@@ -234,6 +314,10 @@ def _header(episode, run, traces, trace, checkpoints, active) -> html.Div:
             ),
         ]
     )
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _flag_table(flags, selected) -> html.Table | html.Div:
@@ -275,7 +359,14 @@ def zoom(window: dict | None, trace_data: dict | None) -> Patch:
     t1 = None if window.get("x1") is None else int(window["x1"]) + 1
     series, groups = data.trace_series(trace, t0=t0, t1=t1)
     line = tuple(trace_data["line"]) if trace_data.get("line") else None
-    fresh = episode_figure(series, length=trace.length, kl_groups=groups, threshold=line)
+    truth, _ = data.truth_of(current().queries.get_episode(episode_id=trace_data["episode"]))
+    fresh = episode_figure(
+        series,
+        length=trace.length,
+        kl_groups=groups,
+        threshold=line,
+        truth=None if truth is None else data.truth_lane(truth, t0=t0, t1=t1),
+    )
     patch = Patch()
     patch["data"] = fresh["data"]
     return patch
@@ -301,16 +392,16 @@ def switch(checkpoint: int, variant: str, rule: str | None, trace_data: dict, t:
 
 @callback(
     Output("ep-sel", "data"),
-    Output("ep-slider", "value", allow_duplicate=True),
+    Output("ep-seek", "data"),
     Input({"type": "ep-flag", "index": ALL}, "n_clicks"),
     prevent_initial_call=True,
 )
-def select_flag(_clicks: list[int]) -> tuple[int, int]:
+def select_flag(_clicks: list[int]) -> tuple[int, dict]:
     trigger = dash.ctx.triggered_id
     if not trigger or not any(_clicks):
         raise PreventUpdate
     flag = current().store.reviews.get_flag(flag_id=trigger["index"])
-    return flag.id, flag.t0
+    return flag.id, {"t": flag.t0}
 
 
 @callback(
@@ -374,6 +465,7 @@ def _flag(flag_id: int | None):
     Output("ep-rev", "data"),
     Output("ep-flags", "children"),
     Output(GRAPH, "figure", allow_duplicate=True),
+    Output("ep-spans", "data"),
     Output("bs-toast", "children", allow_duplicate=True),
     Input("ep-confirm", "n_clicks"),
     Input("ep-dismiss", "n_clicks"),
@@ -384,11 +476,10 @@ def _flag(flag_id: int | None):
     State("ep-sel", "data"),
     State("ep-rev", "data"),
     State("ep-trace", "data"),
-    State("ep-t", "data"),
     State(GRAPH, "selectedData"),
     prevent_initial_call=True,
 )
-def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
+def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, selection):
     """The page's review writes: state, note, and manual flags from a box selection."""
     trigger = dash.ctx.triggered_id
     if trigger is None or not dash.ctx.triggered[0]["value"]:
@@ -418,7 +509,8 @@ def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
             store.reviews.review_flag(flag_id=flag_id, who=who, **changes)
             message = f"flag #{flag_id}: {ui.describe_changes(changes)}"
     except (session.NotAllowed, BeliefscopeError) as err:
-        return dash.no_update, dash.no_update, dash.no_update, session.toast(str(err), ok=False)
+        no = dash.no_update
+        return no, no, no, no, session.toast(str(err), ok=False)
     flags = data.flags_of(trace_data["trace"])
     selected = next((f for f in flags if f.id == flag_id), None)
     trace = current().queries.get_trace(trace_id=trace_data["trace"])
@@ -430,11 +522,11 @@ def write(_c, _d, _r, _n, _m, note, flag_id, version, trace_data, t, selection):
         kl_groups=groups,
         bands=flags,
         threshold=line,
-        cursor=t,
         selected_flag=flag_id,
     )
     patch = Patch()
     patch["layout"]["shapes"] = fresh["layout"]["shapes"]
     if trigger == "ep-mflag":
         dash.set_props("ep-sel", {"data": flag_id})
-    return version + 1, _flag_table(flags, selected), patch, session.toast(message)
+    spans = [player.flag_spans(flags)]
+    return version + 1, _flag_table(flags, selected), patch, spans, session.toast(message)

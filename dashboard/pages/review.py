@@ -1,9 +1,11 @@
 """Review queue: flags across runs, filtered and sorted, with one-key review and bulk actions,
 and the episodes of a checkpoint ranked by review priority.
 
-URL: /review?run=<id>&checkpoint=<id>&state=<state>&category=<c>&severity=<s>&flag=<id>.
-Selecting a flag shows its frame at the peak, its facts and history; "Open episode" jumps to
-the episode page at the flag.
+URL: /review?run=<id>&checkpoint=<id>&state=<state>&category=<c>&severity=<s>&truth=<t>
+&flag=<id>. Flags come sorted by severity rank, then peak, from the query itself, and every
+filter but ground truth is part of that query, so the row limit never drops a matching flag
+(the ground-truth filter reads every matching flag before it cuts). Selecting a flag shows its
+frame at the peak, its facts and history; "Open episode" jumps to the episode page at the flag.
 """
 
 from __future__ import annotations
@@ -19,12 +21,23 @@ from beliefscope.errors import BeliefscopeError
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.review import FLAG_CATEGORIES, FLAG_STATES, SEVERITIES
 from dashboard import data, session, ui
+from dashboard.components.truth import (
+    FLAG_TRUTH_COLUMNS,
+    FLAG_TRUTH_FILTERS,
+    TRUTH_COLUMNS,
+    flag_truth_columns,
+    keep_flag,
+    keep_row,
+    truth_columns,
+    truth_filter,
+)
 from dashboard.context import current
 
 dash.register_page(__name__, path="/review", title="Review · Beliefscope", name="Review")
 
 MAX_ROWS = 5000
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+ORDER = "-severity,-peak"
+"""The queue's order: high severity first (by rank, not by name), then the highest peak."""
 
 
 def layout(
@@ -33,6 +46,7 @@ def layout(
     state: str | None = "open",
     category: str | None = None,
     severity: str | None = None,
+    truth: str | None = None,
     flag: str | None = None,
     **_: Any,
 ) -> html.Div:
@@ -94,6 +108,17 @@ def layout(
                     className="bs-dd",
                 ),
             ),
+            ui.field(
+                "ground truth",
+                dcc.Dropdown(
+                    id="rv-truth",
+                    options=[{"label": v, "value": k} for k, v in FLAG_TRUTH_FILTERS.items()],
+                    value=truth if truth in FLAG_TRUTH_FILTERS else None,
+                    placeholder="any",
+                    className="bs-dd",
+                    style={"minWidth": "210px"},
+                ),
+            ),
             html.Span(id="rv-count", className="bs-sub"),
         ],
         className="bs-toolbar",
@@ -130,7 +155,7 @@ def layout(
             },
             {"field": "run", "width": 120},
             {"field": "ckpt", "headerName": "checkpoint", "width": 110, "type": "rightAligned"},
-            {"field": "episode", "flex": 2, "minWidth": 160},
+            {"field": "episode", "flex": 2, "minWidth": 110, "tooltipField": "key"},
             {"field": "steps", "width": 100},
             {"field": "len", "width": 70, "type": "rightAligned"},
             {"field": "peak", "width": 90, "type": "rightAligned"},
@@ -138,11 +163,12 @@ def layout(
                 "field": "severity",
                 "width": 95,
                 "sort": "desc",
-                "comparator": {"function": "bsSeverity(valueA, valueB)"},
+                "comparator": {"function": "bsSeverity"},
             },
             {"field": "state", "width": 105},
             {"field": "category", "width": 105},
             {"field": "rule", "width": 140},
+            *FLAG_TRUTH_COLUMNS,
             {"field": "by", "width": 100},
         ],
         defaultColDef={"sortable": True, "filter": True, "resizable": True},
@@ -152,6 +178,7 @@ def layout(
             "rowHeight": 28,
             "headerHeight": 30,
             "animateRows": False,
+            "tooltipShowDelay": 300,
         },
         getRowId="params.data.id",
         style={"height": "calc(100vh - 250px)", "minHeight": "360px"},
@@ -160,7 +187,7 @@ def layout(
         [
             html.Div([html.H2("Flag"), html.Span(id="rv-open")], className="bs-card-head"),
             html.Div(
-                html.Img(id="rv-frame", className="bs-frame", alt="frame at the flag's peak"),
+                html.Img(id="rv-frame", className="rv-frame", alt="frame at the flag's peak"),
                 id="rv-frame-box",
             ),
             html.Div("Select a flag (click a row).", id="rv-hint", className="bs-sub"),
@@ -203,23 +230,33 @@ def layout(
     )
 
 
-def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, Any]]:
-    """Grid rows of the matching flags, from one read (each flag names its run, checkpoint
-    step and episode key)."""
-    page = current().store.reviews.list_flags(
-        run_id=run_id,
-        checkpoint_id=checkpoint_id,
-        state=state,
-        category=category,
-        severity=severity,
-        limit=MAX_ROWS,
-    )
+def _rows(run_id, checkpoint_id, state, category, severity, truth=None) -> list[dict[str, Any]]:
+    """Grid rows of the matching flags, by severity rank then peak, from one read (each flag
+    names its run, checkpoint step and episode key) plus one read of episodes per run for
+    their ground truth."""
+    reviews = current().store.reviews
+    query = {
+        "run_id": run_id,
+        "checkpoint_id": checkpoint_id,
+        "state": state,
+        "category": category,
+        "severity": severity,
+        "sort": ORDER,
+    }
+    if truth:
+        every = reviews.all_flags(**query)
+        facts = current().reviews.flag_truth(every)
+        flags = [f for f in every if keep_flag(facts.get(f.id), truth)][:MAX_ROWS]
+    else:
+        flags = list(reviews.list_flags(**query, limit=MAX_ROWS).items)
+        facts = current().reviews.flag_truth(flags)
     return [
         {
             "id": str(f.id),
             "run": f.run_name,
             "ckpt": f.checkpoint_step,
-            "episode": f.episode_key,
+            "episode": ui.episode_name(f.episode_key),
+            "key": f.episode_key,
             "steps": f"{f.t0}–{f.t1}",
             "len": f.t1 - f.t0 + 1,
             "peak": None if f.peak is None else round(f.peak, 4),
@@ -228,8 +265,9 @@ def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, An
             "category": f.category or "",
             "rule": f.rule_name or "manual",
             "by": f.updated_by,
+            **flag_truth_columns(facts.get(f.id)),
         }
-        for f in page.items
+        for f in flags
     ]
 
 
@@ -242,11 +280,12 @@ def _rows(run_id, checkpoint_id, state, category, severity) -> list[dict[str, An
     Input("rv-state", "value"),
     Input("rv-category", "value"),
     Input("rv-severity", "value"),
+    Input("rv-truth", "value"),
     Input("rv-rev", "data"),
     Input("rv-catrev", "data"),
 )
-def load(run_id, checkpoint_id, state, category, severity, _rev, _catrev):
-    rows = _rows(run_id, checkpoint_id, state, category, severity)
+def load(run_id, checkpoint_id, state, category, severity, truth, _rev, _catrev):
+    rows = _rows(run_id, checkpoint_id, state, category, severity, truth)
     options = (
         [{"label": ui.ckpt_label(c, c.id), "value": c.id} for c in data.checkpoints_of(run_id)]
         if run_id is not None
@@ -399,41 +438,72 @@ def priorities(run_id: int | None, checkpoint_id: int | None, _rev: int) -> Any:
         if not ckpts:
             return ui.missing("Pick a run (and optionally a checkpoint) to rank its episodes.")
         checkpoint_id = ckpts[-1].id
+    rows = _priority_rows(checkpoint_id)
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H2("Episodes by review priority"),
+                    truth_filter("rv-priority-truth", any(r["slips"] is not None for r in rows)),
+                ],
+                className="bs-card-head",
+            ),
+            dcc.Store(id="rv-priority-ckpt", data=checkpoint_id),
+            dag.AgGrid(
+                id="rv-priority-grid",
+                rowData=rows,
+                columnDefs=[
+                    {
+                        "field": "episode",
+                        "flex": 2,
+                        "cellRenderer": "markdown",
+                        "tooltipField": "key",
+                        "valueGetter": {
+                            "function": "'[' + params.data.episode + '](' + params.data.href + ')'"
+                        },
+                    },
+                    {"field": "score", "width": 100, "sort": "desc", "type": "rightAligned"},
+                    {"field": "flags", "width": 90, "type": "rightAligned"},
+                    {"field": "peak", "width": 100, "type": "rightAligned"},
+                    {"field": "flagged steps", "width": 130, "type": "rightAligned"},
+                    *TRUTH_COLUMNS,
+                ],
+                defaultColDef={"sortable": True, "resizable": True, "filter": True},
+                dashGridOptions={"rowHeight": 28, "headerHeight": 30, "tooltipShowDelay": 300},
+                getRowId="params.data.id",
+                style={"height": "420px"},
+            ),
+        ],
+        className="bs-card",
+    )
+
+
+def _priority_rows(checkpoint_id: int) -> list[dict[str, Any]]:
+    """The checkpoint's flagged episodes by review priority, with their ground truth."""
     ranked = current().reviews.review_queue(checkpoint_id=checkpoint_id, limit=MAX_LIMIT)
-    rows = [
+    run_id = current().queries.get_checkpoint(checkpoint_id=checkpoint_id).run_id
+    facts = current().reviews.truth_facts(run_id=run_id, checkpoint_id=checkpoint_id)
+    return [
         {
             "id": str(e.episode_id),
-            "episode": e.episode_key,
+            "episode": ui.episode_name(e.episode_key),
+            "key": e.episode_key,
             "score": round(e.score, 3),
             "flags": e.count,
             "peak": round(e.peak, 4),
             "flagged steps": e.duration,
             "href": f"/episodes/{e.episode_id}?checkpoint={checkpoint_id}",
+            **truth_columns(facts.get(e.episode_id)),
         }
         for e in ranked
     ]
-    return html.Div(
-        dag.AgGrid(
-            id="rv-priority-grid",
-            rowData=rows,
-            columnDefs=[
-                {
-                    "field": "episode",
-                    "flex": 3,
-                    "cellRenderer": "markdown",
-                    "valueGetter": {
-                        "function": "'[' + params.data.episode + '](' + params.data.href + ')'"
-                    },
-                },
-                {"field": "score", "width": 100, "sort": "desc", "type": "rightAligned"},
-                {"field": "flags", "width": 90, "type": "rightAligned"},
-                {"field": "peak", "width": 100, "type": "rightAligned"},
-                {"field": "flagged steps", "width": 130, "type": "rightAligned"},
-            ],
-            defaultColDef={"sortable": True, "resizable": True},
-            dashGridOptions={"rowHeight": 28, "headerHeight": 30},
-            getRowId="params.data.id",
-            style={"height": "420px"},
-        ),
-        className="bs-card",
-    )
+
+
+@callback(
+    Output("rv-priority-grid", "rowData"),
+    Input("rv-priority-truth", "value"),
+    State("rv-priority-ckpt", "data"),
+    prevent_initial_call=True,
+)
+def filter_priorities(wanted: str | None, checkpoint_id: int) -> list[dict[str, Any]]:
+    return [r for r in _priority_rows(checkpoint_id) if keep_row(r, wanted)]

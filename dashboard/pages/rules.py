@@ -205,12 +205,15 @@ def preview(*args: Any) -> tuple[Any, ...]:
         if stored.metric == edited.metric
         else reviews.read_metric_columns(metric=stored.metric, variant=stored.variant)
     )
-    ids = sorted({int(i) for i in cols.checkpoint_ids} | {int(i) for i in old_cols.checkpoint_ids})
-    labels = []
-    for i in ids:
-        ckpt = current().queries.get_checkpoint(checkpoint_id=i)
-        run = current().queries.get_run(run_id=ckpt.run_id).name
-        labels.append(f"{run} · {ui.ckpt_label(ckpt, i).split(' · ')[0]}")
+    q = current().queries
+    ckpts = [
+        q.get_checkpoint(checkpoint_id=i)
+        for i in {int(i) for i in cols.checkpoint_ids} | {int(i) for i in old_cols.checkpoint_ids}
+    ]
+    runs = {r: q.get_run(run_id=r).name for r in {c.run_id for c in ckpts}}
+    ckpts.sort(key=lambda c: (runs[c.run_id], c.step is None, c.step or 0, c.id))
+    ids = [c.id for c in ckpts]
+    labels = [(runs[c.run_id], ui.step_label(c)) for c in ckpts]
     now = _flags_per_checkpoint(stored, old_cols, ids)
     new = _flags_per_checkpoint(edited, cols, ids)
     delta = sum(new) - sum(now)

@@ -21,6 +21,7 @@ from beliefscope.values.jobs import JobInfo
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.traces import CheckpointInfo, RunInfo
 from dashboard import data, session, ui
+from dashboard.components.truth import TRUTH_COLUMNS, keep_row, truth_columns, truth_filter
 from dashboard.context import current
 from dashboard.figures import memory_figure, timeline_figure
 
@@ -160,8 +161,8 @@ def _run_detail(run_id: int) -> html.Div:
     flag_counts = {
         c.id: store.reviews.list_flags(checkpoint_id=c.id, limit=1).total for c in checkpoints
     }
-    steps = [c.step if c.step is not None else i for i, c in enumerate(checkpoints)]
-    by_id = {c.id: s for c, s in zip(checkpoints, steps, strict=True)}
+    steps = [c.step for c in checkpoints]
+    index = {c.id: i for i, c in enumerate(checkpoints)}
 
     def col(fn) -> list[float | None]:
         return [fn(c) for c in checkpoints]
@@ -198,9 +199,10 @@ def _run_detail(run_id: int) -> html.Div:
             for name, field in figures.items()
         }
     marks = [
-        (by_id[f.checkpoint], f.kind.replace("_", " ")) for f in findings if f.checkpoint in by_id
+        (index[f.checkpoint], f.kind.replace("_", " ")) for f in findings if f.checkpoint in index
     ]
-    figure = timeline_figure(steps, rows, findings=marks)
+    labels = [ui.step_label(c) for c in checkpoints]
+    figure = timeline_figure(steps, rows, labels=labels, findings=marks)
     latest = checkpoints[-1] if checkpoints else None
     return html.Div(
         [
@@ -216,8 +218,9 @@ def _run_detail(run_id: int) -> html.Div:
                     ),
                     dcc.Graph(id="runs-timeline", figure=figure, config=ui.GRAPH_CONFIG),
                     html.Div(
-                        [html.Div(f.summary, className="bs-finding") for f in findings]
+                        _findings(findings, {c.id: c for c in checkpoints})
                         or [html.Div("No chronic findings.", className="bs-sub")],
+                        id="runs-findings",
                     ),
                 ],
                 className="bs-card",
@@ -227,6 +230,37 @@ def _run_detail(run_id: int) -> html.Div:
         ],
         className="bs-col",
     )
+
+
+def _findings(findings, checkpoints: dict[int, CheckpointInfo]) -> list[html.Div]:
+    """One line per kind of finding: what it means once, then each checkpoint it is about with
+    its own figure (`share: what it means` summaries)."""
+    kinds: dict[str, list] = {}
+    for f in findings:
+        kinds.setdefault(f.kind, []).append(f)
+    out = []
+    for kind, group in kinds.items():
+        meaning = group[0].summary.partition(": ")[2] or group[0].summary
+        items = [
+            html.Li(
+                [
+                    html.B(
+                        ui.step_label(checkpoints[f.checkpoint])
+                        if f.checkpoint in checkpoints
+                        else f"checkpoint {f.checkpoint}"
+                    ),
+                    " · " + f.summary.partition(": ")[0],
+                ]
+            )
+            for f in group
+        ]
+        out.append(
+            html.Div(
+                [html.B(kind.replace("_", " ")), f": {meaning}", html.Ul(items)],
+                className="bs-finding",
+            )
+        )
+    return out
 
 
 def _memory(checkpoints: Sequence[CheckpointInfo]) -> html.Div:
@@ -260,47 +294,66 @@ def _memory(checkpoints: Sequence[CheckpointInfo]) -> html.Div:
     )
 
 
-def _episodes(run_id: int, latest) -> list[Any]:
+def episode_rows(run_id: int, latest) -> list[dict[str, Any]]:
+    """Rows of a run's episode list, by review priority under `latest`, with their ground
+    truth where they have one."""
     q = current().queries
     episodes = q.list_episodes(run_id=run_id, limit=MAX_LIMIT).items
     priority = (
         current().reviews.episode_priorities(checkpoint_id=latest.id) if latest is not None else {}
     )
-    rows = [
-        {
-            "id": str(e.id),
-            "episode": e.key,
-            "steps": e.length,
-            "return": None if e.episode_return is None else round(e.episode_return, 3),
-            "truth": "yes" if e.has_truth else "",
-            "priority": round(priority.get(e.id, 0.0), 3),
-        }
-        for e in episodes
-    ]
+    facts = current().reviews.truth_facts(
+        run_id=run_id, checkpoint_id=latest.id if latest is not None else None
+    )
+    rows = []
+    for i, e in enumerate(episodes, start=1):
+        truth = facts.get(e.id)
+        rows.append(
+            {
+                "id": str(e.id),
+                "#": i,
+                "episode": ui.episode_name(e.key),
+                "key": e.key,
+                "steps": e.length,
+                "return": None if e.episode_return is None else round(e.episode_return, 3),
+                "priority": round(priority.get(e.id, 0.0), 3),
+                **truth_columns(truth),
+            }
+        )
     rows.sort(key=lambda r: -float(r["priority"] or 0))
+    return rows
+
+
+def _episodes(run_id: int, latest) -> list[Any]:
+    rows = episode_rows(run_id, latest)
     label = ui.ckpt_label(latest, latest.id) if latest else "—"
     return [
         html.Div(
             [
                 html.H2("Episodes"),
                 html.Span(
-                    f"ranked by review priority under {label} · click to open", className="bs-sub"
+                    f"ranked by review priority under {label} · click to open at that checkpoint",
+                    className="bs-sub",
                 ),
+                truth_filter("runs-truth", any(r["slips"] is not None for r in rows)),
             ],
             className="bs-card-head",
         ),
+        dcc.Store(id="runs-latest", data=latest.id if latest is not None else None),
+        dcc.Store(id="runs-run", data=run_id),
         dag.AgGrid(
             id="runs-episodes",
             rowData=rows,
             columnDefs=[
-                {"field": "episode", "flex": 3, "minWidth": 220},
+                {"field": "#", "width": 70, "type": "rightAligned"},
+                {"field": "episode", "flex": 2, "minWidth": 120, "tooltipField": "key"},
                 {"field": "priority", "width": 100, "type": "rightAligned", "sort": "desc"},
                 {"field": "steps", "width": 90, "type": "rightAligned"},
                 {"field": "return", "width": 100, "type": "rightAligned"},
-                {"field": "truth", "width": 80},
+                *TRUTH_COLUMNS,
             ],
             defaultColDef={"sortable": True, "filter": True, "resizable": True},
-            dashGridOptions=GRID_OPTIONS,
+            dashGridOptions={**GRID_OPTIONS, "tooltipShowDelay": 300},
             getRowId="params.data.id",
             style={"height": "300px"},
         ),
@@ -374,9 +427,29 @@ def delete_run(confirmed: int | None, run_id: int) -> tuple[Any, Any]:
 @callback(
     Output("bs-url", "href", allow_duplicate=True),
     Input("runs-episodes", "cellClicked"),
+    State("runs-latest", "data"),
     prevent_initial_call=True,
 )
-def open_episode(cell: dict | None) -> str:
+def open_episode(cell: dict | None, checkpoint_id: int | None) -> str:
+    """The episode at the checkpoint the list ranks it under."""
     if not cell or cell.get("rowId") is None:
         raise PreventUpdate
-    return f"/episodes/{cell['rowId']}"
+    at = "" if checkpoint_id is None else f"?checkpoint={checkpoint_id}"
+    return f"/episodes/{cell['rowId']}{at}"
+
+
+@callback(
+    Output("runs-episodes", "rowData"),
+    Input("runs-truth", "value"),
+    State("runs-latest", "data"),
+    State("runs-run", "data"),
+    prevent_initial_call=True,
+)
+def filter_by_truth(wanted: str | None, checkpoint_id: int | None, run_id: int) -> list[dict]:
+    """The list's rows narrowed by ground truth."""
+    latest = (
+        None
+        if checkpoint_id is None
+        else current().queries.get_checkpoint(checkpoint_id=checkpoint_id)
+    )
+    return [r for r in episode_rows(run_id, latest) if keep_row(r, wanted)]

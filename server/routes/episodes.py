@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Response
 from beliefscope.errors import BadInputError
 from server.deps import ContextDep, IdPath, IdQuery, PageDep, QueriesDep, StepPath, VariantDep
 from server.frame_service import Rendered
-from server.frames import PANELS
+from server.frames import PANELS, STRIP_PANELS
 from server.schemas import EpisodePublic, TracesPublic
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
@@ -29,11 +29,11 @@ PanelsQuery = Annotated[
 ]
 
 
-def _panels(text: str) -> tuple[str, ...]:
+def _panels(text: str, known: tuple[str, ...] = PANELS) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    unknown = [p for p in names if p not in PANELS]
+    unknown = [p for p in names if p not in known]
     if unknown:
-        raise BadInputError(f"panels: unknown {unknown}; use any of {list(PANELS)}")
+        raise BadInputError(f"panels: unknown {unknown}; use any of {list(known)}")
     return names
 
 
@@ -87,6 +87,29 @@ def frame(
     return _image(rendered)
 
 
+@router.get("/{episode_id}/strip/{t0}", response_class=Response, responses=_IMAGE)
+def strip(
+    ctx: ContextDep,
+    episode_id: IdPath,
+    t0: StepPath,
+    n: Annotated[int, Query(ge=1, le=256, description="steps in the strip")] = 32,
+    panels: Annotated[
+        str, Query(max_length=100, description=f"comma-separated, any of {', '.join(STRIP_PANELS)}")
+    ] = ",".join(STRIP_PANELS),
+    checkpoint: IdQuery = None,
+    format: Format = "png",
+) -> Response:
+    """Steps t0 .. t0+n-1 as one image: a row per step, a column per panel (observation,
+    posterior recon, prior one-step prediction, error heat map), each at the frames' own size
+    and without text, for a client that scales and captions them itself. `checkpoint` as for
+    `frames`."""
+    chosen = _panels(panels, STRIP_PANELS) or STRIP_PANELS
+    rendered = ctx.frames.strip(
+        episode_id, t0, n, panels=chosen, checkpoint_id=checkpoint, fmt=format
+    )
+    return _image(rendered)
+
+
 @router.get("/{episode_id}/compare/{t}", response_class=Response, responses=_IMAGE)
 def compare(
     ctx: ContextDep,
@@ -114,7 +137,26 @@ def truth(
     camera: Annotated[str, Query(pattern=r"^[A-Za-z0-9_]{1,50}$")] = "overview",
     size: Annotated[int, Query(ge=64, le=512)] = 256,
     format: Format = "jpeg",
+    checkpoint: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=2**31 - 1,
+            description="also draw this checkpoint's decoded belief of the box's position and "
+            "the spread of its imagined futures (where `beliefscope probe decode` ran)",
+        ),
+    ] = None,
+    caption: Annotated[bool, Query(description="the text strip under the render")] = True,
 ) -> Response:
     """The saved MuJoCo state at step t re-rendered from the overview camera (which sees the
     box the robot's camera could not), the box's true position marked."""
-    return _image(ctx.frames.truth_frame(episode_id, t, camera=camera, size=size, fmt=format))
+    rendered = ctx.frames.truth_frame(
+        episode_id,
+        t,
+        camera=camera,
+        size=size,
+        fmt=format,
+        checkpoint_id=checkpoint,
+        caption=caption,
+    )
+    return _image(rendered)

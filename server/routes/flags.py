@@ -46,6 +46,14 @@ def list_flags(
     source: Annotated[str | None, Query(pattern="^(rule|manual)$")] = None,
     include_stale: bool = True,
     deleted: Annotated[bool, Query(description="admins: only the deleted flags")] = False,
+    sort: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="comma-separated keys (severity, peak, t0, duration, created, updated, "
+            "id), '-' for descending: `-severity,-peak` puts high severity first, by peak",
+        ),
+    ] = None,
 ) -> FlagsPublic:
     if deleted and not allows(who.scope, "admin"):
         raise ForbiddenError("only an admin can list deleted flags")
@@ -61,6 +69,7 @@ def list_flags(
         source=source,
         include_stale=include_stale,
         deleted=deleted,
+        sort=sort,
         limit=page.limit,
         offset=page.offset,
     )

@@ -2,7 +2,8 @@
 
 The store is built the way a user builds one: MuJoCo world episodes, a tiny native model
 trained for a few updates (two checkpoints), `beliefscope ingest` with a dropout variant, the
-default rules applied, one manual flag, and an API token for a reviewer.
+belief probe (`beliefscope probe decode`), the default rules applied, one manual flag, and an
+API token for a reviewer.
 """
 
 from __future__ import annotations
@@ -57,9 +58,11 @@ def build_store(
     *,
     episodes: dict[int, int] | None = None,
     variants: tuple[str, ...] = ("dropout:occluded",),
+    decode: bool = True,
 ) -> UiData:
-    """World -> train -> ingest -> rules, all through the real commands. `episodes` maps an
-    episode length to how many episodes of that length (default: four of 100 steps)."""
+    """World -> train -> ingest (-> belief probe) -> rules, all through the real commands.
+    `episodes` maps an episode length to how many episodes of that length (default: four of
+    100 steps)."""
     from beliefscope.review.service import ReviewService
     from beliefscope.store.engine import open_store
 
@@ -109,6 +112,20 @@ def build_store(
     replays = [arg for w in worlds for arg in ("--replay", w)]
     variant_args = [arg for variant in variants for arg in ("--variant", variant)]
     _cli("ingest", run, *replays, "--store", url, *variant_args, "--threads", 1, env=env)
+    if decode:
+        _cli(
+            "probe",
+            "decode",
+            run,
+            *replays,
+            "--store",
+            url,
+            "--threads",
+            1,
+            "--samples",
+            4,
+            env=env,
+        )
     store = open_store(url)
     try:
         q = store.queries

@@ -50,11 +50,29 @@ def until(page: Any, expression: str, timeout_ms: int = 30_000) -> None:
 
 
 def cursor_x(page: Any, graph: str) -> float:
-    return float(
-        page.evaluate(
-            f"""document.getElementById('{graph}').querySelector('.js-plotly-plot').layout.shapes
-             .find(s => s.name === 'cursor').x0"""
-        )
+    """The step the cursor over a graph marks, after checking it sits at that step's pixel."""
+    t, left, expected = page.evaluate(
+        f"""(() => {{ const host = document.getElementById('{graph}');
+             const gd = host.querySelector('.js-plotly-plot');
+             const line = host.querySelector('.bs-cursor');
+             const xa = gd._fullLayout.xaxis, t = Number(line.dataset.t);
+             const at = gd.offsetLeft + xa._offset + xa.l2p(t);
+             return [t, parseFloat(line.style.left), at]; }})()"""
+    )
+    assert abs(left - expected) < 1.0, (left, expected)
+    return float(t)
+
+
+def panel_sources(page: Any, prefix: str) -> list[str]:
+    """What each panel of a player shows: the strip or image URL its canvas was drawn from."""
+    return page.eval_on_selector_all(
+        f"#{prefix}-player canvas[data-bs-panel]", "els => els.map(e => e.dataset.src)"
+    )
+
+
+def trace_names(page: Any, graph: str) -> list[str]:
+    return page.evaluate(
+        f"document.querySelector('#{graph} .js-plotly-plot').data.map(d => d.name)"
     )
 
 
@@ -98,10 +116,11 @@ def test_episode_scrub_keys_and_plot_click_move_frame_and_cursor(
     for _ in range(3):
         page.keyboard.press("ArrowRight")
     settled(page, "ep", 3)
-    src = page.get_attribute("#ep-player img.bs-frame", "src")
-    assert f"/episodes/{ui_data.episode_id}/frames/3?" in src
+    src = panel_sources(page, "ep")[0]
+    assert f"/episodes/{ui_data.episode_id}/strip/0?" in src  # the window holding step 3
     assert f"checkpoint={ui_data.checkpoints[1]}" in src
     assert page.inner_text("#ep-player .bs-step") == "3"
+    assert page.inner_text("#ep-player .bs-readout").startswith("step 3 ·")
     page.keyboard.press("Shift+ArrowRight")
     settled(page, "ep", 13)
     until(page, "new URL(location.href).searchParams.get('t') === '13'")
@@ -196,14 +215,13 @@ def test_compare_two_checkpoints_under_one_cursor(page: Any, ui_data: UiData) ->
     a, b = ui_data.checkpoints
     page.goto(f"/compare?episode={ui_data.episode_id}&a={a}&b={b}&t=5")
     settled(page, "cmp", 5)
-    sources = page.eval_on_selector_all("#cmp-player img.bs-frame", "els => els.map(e => e.src)")
-    assert len(sources) == 2
-    assert f"checkpoint={a}" in sources[0] and f"checkpoint={b}" in sources[1]
+    sources = panel_sources(page, "cmp")
+    assert len(sources) == 8  # a row of four panels per checkpoint
+    assert all(f"checkpoint={a}" in src for src in sources[1:4])
+    assert all(f"checkpoint={b}" in src for src in sources[5:])
     page.keyboard.press("ArrowRight")
     settled(page, "cmp", 6)
-    names = page.evaluate(
-        "document.querySelector('#cmp-graph .js-plotly-plot').data.map(d => d.name)"
-    )
+    names = trace_names(page, "cmp-graph")
     assert any(n.startswith("A · ") for n in names) and any(n.startswith("Δ KL") for n in names)
     page.wait_for_selector("#cmp-summary .ag-row")
     shot(page, "compare")
@@ -221,3 +239,173 @@ def test_rules_preview_counts_flags_of_an_edit(page: Any, ui_data: UiData) -> No
     now = int(after.split("vs ")[1].split(" now")[0])
     assert edited > now, after  # a zero threshold without floor flags more
     shot(page, "rules")
+
+
+def test_an_episode_opens_at_the_checkpoint_the_user_came_from_else_the_latest(
+    page: Any, ui_data: UiData
+) -> None:
+    older, latest = ui_data.checkpoints
+    page.goto(f"/episodes/{ui_data.episode_id}")
+    settled(page, "ep", 0)
+    assert f"checkpoint={latest}" in panel_sources(page, "ep")[0]
+    assert "step 20" in page.inner_text("#ep-ckpt")
+    page.goto(f"/episodes/{ui_data.episode_id}?checkpoint={older}")
+    settled(page, "ep", 0)
+    assert f"checkpoint={older}" in panel_sources(page, "ep")[0]
+    # the runs list ranks episodes under the latest checkpoint and opens them there
+    page.goto("/")
+    page.wait_for_selector("#runs-episodes .ag-row")
+    assert "step 20" in page.inner_text("#runs-detail .bs-card-head >> nth=-1")
+    page.locator("#runs-episodes .ag-row").first.locator(".ag-cell").nth(1).click()
+    page.wait_for_url(f"**/episodes/*?checkpoint={latest}")
+    settled(page, "ep", 0)
+
+
+def test_compare_defaults_to_earliest_vs_latest_and_names_the_run(
+    page: Any, ui_data: UiData
+) -> None:
+    older, latest = ui_data.checkpoints
+    page.goto("/compare")
+    settled(page, "cmp", 0)
+    sources = panel_sources(page, "cmp")
+    assert f"checkpoint={older}" in sources[1] and f"checkpoint={latest}" in sources[5]
+    names = trace_names(page, "cmp-graph")
+    assert "A · run @ 10" in names and "B · run @ 20" in names
+    assert page.inner_text("#cmp-episode").startswith("run · ")  # which run's copy it is
+    # "Compare checkpoints" from the older checkpoint: that one against the latest
+    page.goto(f"/episodes/{ui_data.episode_id}?checkpoint={older}")
+    page.click("#ep-compare")
+    page.wait_for_url(f"**/compare?episode={ui_data.episode_id}&a={older}")
+    settled(page, "cmp", 0)
+    sources = panel_sources(page, "cmp")
+    assert f"checkpoint={older}" in sources[1] and f"checkpoint={latest}" in sources[5]
+    # ... and from the latest: the earliest against it
+    page.goto(f"/compare?episode={ui_data.episode_id}&a={latest}")
+    settled(page, "cmp", 0)
+    sources = panel_sources(page, "cmp")
+    assert f"checkpoint={latest}" in sources[1] and f"checkpoint={older}" in sources[5]
+
+
+def test_review_queue_puts_high_severity_first_and_filters_in_the_query(
+    page: Any, ui_data: UiData
+) -> None:
+    store = open_store(ui_data.url)
+    try:
+        trace = store.queries.find_trace(
+            checkpoint_id=ui_data.checkpoints[0], episode_id=ui_data.episode_id
+        )
+        for t0, severity in ((60, "low"), (70, "high"), (80, "medium")):
+            store.reviews.create_manual_flag(
+                trace_id=trace.id, t0=t0, t1=t0 + 2, who="tests", severity=severity
+            )
+        expected = [
+            str(f.id) for f in store.reviews.all_flags(state="open", sort="-severity,-peak")
+        ]
+        lows = store.reviews.list_flags(state="open", severity="low", limit=1).total
+    finally:
+        store.close()
+    page.goto("/review?state=open")
+    page.wait_for_selector("#rv-grid .ag-row")
+    shown = page.evaluate(
+        """(() => { const ids = [];
+             window.dash_ag_grid.getApi('rv-grid').forEachNodeAfterFilterAndSort(
+               n => ids.push([n.data.id, n.data.severity]));
+             return ids; })()"""
+    )
+    rank = {"low": 0, "medium": 1, "high": 2}
+    assert shown[0][1] == "high" and {sev for _, sev in shown} == set(rank)
+    assert [rank[sev] for _, sev in shown] == sorted((rank[sev] for _, sev in shown), reverse=True)
+    assert [i for i, _ in shown] == expected  # the query's order: rank, then peak
+    page.goto("/review?state=open&severity=low")
+    page.wait_for_selector(f"#rv-count:has-text('{lows} flags')")
+
+
+def test_ground_truth_lane_header_and_list_columns(page: Any, ui_data: UiData) -> None:
+    page.goto(episode_url(ui_data))
+    settled(page, "ep", 0)
+    facts = page.inner_text("#ep-facts-line")
+    assert "occlusion" in facts and "slip" in facts
+    assert page.get_attribute("#ep-name", "title").startswith("beliefscope:")  # full key on hover
+    axes = page.evaluate(
+        """document.querySelector('#ep-graph .js-plotly-plot').data
+             .map(d => [d.name, d.xaxis, Number((d.yaxis || 'y1').slice(1))])"""
+    )
+    lane = [a for a in axes if a[0] in ("occluded (ground truth)", "box visible fraction")]
+    assert len(lane) == 2, axes
+    assert {x for _, x, _ in lane} == {"x"}  # the plots' own x axis and cursor
+    assert {y for _, _, y in lane} == {max(y for _, _, y in axes)}  # the lane under the plots
+    # every mark is in a legend: traces in Plotly's, shapes in the page's
+    unlisted = page.evaluate(
+        """(() => { const data = document.querySelector('#ep-graph .js-plotly-plot').data;
+             const listed = data.filter(d => d.showlegend !== false);
+             const shown = new Set(listed.map(d => d.legendgroup));
+             return data.filter(d => d.showlegend === false && d.type !== 'heatmap'
+                                  && !shown.has(d.legendgroup)).map(d => d.name); })()"""
+    )
+    assert not unlisted, unlisted
+    assert "player step" in page.inner_text("#ep-legend")
+    loaded = page.evaluate("performance.getEntriesByType('resource').map(r => r.name)")
+    assert not [u for u in loaded if u.endswith("plotly.min.js")]  # the partial bundle serves
+    # the lists show ground truth and filter by it
+    page.goto("/")
+    page.wait_for_selector("#runs-episodes .ag-row")
+    counts = page.eval_on_selector_all(
+        "#runs-episodes .ag-row [col-id='occlusions']", "els => els.map(e => e.innerText)"
+    )
+    assert counts and all(c.strip().isdigit() for c in counts), counts
+    page.goto("/review?state=")
+    page.wait_for_selector("#rv-grid .ag-row")
+    at_slip = page.evaluate(
+        """(() => { let n = 0; window.dash_ag_grid.getApi('rv-grid').forEachNode(
+             r => { n += r.data['at slip'] === 'yes'; }); return n; })()"""
+    )
+    page.goto("/review?state=&truth=slip")
+    page.wait_for_selector(f"#rv-count:has-text('{at_slip} flags')")
+
+
+def test_truth_panel_draws_the_decoded_belief_of_the_hidden_box(page: Any, ui_data: UiData) -> None:
+    page.goto(episode_url(ui_data, t=20))
+    settled(page, "ep", 20)
+    truth = next(src for src in panel_sources(page, "ep") if "/truth/" in src)
+    assert "/truth/20?" in truth and f"checkpoint={ui_data.checkpoints[1]}" in truth
+    assert "decoded belief" in page.inner_text("#ep-player .bs-marks")
+    magenta = page.evaluate(
+        """(() => { const c = Array.from(document.querySelectorAll('#ep-player canvas'))
+               .find(e => e.dataset.src.includes('/truth/'));
+             const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             let n = 0;
+             for (let i = 0; i < px.length; i += 4)
+               n += px[i] > 190 && px[i + 1] < 120 && px[i + 2] > 190;
+             return n; })()"""
+    )
+    assert magenta > 4, "no decoded-belief mark drawn on the ground-truth view"
+
+
+def test_panels_are_large_crisp_captioned_in_html_and_enlarge_on_click(
+    page: Any, ui_data: UiData
+) -> None:
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    for url, prefix in (
+        (episode_url(ui_data), "ep"),
+        (f"/compare?episode={ui_data.episode_id}", "cmp"),
+    ):
+        page.goto(url)
+        settled(page, prefix, 0)
+        boxes = page.eval_on_selector_all(
+            f"#{prefix}-player canvas",
+            """els => els.map(e => { const r = e.getBoundingClientRect();
+                 return [r.width, r.height, getComputedStyle(e).imageRendering, e.width]; })""",
+        )
+        assert boxes and all(w >= 256 and h >= 256 for w, h, _, _ in boxes), boxes
+        assert all(style == "pixelated" for _, _, style, _ in boxes)
+        assert all(pixels < w for w, _, _, pixels in boxes[:1])  # scaled up by CSS, not blurred
+        captions = page.eval_on_selector_all(
+            f"#{prefix}-player figcaption .bs-cap",
+            "els => els.map(e => [e.innerText, parseFloat(getComputedStyle(e).fontSize)])",
+        )
+        assert all(text and size >= 11 for text, size in captions), captions
+    page.click("#cmp-player canvas[data-bs-panel='1']")
+    big = page.eval_on_selector(".bs-panel-big canvas", "e => e.getBoundingClientRect().width")
+    assert big >= 600
+    page.keyboard.press("Escape")
+    assert page.locator(".bs-panel-big").count() == 0

@@ -1,4 +1,5 @@
-"""Figure builders: valid Plotly figures that keep spikes, NaN/inf, flags, threshold and cursor."""
+"""Figure builders: valid Plotly figures that keep spikes, NaN/inf, flags, threshold, the
+ground-truth lane and a legend entry for every trace."""
 
 from __future__ import annotations
 
@@ -47,16 +48,33 @@ def test_typed_arrays_round_trip_and_keep_nan() -> None:
 def test_episode_figure_is_valid_and_linked_on_one_x_axis() -> None:
     data = series()
     groups = (np.arange(200), np.random.default_rng(1).random((200, 8)))
-    fig = F.episode_figure(data, length=200, kl_groups=groups, cursor=17)
+    fig = F.episode_figure(data, length=200, kl_groups=groups)
     go.Figure(fig)  # raises on any invalid property
     assert {trace["xaxis"] for trace in fig["data"]} == {"x"}
     y_axes = {trace["yaxis"] for trace in fig["data"]}
     assert len(y_axes) == len(F.EPISODE_PANELS) + 1  # one per panel plus the heat map
     heat = next(t for t in fig["data"] if t["type"] == "heatmap")
     assert decode(heat["z"]).shape == (8, 200)  # groups on y, steps on x
-    cursor = [s for s in fig["layout"]["shapes"] if s.get("name") == F.CURSOR]
-    assert len(cursor) == 1 and cursor[0]["x0"] == 17 and cursor[0]["xref"] == "x"
-    assert cursor[0]["yref"] == "paper" and cursor[0]["visible"]
+    assert not fig["layout"]["shapes"]  # the cursor is the player's, not a shape to redraw
+
+
+def test_truth_lane_sits_under_the_plots_on_the_same_x_axis() -> None:
+    lane = F.TruthLane(
+        occluded=[(10, 14), (40, 41)],
+        slips=np.array([12]),
+        visible=Series(np.arange(200), np.linspace(0, 1, 200)),
+    )
+    fig = F.episode_figure(series(), length=200, truth=lane)
+    go.Figure(fig)
+    named = {t["name"]: t for t in fig["data"]}
+    hidden, kick = named["occluded (ground truth)"], named["slip kick"]
+    visible = named["box visible fraction"]
+    last = f"y{len(F.EPISODE_PANELS) + 1}"
+    assert hidden["yaxis"] == kick["yaxis"] == visible["yaxis"] == last
+    assert hidden["x"][:4] == [9.5, 9.5, 14.5, 14.5] and hidden["fill"] == "toself"
+    assert list(decode(kick["x"])) == [12]
+    quiet = F.episode_figure(series(), length=200, truth=F.TruthLane([], np.array([], int)))
+    assert not {"occluded (ground truth)", "slip kick"} & {t["name"] for t in quiet["data"]}
 
 
 def test_panels_without_metrics_are_left_out() -> None:
@@ -92,10 +110,16 @@ def test_nonfinite_values_get_named_markers() -> None:
     values = data["kl"].values.copy()
     values[[3, 7, 9]] = [np.nan, np.inf, -np.inf]
     data["kl"] = Series(data["kl"].t, values)
+    values = data["correction"].values.copy()
+    values[0] = np.nan
+    data["correction"] = Series(data["correction"].t, values)
     fig = F.episode_figure(data, length=50)
-    marks = next(t for t in fig["data"] if t["name"] == "KL non-finite")
-    assert list(decode(marks["x"])) == [3, 7, 9]
-    assert marks["text"] == ["NaN", "inf", "-inf"]
+    marks = [t for t in fig["data"] if t.get("legendgroup") == "nonfinite"]
+    assert [m["meta"] for m in marks] == ["KL", "correction"]
+    assert list(decode(marks[0]["x"])) == [3, 7, 9]
+    assert marks[0]["text"] == ["NaN", "inf", "-inf"]
+    # one legend entry says what the markers are
+    assert [m["showlegend"] for m in marks] == [True, False] and marks[0]["name"] == F.NONFINITE
     line = next(t for t in fig["data"] if t["name"] == "KL")
     assert np.isnan(decode(line["y"])[[3, 7, 9]]).all()
 
@@ -113,7 +137,6 @@ def test_compare_figure_difference_and_flags_only_in_one() -> None:
         bands_a=[Flag(1, 5, 9, "open")],
         bands_b=[Flag(2, 5, 8, "open"), Flag(3, 50, 55, "open")],
         only_b={3},
-        cursor=4,
     )
     go.Figure(fig)
     diff = next(tr for tr in fig["data"] if tr["name"].startswith("Δ KL"))
@@ -133,15 +156,36 @@ def test_difference_interpolates_when_downsampled_differently() -> None:
 def test_timeline_preview_and_empty_figures_are_valid() -> None:
     fig = F.timeline_figure(
         [100, 200, 300],
-        {"KL": {"mean": [1.0, None, 2.0]}, "scores": {"recall": [0.5, 0.7, 0.9]}},
-        findings=[(300, "rising trend")],
+        {
+            "KL": {"mean": [1.0, None, 2.0]},
+            "scores": {"recall": [0.5, 0.7, 0.9]},
+            "flags / trace": {"flags / trace": [1.0, 2.0, 3.0]},
+        },
+        findings=[(2, "rising trend")],
     )
     go.Figure(fig)
     assert fig["data"][0]["y"] == [1.0, None, 2.0]
+    assert [d["name"] for d in fig["data"]] == ["KL · mean", "scores · recall", "flags / trace"]
+    assert len({d["line"]["color"] for d in fig["data"]}) == 3  # no two entries look alike
     assert fig["layout"]["annotations"][0]["text"] == "rising trend"
-    go.Figure(F.preview_figure(["a", "b"], [1, 2], [3, 0]))
+    assert fig["layout"]["annotations"][0]["x"] == 300
+    assert fig["layout"]["legend"]["orientation"] == "v"  # beside, not under the labels
+    preview = F.preview_figure(
+        [("pretrained-tiny", "step 500"), ("live", "step 50")], [1, 2], [3, 0]
+    )
+    go.Figure(preview)
+    assert preview["layout"]["xaxis"]["type"] == "multicategory"  # run and step, none cut
     go.Figure(F.empty_figure("nothing"))
     assert F.timeline_figure([], {})["layout"]["annotations"][0]["text"]
+
+
+def test_a_single_or_unknown_step_checkpoint_is_drawn_on_its_label() -> None:
+    lone = F.timeline_figure([None], {"KL": {"mean": [1.5]}}, labels=["ckpt 15df71a"])
+    go.Figure(lone)
+    assert lone["data"][0]["x"] == ["ckpt 15df71a"] and lone["data"][0]["mode"] == "markers"
+    assert lone["layout"]["xaxis"]["type"] == "category"
+    one = F.timeline_figure([2000], {"KL": {"mean": [1.5]}})
+    assert one["data"][0]["x"] == ["step 2,000"]
 
 
 @pytest.mark.parametrize("n", [1_000, 10_000])

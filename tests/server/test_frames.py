@@ -96,3 +96,25 @@ def test_stack_rows_pads_and_mark_point_draws_inside() -> None:
     marked = frames.mark_point(canvas, (50, 40))
     assert marked[40, 50 + max(4, 100 // 24)].any() and not canvas.any()
     assert frames.mark_point(canvas, (500, -20)).any()  # clamped, still visible
+
+
+def test_strip_stacks_steps_and_puts_panels_side_by_side() -> None:
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 255, (3, 8, 6, 3), dtype=np.uint8)
+    recon = rng.random((3, 8, 6, 3), dtype=np.float32)
+    image = frames.strip(obs, recon=recon, panels=("obs", "recon", "error"))
+    assert image.shape == (3 * 8, 3 * 6, 3)
+    assert np.array_equal(image[8:16, :6], obs[1])
+    assert np.array_equal(image[16:, 6:12], frames.as_uint8(recon[2]))
+    assert np.array_equal(image[:8, 12:], frames.error_heatmap(obs[0], recon[0]))
+
+
+def test_mark_belief_draws_the_belief_and_skips_unknown_futures() -> None:
+    image = np.zeros((64, 64, 3), np.uint8)
+    futures = np.array([[30.0, 30.0], [np.nan, np.nan]])
+    drawn = frames.mark_belief(image, (20.0, 20.0), futures, np.array([5.0, np.nan]))
+    assert np.all(drawn == frames.BELIEF_COLOR, axis=-1).any()
+    assert np.all(drawn == frames.FUTURES_COLOR, axis=-1).any()
+    assert not image.any()  # the input is not drawn on
+    alone = frames.mark_belief(image, (20.0, 20.0))
+    assert not np.all(alone == frames.FUTURES_COLOR, axis=-1).any()

@@ -141,3 +141,50 @@ def test_frame_errors(client: TestClient) -> None:
     assert client.get(f"{base}/frames/0", params={"scale": 99}).status_code == 422
     assert client.get(f"{base}/frames/0", params={"format": "gif"}).status_code == 422
     assert client.get(f"{base}/compare/0", params={"a": 1}).status_code == 422
+
+
+def test_strip_holds_a_window_of_steps_with_one_column_per_panel(
+    client: TestClient, store_copy: Store
+) -> None:
+    ep = _episode(client)
+    ckpt = client.get(f"/api/v1/runs/{ep['run_id']}/checkpoints").json()["data"][-1]["id"]
+    base = f"/api/v1/episodes/{ep['id']}/strip"
+    answer = client.get(f"{base}/5", params={"n": 4, "checkpoint": ckpt})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    image = _decode(answer.content)
+    assert image.shape == (4 * 64, 4 * 64, 3)  # 4 steps x (obs, recon, pred, error)
+    info = store_copy.queries.get_episode(episode_id=ep["id"])
+    fmt = get_format(info.format)
+    ref = next(r for r in fmt.list(Path(info.source_path).parent) if r.key == info.key)
+    for row in range(4):
+        assert np.array_equal(image[64 * row : 64 * (row + 1), :64], fmt.frame(ref, 5 + row))
+    recon = image[:64, 64:128]
+    assert not np.array_equal(recon, image[:64, :64])  # the model's decode, not the frame
+    end = _decode(client.get(f"{base}/38", params={"n": 10, "panels": "obs"}).content)
+    assert end.shape == (2 * 64, 64, 3)  # cut at the episode's last step (39)
+    assert client.get(f"{base}/40").status_code == 404
+    bad = client.get(f"{base}/0", params={"panels": "obs,xray"})
+    assert bad.status_code == 400 and "xray" in bad.json()["detail"]
+
+
+def test_truth_view_draws_the_decoded_belief_where_the_probe_ran(
+    client: TestClient, store_copy: Store
+) -> None:
+    from ingest.probes_cli import decode_checkpoint, load_episode
+
+    ep = _episode(client)
+    q = store_copy.queries
+    ckpt = q.list_checkpoints(run_id=ep["run_id"]).items[-1]
+    infos = [e for e in q.list_episodes(run_id=ep["run_id"]).items if e.has_truth]
+    decode_checkpoint(store_copy, ckpt, infos, [load_episode(e) for e in infos])
+    url = f"/api/v1/episodes/{ep['id']}/truth/10"
+    params = {"format": "png", "size": 128, "caption": "false"}
+    plain = _decode(client.get(url, params=params).content)
+    drawn = _decode(client.get(url, params={**params, "checkpoint": ckpt.id}).content)
+    assert plain.shape == drawn.shape == (128, 128, 3)  # no caption strip
+    for color in (frames.BELIEF_COLOR, frames.FUTURES_COLOR):
+        assert not np.all(plain == color, axis=-1).any()
+        assert np.all(drawn == color, axis=-1).any(), color
+    first = q.list_checkpoints(run_id=ep["run_id"]).items[0]  # no probe: nothing more drawn
+    same = _decode(client.get(url, params={**params, "checkpoint": first.id}).content)
+    assert np.array_equal(same, plain)

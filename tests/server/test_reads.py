@@ -139,3 +139,17 @@ def test_variant_filters_accept_the_old_name_probe(client: TestClient, auth: dic
     old = {"name": "old-body", "metric": "kl", "threshold": 3, "probe": "delay:1"}
     created = client.post("/api/v1/rules", json=old, headers=auth)
     assert created.status_code == 201 and created.json()["variant"] == "delay:1"
+
+
+def test_flags_sort_by_severity_rank_then_peak(client: TestClient, auth: dict) -> None:
+    trace = _first(client, "/api/v1/traces")
+    for t0, severity in enumerate(["medium", "high", "low", "medium", "high"]):
+        body = {"trace_id": trace["id"], "t0": 3 * t0, "t1": 3 * t0 + 2, "severity": severity}
+        assert client.post("/api/v1/flags", json=body, headers=auth).status_code == 201
+    body = client.get("/api/v1/flags", params={"sort": "-severity,-peak", "limit": 1000}).json()
+    rank = {"low": 0, "medium": 1, "high": 2}
+    got = [(rank[f["severity"]], f["peak"]) for f in body["data"]]
+    assert body["count"] >= 5 and [s for s, _ in got][:2] == [2, 2], got
+    assert got == sorted(got, key=lambda r: (-r[0], -(r[1] if r[1] is not None else -1e300)))
+    bad = client.get("/api/v1/flags", params={"sort": "colour"})
+    assert bad.status_code == 400 and "severity" in bad.json()["detail"]
