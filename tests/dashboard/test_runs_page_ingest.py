@@ -14,7 +14,7 @@ from beliefscope.cli import main
 from beliefscope.store.engine import open_store, upgrade
 from tests.builders import ingest_run, make_run, make_world
 from tests.dashboard.conftest import REVIEWER, UiData, serve
-from tests.dashboard.test_browser import sign_in
+from tests.dashboard.test_browser import sign_in, until
 from tests.families.conftest import TORCH_DIR
 
 pytestmark = pytest.mark.browser
@@ -51,7 +51,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiData]:
         episode = q.list_episodes(run_id=good.id).items[0]
         trace = q.find_trace(checkpoint_id=ckpts[-1].id, episode_id=episode.id)
         flag = store.reviews.create_manual_flag(trace_id=trace.id, t0=3, t1=6, who="tests")
-        _, token = store.access.create_token(REVIEWER)
+        _, token = store.access.create_token(REVIEWER, scope="admin", who="tests")
     finally:
         store.close()
     yield UiData(url, root, good.id, (ckpts[0].id, ckpts[-1].id), episode.id, flag.id, token)
@@ -109,7 +109,7 @@ def test_a_failed_ingest_shows_its_error_and_a_signed_in_user_deletes_it(
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("#runs-delete")
     page.wait_for_selector(f".bs-toast-msg:has-text('run {FAILED} deleted')")
-    page.wait_for_function(f"!document.querySelector('#runs-grid').innerText.includes('{FAILED}')")
+    until(page, f"!document.querySelector('#runs-grid').innerText.includes('{FAILED}')")
     store = open_store(data.url)
     try:
         assert [r.name for r in store.queries.list_runs().items] == ["good"]
@@ -132,8 +132,8 @@ def test_a_running_ingest_shows_progress_and_the_grid_follows_it(page: Any, data
         w.update_job(job, add_done=6, add_checkpoints_done=1)
         w.finish_job(job, message="done")
         grid = "document.querySelector('#runs-grid').innerText"
-        page.wait_for_function(  # no reload: the page polls while an ingest runs
-            f"{grid}.includes('done') && !{grid}.includes('running')", timeout=10_000
+        until(  # no reload: the page polls while an ingest runs
+            page, f"{grid}.includes('done') && !{grid}.includes('running')", timeout_ms=10_000
         )
     finally:
         store.close()

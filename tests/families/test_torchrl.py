@@ -354,7 +354,8 @@ def test_ingest_and_export_match_torchrl_with_no_flags(tmp_path: Path, capsys) -
         traces = store.queries.list_traces(checkpoint_id=ckpt.id).items
         series = store.queries.read_trace(trace_id=traces[0].id)
         # the heads it lacks, and the belief jump (decode traces only)
-        absent = {"recon_error", "pred_error", "openloop_error", "reward_pred", "cont_pred"}
+        absent = {"recon_error", "pred_error", "openloop_error", "reward_pred", "reward_error"}
+        absent |= {"cont_pred"}
         assert absent | {"belief_jump"} == set(series.absent)
         assert "kl" in series.series
     finally:

@@ -9,6 +9,7 @@ import pytest
 
 from beliefscope.cli import main
 from beliefscope.replay.base import detect_format
+from beliefscope.review.rules import DEFAULT_RULES
 from beliefscope.review.scoring import reappearances
 from beliefscope.store.engine import open_store
 from tests.builders import make_world
@@ -72,6 +73,8 @@ def test_rules_and_score_from_the_cli(world: Path, sqlite_url: str, capsys) -> N
     )
     assert main(["rules", "set", "kl-spike", "--store", sqlite_url, "--enabled", "false"]) == 0
     assert main(["rules", "set", "correction-spike", "--store", sqlite_url, "--enabled", "no"]) == 0
+    for rule in DEFAULT_RULES[2:]:
+        assert main(["rules", "set", rule.name, "--store", sqlite_url, "--enabled", "no"]) == 0
     assert (
         main(
             ["rules", "set", "bad", "--store", sqlite_url, "--metric", "kl", "--threshold", "lots"]
@@ -79,11 +82,8 @@ def test_rules_and_score_from_the_cli(world: Path, sqlite_url: str, capsys) -> N
         == 2
     )
     assert "threshold: 'lots' is not a number" in capsys.readouterr().err
-    assert [i.rule.name for i in store.reviews.list_rules()] == [
-        "correction-spike",
-        "kl-spike",
-        "spike",
-    ]
+    shipped = [r.name for r in DEFAULT_RULES]
+    assert [i.rule.name for i in store.reviews.list_rules()] == sorted([*shipped, "spike"])
 
     assert main(["rules", "apply", "--store", sqlite_url]) == 0
     out = capsys.readouterr().out
@@ -137,8 +137,8 @@ def test_score_splits_training_and_held_out_episodes_and_unions_every_rules_flag
     for name, metric, variant in (("k", "kl", "filter"), ("j", "belief_jump", "decode")):
         args = ["rules", "set", name, "--store", sqlite_url, "--metric", metric, "--mode"]
         assert main([*args, "absolute", "--threshold", "8", "--variant", variant]) == 0
-    for name in ("kl-spike", "correction-spike"):
-        assert main(["rules", "set", name, "--store", sqlite_url, "--enabled", "false"]) == 0
+    for rule in DEFAULT_RULES:
+        assert main(["rules", "set", rule.name, "--store", sqlite_url, "--enabled", "false"]) == 0
     assert main(["rules", "apply", "--store", sqlite_url]) == 0
     assert main(["score", "--store", sqlite_url, "--run", "split", "--resamples", "50"]) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from beliefscope.errors import BadInputError, NotFoundError
+from beliefscope.review.rules import DEFAULT_RULES
 from tests.review.conftest import add_run
 
 
@@ -44,7 +45,7 @@ def test_rules_are_versioned_and_bad_edits_save_nothing(store, service):
     with pytest.raises(NotFoundError):
         store.reviews.get_rule(name="new")
     names = [i.rule.name for i in service.ensure_default_rules()]
-    assert names == sorted(["k", "kl-spike", "correction-spike"])
+    assert names == sorted(["k", *(r.name for r in DEFAULT_RULES)])
 
 
 def test_apply_rule_flags_from_stored_steps(store, service):
