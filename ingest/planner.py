@@ -131,10 +131,14 @@ class Planner:
         return units
 
     def _checkpoints(self, report: IngestReport | None) -> list[ckpt_formats.CheckpointRef]:
-        """The log dir's checkpoints, less those `sources.check_readable` refuses."""
+        """The log dir's checkpoints (those the request names, if it names any), less those
+        `sources.check_readable` refuses."""
         req = self.request
+        chosen = {p.resolve() for p in req.checkpoints}
         refs = []
         for ref in ckpt_formats.discover(req.logdir, req.checkpoint_format):
+            if chosen and ref.path.resolve() not in chosen:
+                continue
             try:
                 sources.check_readable(ref.path, req.logdir)
             except BadInputError as err:
@@ -148,6 +152,7 @@ class Planner:
 
     def _episodes(self, report: IngestReport | None) -> list[EpisodeRef]:
         req = self.request
+        keys = set(req.episode_keys)
         refs: list[EpisodeRef] = []
         for directory, fmt in sources.replay_dirs(req.logdir, list(req.replay)):
 
@@ -163,6 +168,8 @@ class Planner:
                 skip(err)
                 continue
             for ref in listed:
+                if keys and ref.key not in keys:
+                    continue
                 try:
                     sources.check_readable(ref.path, directory)
                     if ref.length < 2:  # no transition: nothing for the filter to predict

@@ -10,6 +10,7 @@ checkpoint's probe summary named `audit` (plain JSON: `to_dict` / `from_dict`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -110,7 +111,7 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (tuples as lists), with the overall status for readers that only list."""
-        return {**asdict(self), "status": self.status}
+        return {**_json(asdict(self)), "status": self.status}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AuditReport:
@@ -142,3 +143,14 @@ class AuditReport:
                 for c in data.get("checks", ())
             ),
         )
+
+
+def _json(value: Any) -> Any:
+    """`value` with tuples as lists and non-finite floats as None (JSON has no NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,6 +1,6 @@
 """Runs: every run with its ingest state, and per run how the belief state evolves across
-training (checkpoint timeline of summary metrics, scores and chronic findings) plus its
-episodes ranked by review priority.
+training (checkpoint timeline of summary metrics, scores and chronic findings), the run audit
+of `beliefscope audit`, plus its episodes ranked by review priority.
 
 URL: /?run=<run_id>
 """
@@ -16,9 +16,11 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import NotFoundError
+from beliefscope.values.audit import PROBE
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.traces import CheckpointInfo
 from dashboard import data, session, ui
+from dashboard.components.audit import audit_card
 from dashboard.context import current
 from dashboard.figures import memory_figure, timeline_figure
 
@@ -165,6 +167,7 @@ def _run_detail(run_id: int) -> html.Div:
                 ],
                 className="bs-card",
             ),
+            audit_card(store.reviews.list_probe_summaries(run_id=run_id, probe=PROBE)),
             _memory(checkpoints),
             html.Div(_episodes(run_id, latest), className="bs-card"),
         ],

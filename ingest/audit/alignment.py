@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from beliefscope.values.audit import Check
-from ingest.audit.filtered import Filtered
+from ingest.audit.filtered import Filtered, sentence, too_few
 from ingest.audit.stats import Z, mean_se, parabola_vertex
 
 ACTION_SHIFTS = (-2, -1, 0, 1, 2)
@@ -31,7 +31,16 @@ def _steps(n: int) -> str:
 def action_alignment(f: Filtered) -> Check:
     """Re-filter with the actions fed -2..+2 steps late; the lowest mean KL says which action
     the model finds to have led to each frame."""
+    rule = (
+        f"fail when a shift lowers the mean KL by more than {Z:g} x its noise and "
+        f"{MIN_GAIN:.0%}; pass when shifting by +-1 raises it by as much"
+    )
     mask = f.steady(max(ACTION_SHIFTS))
+    short = too_few(
+        "action_alignment", int(mask.sum()), "steps 2 or more inside their episode", rule
+    )
+    if short:
+        return short
     kls = {s: f.kl if s == 0 else f.rerun(action=f.shifted_actions(s)) for s in ACTION_SHIFTS}
     kl = {s: v.float().cpu().numpy() for s, v in kls.items()}
     means = {s: float(kl[s][mask].mean()) for s in ACTION_SHIFTS}
@@ -47,10 +56,6 @@ def action_alignment(f: Filtered) -> Check:
         "steps": int(mask.sum()),
         "best_shift": best,
     }
-    rule = (
-        f"fail when a shift lowers the mean KL by more than {Z:g} x its noise and "
-        f"{MIN_GAIN:.0%}; pass when shifting by +-1 raises it by as much"
-    )
     shown = " / ".join(f"{means[s]:.2f}" for s in ACTION_SHIFTS)
     if best != 0:
         gain = worse[best]
@@ -161,6 +166,11 @@ def reward_alignment(f: Filtered) -> Check:
             rule=rule,
         )
     mask = f.steady(int(np.abs(LAGS).max()) + 1)
+    short = too_few(
+        "reward_alignment", int(mask.sum()), "steps 3 or more inside their episode", rule
+    )
+    if short:
+        return short
     feat = f.model.feat(f.traj.deter, f.traj.stoch)
     heads = {"reward": ("reward", f.model.reward, f.batch.reward)}
     if "cont" in f.heads:
@@ -176,7 +186,7 @@ def reward_alignment(f: Filtered) -> Check:
     return Check(
         "reward_alignment",
         status,  # type: ignore[arg-type]
-        finding[0].upper() + finding[1:] + ".",
+        sentence(finding) + ".",
         "; ".join(r[2] for r in results.values() if r[2]) or None,
         rule,
         {name: r[3] for name, r in results.items()},

@@ -9,7 +9,7 @@ family-independent `observe` as ingest, so the audit works for every family.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from torch import Tensor
 from beliefscope.replay.base import Episode
 from beliefscope.rssm.core import Trajectory, WorldModel, observe
 from beliefscope.rssm.dist import LatentDist
-from beliefscope.values.audit import Where
+from beliefscope.values.audit import Check, Where
 from ingest.compute import (
     HEADS,
     Batch,
@@ -38,6 +38,29 @@ DECODER_SKILL = 0.3
 """Checks that read the decoder need it to explain this share of the frames' variance: below
 it the model is too untrained to tell a broken replay from a weak model."""
 """The name of the frames as the replay stores them (no alternative convention)."""
+
+
+MIN_STEPS = 20
+"""A check needs this many usable steps in the sample; with fewer it is inconclusive."""
+
+
+def too_few(name: str, steps: int, which: str, rule: str = "") -> Check | None:
+    """The inconclusive verdict of a check with fewer than MIN_STEPS usable steps, else None."""
+    if steps >= MIN_STEPS:
+        return None
+    return Check(
+        name,
+        "inconclusive",
+        f"The sample has {steps} {which}, fewer than the {MIN_STEPS} this check needs: audit "
+        "more or longer episodes.",
+        rule=rule,
+        numbers={"steps": steps},
+    )
+
+
+def sentence(text: str) -> str:
+    """`text` with its first letter capitalised (the rest untouched)."""
+    return text[:1].upper() + text[1:]
 
 
 def kl_of(model: WorldModel, post: LatentDist, prior: LatentDist) -> Tensor:
@@ -98,6 +121,13 @@ class Filtered:
         )
         return out
 
+    def with_actions(self, action: Tensor) -> Filtered:
+        """The same episodes filtered again with other actions (a repaired alignment)."""
+        batch = replace(self.batch, action=action)
+        traj = observe(self.model.cell, self.embed, action, batch.is_first)
+        kl = kl_of(self.model, traj.post, traj.prior)
+        return replace(self, batch=batch, traj=traj, kl=kl, _recon={})
+
     def recon_error(
         self, transform: Callable[[Tensor], Tensor] | None, name: str, withheld: bool = False
     ) -> np.ndarray:
@@ -147,10 +177,13 @@ class Filtered:
         return self.valid[rows, :steps]
 
 
-def skill(error: np.ndarray, image: Tensor, valid: np.ndarray) -> float:
-    """1 - mean `error` (b, t) / the MSE of the frames' mean frame, over `valid` steps."""
+def skill(error: np.ndarray, image: Tensor, valid: np.ndarray, flat: bool = False) -> float:
+    """1 - mean `error` (b, t) over `valid` steps / the MSE of a decoder that knows nothing of
+    the step: the sample's mean frame, or (`flat`) one grey level, which knows nothing of the
+    frames' layout or channels either."""
     pixels = image.float() / 255.0
-    mean = pixels[torch.from_numpy(valid)].mean(0)
+    seen = pixels[torch.from_numpy(valid)]
+    mean = seen.mean() if flat else seen.mean(0)
     base = ((pixels - mean) ** 2).flatten(-3).mean(-1).cpu().numpy()[valid].mean()
     return 1.0 - float(error[valid].mean()) / max(float(base), 1e-12)
 

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from beliefscope.review import diagnostics
+from beliefscope.rssm.core import observe
 from beliefscope.rssm.dist import Categorical, correction
 from beliefscope.values.audit import Check
-from beliefscope.rssm.core import observe
-from ingest.audit.filtered import DECODER_SKILL, RECORDED, Filtered, kl_of
-from ingest.probes import ablate_memory
+from ingest.audit.filtered import DECODER_SKILL, RECORDED, Filtered, kl_of, sentence
 from ingest.compute import kl_terms
+from ingest.probes import ablate_memory
 
 FLOOR_SHARE = 0.95
 """Share of steps with the KL at the free-nats floor that makes a collapse."""
@@ -78,40 +78,31 @@ def posterior_collapse(f: Filtered) -> Check:
     collapse = next((c for c in _chronic(f) if c.kind == "collapse"), None)
     if collapse is not None:
         numbers["correction_near_zero_share"] = collapse.evidence["share_near_zero"]
+    spec_free = f.model.spec.free_nats
     floored = share >= FLOOR_SHARE
     ignored = drift is not None and drift < MIN_DRIFT
     rule = (
         f"fail when {FLOOR_SHARE:.0%} of steps sit at the free-nats floor and withholding every "
         f"frame raises the reconstruction error by less than {MIN_DRIFT:.0%}; warn on either"
     )
+    withheld_text = f"reconstruction error with every frame withheld: {drift_text}"
+    floor_text = f"the KL sits at the free-nats floor ({spec_free:g}) on {share:.0%} of steps"
     if floored and ignored:
-        status, finding = (
-            "fail",
-            (
-                f"The KL sits at the free-nats floor ({f.model.spec.free_nats:g}) on {share:.0%} of "
-                f"steps and withholding every frame changes the reconstruction by {drift_text}: the "
-                "posterior has collapsed onto the prior and the encoder is ignored."
-            ),
+        status = "fail"
+        finding = (
+            f"{sentence(floor_text)} and the {withheld_text}: the posterior has collapsed "
+            "onto the prior and the encoder is ignored."
         )
     elif floored or ignored or collapse is not None:
-        status, finding = (
-            "warn",
-            (
-                f"{share:.0%} of steps at the free-nats floor, reconstruction with every frame "
-                f"withheld {drift_text}"
-                + (f", {collapse.summary}" if collapse is not None else "")
-                + ": the frames add little the prior does not already say; check the KL scales "
-                "and free nats."
-            ),
+        status = "warn"
+        also = f"; {collapse.summary}" if collapse is not None else ""
+        finding = (
+            f"{sentence(floor_text)}; {withheld_text}{also}: the frames add little the "
+            "prior does not already say; check the KL scales and free nats."
         )
     else:
-        status, finding = (
-            "pass",
-            (
-                f"Only {share:.0%} of steps sit at the free-nats floor and withholding every frame "
-                f"raises the reconstruction error by {drift_text}: the posterior uses the frames."
-            ),
-        )
+        status = "pass"
+        finding = f"{sentence(floor_text)}; {withheld_text}: the posterior uses the frames."
     corruption = "posterior collapse (encoder ignored)" if status == "fail" else None
     return Check("posterior_collapse", status, finding, corruption, rule, numbers)  # type: ignore[arg-type]
 
@@ -196,20 +187,29 @@ def no_memory(f: Filtered) -> Check:
     ablated = ablate_memory(f.model)
     control = observe(ablated.cell, f.embed, f.batch.action, f.batch.is_first)
     own = float(f.kl.float().cpu().numpy()[steps].mean())
-    forgetful = float(kl_of(f.model, control.post, control.prior).float().cpu().numpy()[steps].mean())
+    forgetful = float(
+        kl_of(f.model, control.post, control.prior).float().cpu().numpy()[steps].mean()
+    )
     ratio = own / max(forgetful, 1e-12)
     found = next((c for c in _chronic(f) if c.kind == "no_memory"), None)
     numbers: dict = {"mean_kl": own, "memoryless_kl": forgetful, "kl_ratio": ratio}
     where: tuple = ()
     chronic = ""
     if found is not None:
-        numbers.update(chronic_share=found.evidence["share_in_stretches"], chronic_level=found.evidence["large_level"])
+        numbers.update(
+            chronic_share=found.evidence["share_in_stretches"],
+            chronic_level=found.evidence["large_level"],
+        )
         # a trace of the column is one audited row, its steps counted from the row's start
         where = tuple(
             f.where(trace, t0, "correction stays large", t_end=t1)
             for trace, t0, t1 in found.examples
         )
-        chronic = f"The {found.summary}"
+        chronic = (
+            f"The correction stays above {found.evidence['large_level']:.1f} for "
+            f"{params.stretch}+ steps on {found.evidence['share_in_stretches']:.0%} of steps (the "
+            "Runs page's no-memory finding)"
+        )
     skill = f.decoder_skill()
     if ratio >= MEMORY_RATIO and skill < DECODER_SKILL:
         return Check(
@@ -243,8 +243,11 @@ def no_memory(f: Filtered) -> Check:
     return Check(
         "no_memory",
         "pass",
-        (f"{chronic}, but {remember}; those stretches are loose predictions, not lost memory."
-         if chronic else remember[0].upper() + remember[1:] + "."),
+        (
+            f"{chronic}, but {remember}; those stretches are loose predictions, not lost memory."
+            if chronic
+            else remember[0].upper() + remember[1:] + "."
+        ),
         rule=rule,
         numbers=numbers,
         where=where,

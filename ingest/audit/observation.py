@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from beliefscope.values.audit import Check
 from ingest.audit.filtered import DECODER_SKILL, RECORDED, Filtered, skill
 from ingest.audit.stats import Z, mean_se
+
 
 def _reversed(image: Tensor) -> Tensor:
     return image.flip(-1)
@@ -44,7 +44,7 @@ def observation_convention(f: Filtered) -> Check:
     rule = (
         f"fail when an alternative's reconstruction error is below {MAX_RATIO:g}x the recorded "
         f"frames' by more than {Z:g}x its noise; inconclusive when the decoder explains less "
-        f"than {DECODER_SKILL:.0%} of the frames' variance"
+        f"than {DECODER_SKILL:.0%} of the frames' variance about their mean grey level"
     )
     if "decode" not in f.heads:
         return Check(
@@ -58,13 +58,13 @@ def observation_convention(f: Filtered) -> Check:
     image = f.sample_image()
     recorded = f.recon_error(None, RECORDED)
     errors = {RECORDED: recorded}
-    skills = {RECORDED: skill(recorded, image, valid)}
+    skills = {RECORDED: skill(recorded, image, valid, flat=True)}
     channels = image.shape[-1]
     for name, (undo, _) in ALTERNATIVES.items():
         if name == "channels reversed" and channels < 2:
             continue
         errors[name] = f.recon_error(undo, name)
-        skills[name] = skill(errors[name], undo(image), valid)
+        skills[name] = skill(errors[name], undo(image), valid, flat=True)
     means = {name: float(err[valid].mean()) for name, err in errors.items()}
     top = int(image.max())
     numbers = {

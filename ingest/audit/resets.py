@@ -19,7 +19,7 @@ import torch
 
 from beliefscope.rssm.core import observe
 from beliefscope.values.audit import Check, Where
-from ingest.audit.filtered import Filtered, kl_of
+from ingest.audit.filtered import Filtered, kl_of, too_few
 
 WINDOW = 5
 CUT_RATIO = 1.75
@@ -68,12 +68,20 @@ def reset_alignment(f: Filtered) -> Check:
     kl = f.kl.float().cpu().numpy()
     first = f.is_first
     ordinary = f.valid & (f.since_first > 0)
+    rule = (
+        f"fail where a fresh start explains the next {WINDOW} frames with {CUT_RATIO:g}x less KL "
+        f"than the carried belief (a cut without is_first), or where carrying the belief across "
+        f"an is_first needs under {CONTINUE_RATIO:g}x the KL of the reset (a needless reset)"
+    )
     rows, steps = np.nonzero(ordinary)
+    short = too_few("reset_alignment", len(rows), "steps after a reset", rule)
+    if short:
+        return short
     fresh = _fresh_start_kl(f, rows, steps)  # (N, W)
     window = np.minimum(steps[:, None] + np.arange(WINDOW), kl.shape[1] - 1)
     carried = np.where(np.isnan(fresh), np.nan, kl[rows[:, None], window])
     score = np.nansum(carried, 1) / np.maximum(np.nansum(fresh, 1), 1e-6)
-    memory = float(np.median(carried[:, 0] / np.maximum(fresh[:, 0], 1e-6))) if len(rows) else 1.0
+    memory = float(np.median(carried[:, 0] / np.maximum(fresh[:, 0], 1e-6)))
 
     resets = np.nonzero(f.valid & first & (np.arange(kl.shape[1]) > 0))
     reset_kl = kl[resets]
@@ -92,16 +100,11 @@ def reset_alignment(f: Filtered) -> Check:
         "deter_change_after_first": _mean(deter_delta[after_first]),
         "deter_change_typical": _median(deter_delta[typical]),
         "memory_ratio": memory,
-        "max_cut_score": float(score.max()) if len(score) else None,
+        "max_cut_score": float(score.max()),
         "cut_ratio": CUT_RATIO,
         "resets_inside_streams": int(len(reset_kl)),
         "continue_ratio": CONTINUE_RATIO,
     }
-    rule = (
-        f"fail where a fresh start explains the next {WINDOW} frames with {CUT_RATIO:g}x less KL "
-        f"than the carried belief (a cut without is_first), or where carrying the belief across "
-        f"an is_first needs under {CONTINUE_RATIO:g}x the KL of the reset (a needless reset)"
-    )
     cuts = _cuts(rows, steps, score)
     numbers["cuts"] = len(cuts)
     numbers["needless_resets"] = int(needless.sum())
@@ -120,7 +123,7 @@ def reset_alignment(f: Filtered) -> Check:
             "pass",
             f"Resets sit where the frames start over: KL at is_first {numbers['kl_at_first']:.1f}"
             f" nats vs {numbers['kl_typical']:.1f} typical, and no step's frames are explained "
-            f"better by a fresh start (highest score {numbers['max_cut_score'] or 0:.2f}, cut at "
+            f"better by a fresh start (highest score {numbers['max_cut_score']:.2f}, cut at "
             f"{CUT_RATIO:g}).",
             rule=rule,
             numbers=numbers,

@@ -58,7 +58,10 @@ def _aggregation(model: WorldModel) -> str:
 
 def kl_semantics(model: WorldModel) -> Check:
     family = model.spec.family
-    rule = "warn when a recorded value differs from the family reference; inconclusive when none is recorded"
+    rule = (
+        "warn when a recorded value differs from the family reference; inconclusive when none "
+        "is recorded"
+    )
     if family not in REFERENCES:
         return Check(
             "kl_semantics",

@@ -33,9 +33,9 @@ def block_sums(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
     used, inverse = np.unique(ids[mask], return_inverse=True)
     counts = np.bincount(inverse, minlength=len(used)).astype(np.float64)
     flat = np.asarray(values, np.float64)[..., mask]  # (..., steps)
-    sums = np.zeros((*flat.shape[:-1], len(used)))
-    np.add.at(sums, (..., inverse), flat)
-    return sums, counts
+    rows = flat.reshape(-1, flat.shape[-1])  # (M, steps)
+    sums = np.stack([np.bincount(inverse, weights=row, minlength=len(used)) for row in rows])
+    return sums.reshape(*flat.shape[:-1], len(used)), counts
 
 
 @dataclass(frozen=True)
