@@ -78,21 +78,21 @@ def pad_batch(episodes: Sequence[Episode], device: torch.device | str = "cpu") -
     )
 
 
-def _mse(pred: Tensor, image: Tensor) -> Tensor:
+def frame_mse(pred: Tensor, image: Tensor) -> Tensor:
     """Per-step mean squared error in [0, 1] pixel space: (..., H, W, C) -> (...)."""
     return ((pred - image.float() / 255.0) ** 2).flatten(-3).mean(-1)
 
 
-def _decode_error(model: WorldModel, feat: Tensor, image: Tensor, chunk: int) -> Tensor:
+def decode_error(model: WorldModel, feat: Tensor, image: Tensor, chunk: int) -> Tensor:
     """Decode (B, T, F) in time chunks and compare with frames (B, T, H, W, C) -> (B, T)."""
     parts = [
-        _mse(model.decode(feat[:, s : s + chunk]), image[:, s : s + chunk])
+        frame_mse(model.decode(feat[:, s : s + chunk]), image[:, s : s + chunk])
         for s in range(0, feat.shape[1], chunk)
     ]
     return torch.cat(parts, 1)
 
 
-def _encode(model: WorldModel, image: Tensor, chunk: int) -> Tensor:
+def encode_frames(model: WorldModel, image: Tensor, chunk: int) -> Tensor:
     return torch.cat(
         [model.encode(image[:, s : s + chunk]) for s in range(0, image.shape[1], chunk)], 1
     )
@@ -124,7 +124,7 @@ def openloop_error(
         acts = batch.action[:, idx].reshape(b * n, horizon, -1)
         imag = imagine(model.cell, state, acts, posterior="mode")
         feat = model.feat(imag.deter[:, -1], imag.stoch[:, -1]).reshape(b, n, -1)  # (B, n, F)
-        err = _mse(model.decode(feat), batch.image[:, s0 + horizon : s1 + horizon])
+        err = frame_mse(model.decode(feat), batch.image[:, s0 + horizon : s1 + horizon])
         crossed = batch.is_first[:, idx].any(-1)  # (B, n): a reset inside the horizon
         out[:, s0 + horizon : s1 + horizon] = torch.where(crossed, float("nan"), err)
     return out
@@ -151,7 +151,7 @@ def compute_traces(
         generator = torch.Generator(device=batch.action.device).manual_seed(options.seed)
     with torch.inference_mode():
         chunk = options.chunk(batch.image.shape[0])
-        embed = _encode(model, batch.image, chunk)
+        embed = encode_frames(model, batch.image, chunk)
         traj = observe(
             model.cell,
             embed,
@@ -182,8 +182,8 @@ def compute_traces(
         }
         heads = getattr(model, "heads", HEADS)  # metrics of a missing head stay absent
         if "decode" in heads:
-            metrics["recon_error"] = _decode_error(model, feat_post, batch.image, chunk)
-            metrics["pred_error"] = _decode_error(model, feat_prior, batch.image, chunk)
+            metrics["recon_error"] = decode_error(model, feat_post, batch.image, chunk)
+            metrics["pred_error"] = decode_error(model, feat_prior, batch.image, chunk)
             metrics["openloop_error"] = openloop_error(model, traj, batch, options.openloop, chunk)
         if "reward" in heads:
             metrics["reward_pred"] = model.reward(feat_post)

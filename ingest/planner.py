@@ -71,10 +71,15 @@ class NothingToIngestError(BadInputError):
 
 
 def survey(request: IngestRequest) -> Found:
-    """The log dir's checkpoints and episodes (less the files that must not be read, which
-    are listed as refused); reads names and small files only, touches no store."""
+    """The log dir's checkpoints and episodes (those the request names, if it names any;
+    less the files that must not be read, which are listed as refused); reads names and small
+    files only, touches no store."""
     found = Found()
+    chosen = {p.resolve() for p in request.checkpoints}
+    keys = set(request.episode_keys)
     for checkpoint in ckpt_formats.discover(request.logdir, request.checkpoint_format):
+        if chosen and checkpoint.path.resolve() not in chosen:
+            continue
         try:
             sources.check_readable(checkpoint.path, request.logdir)
         except BadInputError as err:
@@ -93,6 +98,8 @@ def survey(request: IngestRequest) -> Found:
             skip(err)
             continue
         for ref in listed:
+            if keys and ref.key not in keys:
+                continue
             try:
                 sources.check_readable(ref.path, directory)
                 if ref.length < 2:  # no transition: nothing for the filter to predict

@@ -55,6 +55,10 @@ class _ForgetfulCell:
     def obs_dist(self, deter: Tensor, embed: Tensor) -> LatentDist:
         return self._cell.obs_dist(deter, embed)
 
+    def __getattr__(self, name: str) -> Any:
+        """The cell's optional parts (`action_input`, `kl_terms`) stay its own."""
+        return getattr(self._cell, name)
+
 
 class _Ablated:
     """`model` with a forgetful cell; encoder and heads unchanged."""

@@ -22,9 +22,8 @@ import torch
 
 from beliefscope.access import terminal_user
 from beliefscope.errors import BadInputError, NotFoundError
-from beliefscope.replay.base import Episode, EpisodeRef, get_format
+from beliefscope.replay.base import Episode
 from beliefscope.review.service import ReviewService
-from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.rssm.core import WorldModel
 from beliefscope.store.engine import Store
 from beliefscope.values.traces import BELIEF_VARIANT, CheckpointInfo, EpisodeInfo
@@ -32,6 +31,7 @@ from ingest import probes
 from ingest.cli import add_request_arguments, open_ingestor, request_from
 from ingest.compute import ComputeOptions, compute_traces, pad_batch
 from ingest.progress import Progress
+from ingest.stored import load_episode, load_model
 from ingest.variants import parse
 
 
@@ -110,19 +110,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(ckpt: CheckpointInfo, device: str) -> WorldModel:
-    model = ckpt_formats.load(
-        ckpt_formats.CheckpointRef(ckpt.format, Path(ckpt.source_path), ckpt.step)
-    )
-    if isinstance(model, torch.nn.Module):
-        model.to(device).eval()
-    return model
-
-
-def load_episode(info: EpisodeInfo) -> Episode:
-    return get_format(info.format).load(EpisodeRef.stored(info))
-
-
 def _hidden(spec: str, ep: Episode) -> np.ndarray:
     variant = parse(spec)
     if variant.kind != "dropout":
@@ -166,7 +153,7 @@ def _summarise_variant(
         summary = _mean_drift(drifts)
         if getattr(args, "control", False):
             summary["control"] = _mean_drift(
-                _control_drift(_load_model(ckpt, args.device), spec, list(loaded.values()))
+                _control_drift(load_model(ckpt, args.device), spec, list(loaded.values()))
             )
         store.reviews.save_probe_summary(checkpoint_id=ckpt.id, probe=spec, data=summary)
         control = summary.get("control")
@@ -206,7 +193,7 @@ def _openloop(
 ) -> None:
     eps = [load_episode(e) for e in episodes]
     for ckpt in checkpoints:
-        curve = probes.horizon_curve(_load_model(ckpt, args.device), eps, args.horizon, args.stride)
+        curve = probes.horizon_curve(load_model(ckpt, args.device), eps, args.horizon, args.stride)
         data = {k: np.asarray(v).tolist() for k, v in asdict(curve).items()}
         store.reviews.save_probe_summary(checkpoint_id=ckpt.id, probe="openloop", data=data)
         shown = " ".join(f"{e:.4f}" for e in curve.error[:: max(1, args.horizon // 5)])
@@ -252,7 +239,7 @@ def decode_checkpoint(
     summary and a `decode` trace per episode (the filter's metrics plus `belief_jump`, the
     decoded positions and the imagined futures), then apply the rules to those traces.
     `infos`/`episodes`: the run's episodes with ground truth, in the same order."""
-    model = _load_model(ckpt, options.device)
+    model = load_model(ckpt, options.device)
     fit, test = _decode_split(ckpt, infos, options.train_frac)
     mean = np.concatenate([probes.occlusions(episodes[i]).position for i in fit]).mean(0)
     probe = probes.fit_decoder(model, [episodes[i] for i in fit], options.alpha, options.fit)
@@ -291,7 +278,7 @@ def variant_traces(
     """Store the `spec` trace variant of the checkpoint on the given episodes (say, a few for
     a demo) and flag them; returns how many traces were new."""
     variant = parse(spec)
-    model = _load_model(ckpt, device)
+    model = load_model(ckpt, device)
     written = 0
     with torch.inference_mode():
         for info, ep in zip(infos, episodes, strict=True):

@@ -26,6 +26,10 @@ class IngestRequest:
     train_replay: tuple[Path, ...] = ()
     """Replay directories the run's checkpoints trained on (for checkpoints that do not say
     so themselves): their episodes are scored apart from held-out ones."""
+    checkpoints: tuple[Path, ...] = ()
+    """Only these checkpoints of the log dir (their files or folders; empty: every one)."""
+    episode_keys: tuple[str, ...] = ()
+    """Only the episodes with these keys (empty: every one found)."""
     snapshots: Path | None = None
     """Where checkpoint versions are copied (default: `<BELIEFSCOPE_HOME>/snapshots`); the
     server reads them back for its overlays, so it must lie inside the server's data roots."""

@@ -125,7 +125,7 @@ class UnitRunner:
         try:
             if isinstance(ep, BeliefscopeError):
                 raise ep
-            _check_compatible(ep, model)
+            check_compatible(ep, model)
             if variant.needs_truth() and "occluded" not in ep.truth:
                 raise BadInputError(
                     f"trace variant {variant.spec} needs ground truth 'occluded'", path=ref.path
@@ -154,7 +154,8 @@ class UnitRunner:
         self.writer.record_job_error(unit.job_id, unit=what, file=str(file), reason=str(err))
 
 
-def _check_compatible(ep: Episode, model: WorldModel) -> None:
+def check_compatible(ep: Episode, model: WorldModel) -> None:
+    """Refuse an episode whose frames or actions the model cannot take, naming its file."""
     spec = model.spec
     if tuple(ep.image.shape[1:]) != tuple(spec.image_shape):
         raise BadInputError(

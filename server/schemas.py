@@ -7,12 +7,15 @@ has no NaN, and turning NaN into null would confuse it with "not available".
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from beliefscope.values.audit import AuditReport
 from beliefscope.values.page import Page
+from beliefscope.values.review import ProbeSummaryInfo
 
 T = TypeVar("T")
 
@@ -539,4 +542,67 @@ class FindingPublic(Public):
 
 class FindingsPublic(Public):
     data: list[FindingPublic]
+    count: int
+
+
+class AuditWherePublic(Public):
+    episode: str
+    episode_id: int | None
+    t: int
+    t_end: int | None
+    note: str
+    link: str | None = Field(description="dashboard URL that opens the episode at step t")
+
+
+class AuditCheckPublic(Public):
+    name: str
+    title: str
+    status: Literal["pass", "warn", "fail", "inconclusive"]
+    finding: str
+    corruption: str | None
+    rule: str
+    numbers: dict[str, Any]
+    where: list[AuditWherePublic]
+
+
+class AuditPublic(Public):
+    checkpoint_id: int
+    step: int | None
+    family: str
+    status: Literal["pass", "warn", "fail", "inconclusive"]
+    episodes: list[str]
+    steps: int
+    seconds: float
+    created: datetime
+    checks: list[AuditCheckPublic]
+
+    @classmethod
+    def of(cls, stored: ProbeSummaryInfo) -> AuditPublic:
+        report = AuditReport.from_dict(stored.data)
+        checks = [
+            {
+                **{k: getattr(c, k) for k in ("name", "title", "status", "finding", "corruption")},
+                "rule": c.rule,
+                "numbers": dict(c.numbers),
+                "where": [{**asdict(w), "link": w.link(stored.checkpoint_id)} for w in c.where],
+            }
+            for c in report.checks
+        ]
+        return cls.model_validate(
+            {
+                "checkpoint_id": stored.checkpoint_id,
+                "step": stored.step,
+                "family": report.family,
+                "status": report.status,
+                "episodes": list(report.episodes),
+                "steps": report.steps,
+                "seconds": report.seconds,
+                "created": stored.created,
+                "checks": checks,
+            }
+        )
+
+
+class AuditsPublic(Public):
+    data: list[AuditPublic]
     count: int

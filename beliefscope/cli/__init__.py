@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "recompute belief traces of checkpoints x episodes into the store",
     "watch": "keep ingesting new checkpoints and episodes of a log dir",
     "probe": "what-if replays: dropout, delay, open-loop, belief decoding",
+    "audit": "check checkpoints against their replay: alignment, resets, conventions, collapse",
     "score": "score review flags against ground truth",
     "export": "export traces and flags: CSV, Parquet, TensorBoard, W&B",
     "serve": "serve the REST API and the dashboard",
@@ -68,6 +69,10 @@ def command_module(name: str) -> ModuleType:
         from ingest import probes_cli
 
         return probes_cli
+    if name == "audit":
+        from ingest import audit_cli
+
+        return audit_cli
     if name == "score":
         from beliefscope.review import cli_score
 

@@ -38,9 +38,10 @@ from beliefscope.review.truth import TruthCache
 from beliefscope.store.engine import Store, open_store, upgrade
 from beliefscope.world.generate import Generator, WorldConfig
 from ingest.planner import SnapshotCache
-from ingest.probes_cli import decode_checkpoint, load_episode, variant_traces
+from ingest.probes_cli import decode_checkpoint, variant_traces
 from ingest.request import IngestRequest
 from ingest.service import Ingestor
+from ingest.stored import load_episode
 
 ASSETS = Path(server.__file__).parent / "demo_checkpoints"
 """Checkpoints of `scripts/make-demo-checkpoints.sh` (tiny preset, world seed 0), shipped as

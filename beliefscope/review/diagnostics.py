@@ -14,8 +14,9 @@ their own scale.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +60,14 @@ class CheckpointColumn:
     values: np.ndarray
     offsets: np.ndarray | None = None
     scale: float = 1.0
+
+
+def correction_scale(config: Mapping[str, Any]) -> float | None:
+    """The largest L1 correction a categorical latent allows: 2 per group."""
+    groups, classes = config.get("groups"), config.get("classes")
+    if isinstance(groups, int) and isinstance(classes, int) and classes > 1:
+        return 2.0 * groups
+    return None
 
 
 def checkpoint_findings(

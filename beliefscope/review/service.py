@@ -250,7 +250,7 @@ class ReviewService:
                 continue
             parts = [cols.values[cols.offsets[i] : cols.offsets[i + 1]] for i in idx]
             offsets = np.concatenate(([0], np.cumsum([len(p) for p in parts]))).astype(np.int64)
-            scale = _correction_scale(ckpt.config or {})
+            scale = diagnostics.correction_scale(ckpt.config or {})
             columns.append(
                 diagnostics.CheckpointColumn(
                     ckpt.id, ckpt.step, np.concatenate(parts), offsets, scale or 1.0
@@ -267,11 +267,3 @@ class ReviewService:
         collapsed = {f.checkpoint for f in findings if f.kind == "collapse"}
         findings += diagnostics.trend_findings(columns, collapsed, params)
         return tuple(findings)
-
-
-def _correction_scale(config: Mapping[str, Any]) -> float | None:
-    """The largest L1 correction a categorical latent allows: 2 per group."""
-    groups, classes = config.get("groups"), config.get("classes")
-    if isinstance(groups, int) and isinstance(classes, int) and classes > 1:
-        return 2.0 * groups
-    return None

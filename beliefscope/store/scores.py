@@ -13,7 +13,7 @@ from beliefscope.store.engine import Surface
 from beliefscope.store.review_tables import ProbeSummary, ReviewScore
 from beliefscope.store.sql import nullable
 from beliefscope.store.tables import Checkpoint, utcnow
-from beliefscope.values.review import SPLITS, Score, ScoreInfo
+from beliefscope.values.review import SPLITS, ProbeSummaryInfo, Score, ScoreInfo
 
 
 class ScoreTable(Surface):
@@ -110,6 +110,22 @@ class ScoreTable(Surface):
         if data is None:
             raise NotFoundError(f"checkpoint {checkpoint_id} has no {probe!r} probe summary")
         return dict(data)
+
+    def list_probe_summaries(self, *, run_id: int, probe: str) -> tuple[ProbeSummaryInfo, ...]:
+        """The run's checkpoints' summaries of `probe`, by training step."""
+        query = (
+            sa.select(
+                ProbeSummary.checkpoint_id, ProbeSummary.data, ProbeSummary.created, Checkpoint.step
+            )
+            .join(Checkpoint, Checkpoint.id == ProbeSummary.checkpoint_id)
+            .where(Checkpoint.run_id == run_id, ProbeSummary.probe == probe)
+        )
+        with self._store.connect() as conn:
+            rows = conn.execute(query).all()
+        found = [
+            ProbeSummaryInfo(r.checkpoint_id, r.step, probe, dict(r.data), r.created) for r in rows
+        ]
+        return tuple(sorted(found, key=lambda s: (s.step is None, s.step or 0, s.checkpoint_id)))
 
 
 def _score_info(row: Any) -> ScoreInfo:

@@ -311,6 +311,17 @@ class ScoreInfo:
     """`all`, `train` (the episodes the checkpoint trained on) or `held-out` (the others)."""
 
 
+@dataclass(frozen=True)
+class ProbeSummaryInfo:
+    """One checkpoint's stored summary of a probe (or of the audit), as plain JSON data."""
+
+    checkpoint_id: int
+    step: int | None
+    probe: str
+    data: dict[str, Any]
+    created: datetime
+
+
 @dataclass(frozen=True, eq=False)
 class MetricColumns:
     """One metric of many traces, concatenated in trace-id order (see `review.segments`)."""

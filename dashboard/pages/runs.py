@@ -1,7 +1,8 @@
 """Runs: every run with its ingest state (progress while it runs, the error when it failed),
 and per run how the belief state evolves across training (checkpoint timeline of summary
-metrics, scores and chronic findings) plus its episodes ranked by review priority. A signed-in
-user can delete a run (a failed ingest, a run ingested by mistake).
+metrics, scores and chronic findings), the run audit of `beliefscope audit`, plus its episodes
+ranked by review priority. A signed-in user can delete a run (a failed ingest, a run ingested by
+mistake).
 
 URL: /?run=<run_id>
 """
@@ -17,10 +18,12 @@ from dash import Input, Output, State, callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from beliefscope.errors import BeliefscopeError, NotFoundError
+from beliefscope.values.audit import PROBE
 from beliefscope.values.jobs import JobInfo
 from beliefscope.values.page import MAX_LIMIT
 from beliefscope.values.traces import CheckpointInfo, RunInfo
 from dashboard import data, session, ui
+from dashboard.components.audit import audit_card
 from dashboard.components.truth import TRUTH_COLUMNS, keep_row, truth_columns, truth_filter
 from dashboard.context import current
 from dashboard.figures import memory_figure, timeline_figure
@@ -225,6 +228,7 @@ def _run_detail(run_id: int) -> html.Div:
                 ],
                 className="bs-card",
             ),
+            audit_card(store.reviews.list_probe_summaries(run_id=run_id, probe=PROBE)),
             _memory(checkpoints),
             html.Div(_episodes(run_id, latest), className="bs-card"),
         ],

@@ -7,8 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from beliefscope.values.audit import PROBE
 from server.deps import AdminDep, ContextDep, IdPath, PageDep, QueriesDep
 from server.schemas import (
+    AuditPublic,
+    AuditsPublic,
     CheckpointsPublic,
     EpisodesPublic,
     FindingPublic,
@@ -90,3 +93,14 @@ def run_findings(ctx: ContextDep, run_id: IdPath) -> FindingsPublic:
         for f in found
     ]
     return FindingsPublic(data=data, count=len(data))
+
+
+@router.get("/{run_id}/audit")
+def run_audit(ctx: ContextDep, run_id: IdPath) -> AuditsPublic:
+    """The run audit of each audited checkpoint (`beliefscope audit`), by training step: every
+    check's verdict (pass, warn, fail, inconclusive), its evidence and links that open the
+    episode at the steps concerned."""
+    ctx.store.queries.get_run(run_id=run_id)
+    found = ctx.store.reviews.list_probe_summaries(run_id=run_id, probe=PROBE)
+    data = [AuditPublic.of(s) for s in found]
+    return AuditsPublic(data=data, count=len(data))

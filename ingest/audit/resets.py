@@ -1,0 +1,187 @@
+"""Reset alignment: does `is_first` mark exactly the steps where a new episode begins?
+
+Two counterfactuals, both with the model's own KL (the information the frames add to what the
+belief expected):
+- a cut: at every ordinary step t, re-filter `WINDOW` steps from a fresh reset at t. Where the
+  fresh start explains those frames with much less KL than the carried belief did
+  (`CUT_RATIO`), the frames jumped to something the prior did not expect at all: an episode
+  boundary without `is_first` (dropped, or two episodes spliced);
+- a needless reset: at every `is_first` after a stream's first step, carry the belief across
+  instead. Where the carried belief explains the frame far better than the reset did
+  (`CONTINUE_RATIO`), the frames continue: the reset sits inside an episode (one step early
+  when a cut follows it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from beliefscope.rssm.core import observe
+from beliefscope.values.audit import Check, Where
+from ingest.audit.filtered import Filtered, kl_of, too_few
+
+WINDOW = 5
+CUT_RATIO = 1.75
+"""Carried KL / fresh-start KL over the window above which a step is a cut."""
+CONTINUE_RATIO = 0.5
+"""Carried KL / reset KL at a reset step below which the frames continue across it."""
+MEMORY_RATIO = 0.5
+"""If the carried belief's KL is not below this share of a fresh start's on a typical step,
+the model's memory is too weak for a cut to stand out: inconclusive."""
+ROWS = 1024
+"""Counterfactual windows computed per call (bounds memory on long episodes)."""
+
+
+def _fresh_start_kl(f: Filtered, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """KL over windows that start with a reset at (rows, steps): (N, WINDOW), NaN past the
+    segment's end."""
+    horizon = f.batch.is_first.shape[1]
+    out = np.full((len(rows), WINDOW), np.nan)
+    for s in range(0, len(rows), ROWS):
+        r, t = rows[s : s + ROWS], steps[s : s + ROWS]
+        index = np.minimum(t[:, None] + np.arange(WINDOW), horizon - 1)  # (n, W)
+        first = torch.zeros(index.shape, dtype=torch.bool)
+        first[:, 0] = True
+        traj = observe(
+            f.model.cell,
+            f.embed[r[:, None], index],
+            f.batch.action[r[:, None], index],
+            first.to(f.batch.is_first.device),
+        )
+        out[s : s + ROWS] = kl_of(f.model, traj.post, traj.prior).float().cpu().numpy()
+    inside = np.arange(WINDOW)[None, :] <= f.until_end[rows, steps][:, None]
+    return np.where(inside, out, np.nan)
+
+
+def _carried_kl(f: Filtered, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """KL at reset steps (rows, steps) had the belief of the step before been carried on."""
+    if not len(rows):
+        return np.zeros(0)
+    state = {"deter": f.traj.deter[rows, steps - 1], "stoch": f.traj.stoch[rows, steps - 1]}
+    deter, prior = f.model.cell.img_step(state, f.batch.action[rows, steps])
+    post = f.model.cell.obs_dist(deter, f.embed[rows, steps])
+    return kl_of(f.model, post, prior).float().cpu().numpy()
+
+
+def reset_alignment(f: Filtered) -> Check:
+    kl = f.kl.float().cpu().numpy()
+    first = f.is_first
+    ordinary = f.valid & (f.since_first > 0)
+    rule = (
+        f"fail where a fresh start explains the next {WINDOW} frames with {CUT_RATIO:g}x less KL "
+        f"than the carried belief (a cut without is_first), or where carrying the belief across "
+        f"an is_first needs under {CONTINUE_RATIO:g}x the KL of the reset (a needless reset)"
+    )
+    rows, steps = np.nonzero(ordinary)
+    short = too_few("reset_alignment", len(rows), "steps after a reset", rule)
+    if short:
+        return short
+    fresh = _fresh_start_kl(f, rows, steps)  # (N, W)
+    window = np.minimum(steps[:, None] + np.arange(WINDOW), kl.shape[1] - 1)
+    carried = np.where(np.isnan(fresh), np.nan, kl[rows[:, None], window])
+    score = np.nansum(carried, 1) / np.maximum(np.nansum(fresh, 1), 1e-6)
+    memory = float(np.median(carried[:, 0] / np.maximum(fresh[:, 0], 1e-6)))
+
+    resets = np.nonzero(f.valid & first & (np.arange(kl.shape[1]) > 0))
+    reset_kl = kl[resets]
+    continued = _carried_kl(f, *resets) / np.maximum(reset_kl, 1e-6)
+    needless = continued < CONTINUE_RATIO
+
+    # |h_t - h_{t-1}| at step t is deter_delta[:, t - 1]
+    deter_delta = torch.linalg.vector_norm(f.traj.deter.diff(dim=1), dim=-1).float().cpu().numpy()
+    starts = f.valid & (f.since_first == 0)
+    after_first = (f.valid & (f.since_first == 1))[:, 1:]
+    typical = (ordinary & (f.since_first > 1))[:, 1:]
+    numbers = {
+        "kl_at_first": _mean(kl[starts]),
+        "kl_after_first": _mean(kl[:, 1:][after_first]),
+        "kl_typical": _median(kl[ordinary]),
+        "deter_change_after_first": _mean(deter_delta[after_first]),
+        "deter_change_typical": _median(deter_delta[typical]),
+        "memory_ratio": memory,
+        "max_cut_score": float(score.max()),
+        "cut_ratio": CUT_RATIO,
+        "resets_inside_streams": int(len(reset_kl)),
+        "continue_ratio": CONTINUE_RATIO,
+    }
+    cuts = _cuts(rows, steps, score)
+    numbers["cuts"] = len(cuts)
+    numbers["needless_resets"] = int(needless.sum())
+    if not cuts and not needless.any():
+        if memory > MEMORY_RATIO:
+            return Check(
+                "reset_alignment",
+                "inconclusive",
+                f"The carried belief explains a frame hardly better than a fresh start (median KL "
+                f"ratio {memory:.2f}), so a cut without is_first would not stand out.",
+                rule=rule,
+                numbers=numbers,
+            )
+        return Check(
+            "reset_alignment",
+            "pass",
+            f"Resets sit where the frames start over: KL at is_first {numbers['kl_at_first']:.1f}"
+            f" nats vs {numbers['kl_typical']:.1f} typical, and no step's frames are explained "
+            f"better by a fresh start (highest score {numbers['max_cut_score']:.2f}, cut at "
+            f"{CUT_RATIO:g}).",
+            rule=rule,
+            numbers=numbers,
+        )
+    needless_at = {(int(r), int(t)) for r, t, n in zip(*resets, needless, strict=True) if n}
+    where: list[Where] = []
+    kinds: list[str] = []
+    for r, t, s in cuts:
+        early = next((k for k in (1, 2) if (r, t - k) in needless_at), None)
+        late = next((k for k in (1, 2) if first[r, min(t + k, first.shape[1] - 1)]), None)
+        if early:
+            needless_at.discard((r, t - early))
+            kinds.append(f"is_first fires {early} step{'s' if early > 1 else ''} early")
+            note = f"cut at {t}, is_first at {t - early} (score {s:.2f})"
+        elif late:
+            kinds.append(f"is_first fires {late} step{'s' if late > 1 else ''} late")
+            note = f"cut at {t}, is_first at {t + late} (score {s:.2f})"
+        else:
+            kinds.append("frame cut without is_first (is_first dropped or episodes spliced)")
+            note = f"frames explained {s:.1f}x better by a fresh start"
+        where.append(f.where(r, t, note))
+    for r, t in sorted(needless_at):
+        kinds.append("is_first inside an episode (the frames continue across it)")
+        where.append(f.where(r, t, "reset where the frames continue"))
+    named = list(dict.fromkeys(kinds))
+    shown = ", ".join(f"{w.episode.split(':')[-1]} t={w.t}" for w in where[:3])
+    return Check(
+        "reset_alignment",
+        "fail",
+        f"{len(where)} episode boundar{'y is' if len(where) == 1 else 'ies are'} out of place "
+        f"({shown}): {named[0]}; open the steps and look for the frames jumping to another "
+        "scene.",
+        "; ".join(named),
+        rule,
+        numbers,
+        tuple(where),
+    )
+
+
+def _cuts(rows: np.ndarray, steps: np.ndarray, score: np.ndarray) -> list[tuple[int, int, float]]:
+    """(row, t, score) of each cut: the highest-scoring step of each run of cut steps at most
+    two steps apart (a cut also lifts the windows that start just after it)."""
+    out: list[tuple[int, int, float]] = []
+    last: tuple[int, int] | None = None
+    for i in np.flatnonzero(score >= CUT_RATIO):
+        r, t, s = int(rows[i]), int(steps[i]), float(score[i])
+        if last is not None and last[0] == r and t - last[1] <= 2:
+            if s > out[-1][2]:
+                out[-1] = (r, t, s)
+        else:
+            out.append((r, t, s))
+        last = (r, t)
+    return out
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def _median(values: np.ndarray) -> float | None:
+    return float(np.median(values)) if values.size else None
