@@ -50,12 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--episodes", type=int, default=16, metavar="N", help="episodes to audit (default 16)"
     )
     parser.add_argument(
-        "--store",
-        default=None,
-        metavar="URL",
-        help="SQLAlchemy URL of the store (default: BELIEFSCOPE_STORE or embedded SQLite)",
-    )
-    parser.add_argument(
         "--replay",
         type=Path,
         action="append",
@@ -198,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInputError(f"--device {args.device}: no CUDA device is available here")
     torch.set_num_threads(args.threads or default_threads())
-    store = open_store(args.store)
+    store = open_store(args.store, create=True)
     try:
         audited = run_audit(
             store,

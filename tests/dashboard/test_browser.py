@@ -180,7 +180,7 @@ def test_review_a_flag_in_one_key_and_see_it_in_the_store(page: Any, ui_data: Ui
     page.wait_for_selector("#rv-grid .ag-row")
     page.wait_for_selector("#rv-review[style*='border']")  # the selected flag's panel
     assert f"#{ui_data.flag_id}" in page.inner_text("#rv-facts")
-    page.click("body")  # keys go to the page, not an input
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # keys to the page
     page.keyboard.press("c")
     page.wait_for_selector(".bs-toast-msg:has-text('state → confirmed')")
     store = open_store(ui_data.url)

@@ -44,7 +44,7 @@ def _store_actions(command: str) -> list[list[str]]:
 
 
 def test_every_store_command_takes_store_before_and_after_its_action() -> None:
-    positional = {"ingest": ["LOGDIR"], "watch": ["LOGDIR"], "probe": ["LOGDIR"]}
+    positional = {c: ["LOGDIR"] for c in ("ingest", "watch", "probe", "audit")}
     extra = {"token create": ["alice"], "token revoke": ["alice"], "runs delete": ["r"]}
     extra |= {"rules set": ["kl-spike"], "db revision": ["-m", "x"]}
     extra |= {f"export {w}": ["--out", "x"] for w in ("traces", "flags", "tensorboard", "wandb")}
