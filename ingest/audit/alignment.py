@@ -20,8 +20,9 @@ MIN_GAIN = 0.02
 LAGS = np.array([-2, -1, 0, 1, 2])
 MIN_SKILL = 0.25
 """A head must explain this share of its target's variance before its lag means anything."""
-MAX_LAG_SE = 0.2
-"""The fitted lag must be this precise (steps) for a verdict either way."""
+MAX_LAG_SE = 0.25
+"""The fitted lag must be this precise (steps), and clear of the nearest half step by one
+standard error, for a verdict either way."""
 
 
 def _steps(n: int) -> str:
@@ -105,15 +106,25 @@ def action_alignment(f: Filtered) -> Check:
     )
 
 
+def _lagged(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Squared error of pred[t] against target[t + lag] for each of LAGS: (L, B, T)."""
+    steps = target.shape[1]
+    index = np.clip(np.arange(steps)[None, :] + LAGS[:, None], 0, steps - 1)  # (L, T)
+    return (pred[None] - target[:, index].transpose(1, 0, 2)) ** 2  # (B, L, T) -> (L, B, T)
+
+
+def _changes(x: np.ndarray) -> np.ndarray:
+    return np.diff(x, axis=1, prepend=x[:, :1])
+
+
 def _lag_verdict(
     label: str, series: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray
 ) -> tuple[str, str, str | None, dict]:
     """(status, clause, corruption, numbers) of one head's error vs the lag of its target:
-    `pred` (B, T) against `target` (B, T) read at t + lag."""
-    steps = target.shape[1]
-    index = np.clip(np.arange(steps)[None, :] + LAGS[:, None], 0, steps - 1)  # (L, T)
-    shifted = target[:, index].transpose(1, 0, 2)  # (B, L, T) -> (L, B, T)
-    sq = (pred[None] - shifted) ** 2
+    `pred` (B, T) against `target` (B, T) read at t + lag. The lag is fitted on the series'
+    step-to-step changes: most of a head's error varies slowly and says nothing about timing,
+    and differencing removes it (the standard error drops several-fold)."""
+    sq = _lagged(pred, target)
     mse = [float(sq[i][mask].mean()) for i in range(len(LAGS))]
     variance = float(target[mask].var())
     numbers: dict = {"lags": LAGS.tolist(), "mse": mse, "variance": variance}
@@ -127,17 +138,14 @@ def _lag_verdict(
             f"too little to tell a shifted {label} from noise"
         )
         return "inconclusive", clause, None, numbers
-    vertex = parabola_vertex(LAGS, sq, mask)
+    vertex = parabola_vertex(LAGS, _lagged(_changes(pred), _changes(target)), mask)
     numbers.update(lag=vertex.lag, lag_se=vertex.se)
     fitted = f"fitted lag {vertex.lag:+.2f} +- {vertex.se:.2f} steps"
-    if not np.isfinite(vertex.lag) or vertex.se > MAX_LAG_SE:
-        return (
-            "inconclusive",
-            f"the {label} error's minimum is too uncertain ({fitted})",
-            None,
-            numbers,
-        )
-    lag = int(np.round(vertex.lag))
+    lag = int(np.round(vertex.lag)) if np.isfinite(vertex.lag) else 0
+    clear = 0.5 - abs(vertex.lag - lag)  # distance from the nearest half step (NaN: no fit)
+    if not clear > vertex.se or vertex.se > MAX_LAG_SE:
+        clause = f"the {label} error's minimum is too uncertain ({fitted})"
+        return "inconclusive", clause, None, numbers
     if lag == 0:
         return "pass", f"the {label} head matches {series}[t] ({fitted})", None, numbers
     clause = (
@@ -154,9 +162,9 @@ def reward_alignment(f: Filtered) -> Check:
     standard error. A continuation flag that does not vary (no terminal steps) is not checked;
     it can only turn the verdict into a failure."""
     rule = (
-        f"inconclusive unless the head explains {MIN_SKILL:.0%} of the variance and the fitted "
-        f"lag's standard error is below {MAX_LAG_SE} steps; fail when it rounds to a lag other "
-        "than 0"
+        f"inconclusive unless the head explains {MIN_SKILL:.0%} of the variance and the lag "
+        f"fitted on the changes has a standard error below {MAX_LAG_SE} steps and one standard "
+        "error clear of the nearest half step; fail when it rounds to a lag other than 0"
     )
     if "reward" not in f.heads:
         return Check(
@@ -165,9 +173,11 @@ def reward_alignment(f: Filtered) -> Check:
             "The model has no reward head, so reward alignment cannot be checked.",
             rule=rule,
         )
-    mask = f.steady(int(np.abs(LAGS).max()) + 1)
+    # a lag of 2 and the change before it stay clear of the segment's first step, whose reward
+    # is the reset's placeholder (0), not a reward received
+    mask = f.steady(int(np.abs(LAGS).max()) + 2)
     short = too_few(
-        "reward_alignment", int(mask.sum()), "steps 3 or more inside their episode", rule
+        "reward_alignment", int(mask.sum()), "steps 4 or more inside their episode", rule
     )
     if short:
         return short

@@ -29,8 +29,8 @@ from ingest.compute import (
     pad_batch,
 )
 
-SAMPLE_EPISODES = 8
-SAMPLE_STEPS = 64
+SAMPLE_EPISODES = 4
+SAMPLE_STEPS = 48
 """Checks that decode frames (observation convention, dropout drift) read this many episodes
 x steps: their effects are large, and decoding is the costly part of an audit."""
 RECORDED = "as recorded"

@@ -21,8 +21,8 @@ from beliefscope.rssm.core import observe
 from beliefscope.values.audit import Check, Where
 from ingest.audit.filtered import Filtered, kl_of, too_few
 
-WINDOW = 5
-CUT_RATIO = 1.75
+WINDOW = 3
+CUT_RATIO = 1.4
 """Carried KL / fresh-start KL over the window above which a step is a cut."""
 CONTINUE_RATIO = 0.5
 """Carried KL / reset KL at a reset step below which the frames continue across it."""
@@ -34,24 +34,18 @@ ROWS = 1024
 
 
 def _fresh_start_kl(f: Filtered, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """KL over windows that start with a reset at (rows, steps): (N, WINDOW), NaN past the
-    segment's end."""
-    horizon = f.batch.is_first.shape[1]
-    out = np.full((len(rows), WINDOW), np.nan)
+    """KL over the WINDOW steps from (rows, steps) re-filtered from a reset there: (N, W)."""
+    out = np.empty((len(rows), WINDOW))
     for s in range(0, len(rows), ROWS):
         r, t = rows[s : s + ROWS], steps[s : s + ROWS]
-        index = np.minimum(t[:, None] + np.arange(WINDOW), horizon - 1)  # (n, W)
-        first = torch.zeros(index.shape, dtype=torch.bool)
+        index = t[:, None] + np.arange(WINDOW)  # (n, W), inside the segment by the caller
+        first = torch.zeros(index.shape, dtype=torch.bool, device=f.batch.is_first.device)
         first[:, 0] = True
         traj = observe(
-            f.model.cell,
-            f.embed[r[:, None], index],
-            f.batch.action[r[:, None], index],
-            first.to(f.batch.is_first.device),
+            f.model.cell, f.embed[r[:, None], index], f.batch.action[r[:, None], index], first
         )
         out[s : s + ROWS] = kl_of(f.model, traj.post, traj.prior).float().cpu().numpy()
-    inside = np.arange(WINDOW)[None, :] <= f.until_end[rows, steps][:, None]
-    return np.where(inside, out, np.nan)
+    return out
 
 
 def _carried_kl(f: Filtered, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -73,14 +67,15 @@ def reset_alignment(f: Filtered) -> Check:
         f"than the carried belief (a cut without is_first), or where carrying the belief across "
         f"an is_first needs under {CONTINUE_RATIO:g}x the KL of the reset (a needless reset)"
     )
-    rows, steps = np.nonzero(ordinary)
+    # every ordinary step whose window lies inside its segment (a cut in a segment's last
+    # WINDOW - 1 steps goes unseen: its evidence is too short to tell from noise)
+    rows, steps = np.nonzero(ordinary & (f.until_end >= WINDOW - 1))
     short = too_few("reset_alignment", len(rows), "steps after a reset", rule)
     if short:
         return short
     fresh = _fresh_start_kl(f, rows, steps)  # (N, W)
-    window = np.minimum(steps[:, None] + np.arange(WINDOW), kl.shape[1] - 1)
-    carried = np.where(np.isnan(fresh), np.nan, kl[rows[:, None], window])
-    score = np.nansum(carried, 1) / np.maximum(np.nansum(fresh, 1), 1e-6)
+    carried = kl[rows[:, None], steps[:, None] + np.arange(WINDOW)]
+    score = carried.sum(1) / np.maximum(fresh.sum(1), 1e-6)
     memory = float(np.median(carried[:, 0] / np.maximum(fresh[:, 0], 1e-6)))
 
     resets = np.nonzero(f.valid & first & (np.arange(kl.shape[1]) > 0))

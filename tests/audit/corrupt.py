@@ -54,6 +54,13 @@ def is_first_dropped(files: list[Arrays]) -> list[Arrays | None]:
     return [_join(files[0], files[1], len(files[0]["is_first"]), 0), None, *files[2:]]
 
 
+def is_first_early(files: list[Arrays]) -> list[Arrays | None]:
+    """The first two episodes in one file, the reset flagged one step before the second."""
+    joined = _join(files[0], files[1], len(files[0]["is_first"]), 0)
+    joined["is_first"][len(files[0]["is_first"]) - 1] = True
+    return [joined, None, *files[2:]]
+
+
 def episodes_spliced(files: list[Arrays]) -> list[Arrays | None]:
     """The first half of one episode, then the second half of another, as one episode."""
     a, b = files[0], files[1]
@@ -66,6 +73,7 @@ CORRUPTIONS: dict[str, Corruption] = {
     "rewards shifted by one": rewards_shifted,
     "channels reversed": channels_reversed,
     "two episodes spliced": episodes_spliced,
+    "is_first one step early": is_first_early,
 }
 EXPECTED: dict[str, tuple[str, str]] = {
     "actions shifted by one": ("action_alignment", "actions off by 1 step"),
@@ -73,6 +81,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "rewards shifted by one": ("reward_alignment", "rewards shifted by +1 step"),
     "channels reversed": ("observation_convention", "channels reversed"),
     "two episodes spliced": ("reset_alignment", "episodes spliced"),
+    "is_first one step early": ("reset_alignment", "is_first fires 1 step early"),
 }
 """Corruption -> (the check that must fail, words its `corruption` must contain)."""
 
