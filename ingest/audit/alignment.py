@@ -6,6 +6,8 @@ was received on arriving at obs t.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -117,10 +119,21 @@ def _changes(x: np.ndarray) -> np.ndarray:
     return np.diff(x, axis=1, prepend=x[:, :1])
 
 
+@dataclass(frozen=True)
+class _Lag:
+    """One head's verdict: a clause of the finding, and the steps that show a shift."""
+
+    status: str
+    clause: str
+    numbers: dict
+    corruption: str | None = None
+    steps: tuple[tuple[int, int, str], ...] = ()  # (row, t, note)
+
+
 def _lag_verdict(
     label: str, series: str, pred: np.ndarray, target: np.ndarray, mask: np.ndarray
-) -> tuple[str, str, str | None, dict]:
-    """(status, clause, corruption, numbers) of one head's error vs the lag of its target:
+) -> _Lag:
+    """One head's error vs the lag of its target:
     `pred` (B, T) against `target` (B, T) read at t + lag. The lag is fitted on the series'
     step-to-step changes: most of a head's error varies slowly and says nothing about timing,
     and differencing removes it (the standard error drops several-fold)."""
@@ -129,7 +142,7 @@ def _lag_verdict(
     variance = float(target[mask].var())
     numbers: dict = {"lags": LAGS.tolist(), "mse": mse, "variance": variance}
     if variance < 1e-12:
-        return "inconclusive", f"the {label} does not vary in the sample", None, numbers
+        return _Lag("inconclusive", f"the {label} does not vary in the sample", numbers)
     skill = 1.0 - min(mse) / variance
     numbers["skill"] = skill
     if skill < MIN_SKILL:
@@ -137,23 +150,31 @@ def _lag_verdict(
             f"the {label} head explains only {max(skill, 0.0):.0%} of the {label}'s variance, "
             f"too little to tell a shifted {label} from noise"
         )
-        return "inconclusive", clause, None, numbers
+        return _Lag("inconclusive", clause, numbers)
     vertex = parabola_vertex(LAGS, _lagged(_changes(pred), _changes(target)), mask)
     numbers.update(lag=vertex.lag, lag_se=vertex.se)
     fitted = f"fitted lag {vertex.lag:+.2f} +- {vertex.se:.2f} steps"
     lag = int(np.round(vertex.lag)) if np.isfinite(vertex.lag) else 0
     clear = 0.5 - abs(vertex.lag - lag)  # distance from the nearest half step (NaN: no fit)
-    if not clear > vertex.se or vertex.se > MAX_LAG_SE:
+    if not clear > vertex.se or vertex.se > MAX_LAG_SE or abs(lag) > LAGS.max():
         clause = f"the {label} error's minimum is too uncertain ({fitted})"
-        return "inconclusive", clause, None, numbers
+        return _Lag("inconclusive", clause, numbers)
     if lag == 0:
-        return "pass", f"the {label} head matches {series}[t] ({fitted})", None, numbers
+        return _Lag("pass", f"the {label} head matches {series}[t] ({fitted})", numbers)
     clause = (
         f"the {label} head matches {series}[t{lag:+d}] best ({fitted}; MSE at lags -1/0/+1: "
         f"{mse[1]:.3g} / {mse[2]:.3g} / {mse[3]:.3g}): the replay stores each {label} "
         f"{_steps(abs(lag))} {'late' if lag > 0 else 'early'}"
     )
-    return "fail", clause, f"{label}s shifted by {lag:+d} {_steps(abs(lag)).split()[1]}", numbers
+    order = list(LAGS)
+    gain = np.where(mask, sq[order.index(0)] - sq[order.index(lag)], -np.inf)
+    top = np.argsort(gain, axis=None)[::-1][:3]
+    steps = tuple(
+        (int(r), int(t), f"{label} {target[r, t]:.3g}, predicted {pred[r, t]:.3g}")
+        for r, t in zip(*np.unravel_index(top, gain.shape), strict=True)
+    )
+    corruption = f"{label}s shifted by {lag:+d} {_steps(abs(lag)).split()[1]}"
+    return _Lag("fail", clause, numbers, corruption, steps)
 
 
 def reward_alignment(f: Filtered) -> Check:
@@ -189,17 +210,18 @@ def reward_alignment(f: Filtered) -> Check:
         name: _lag_verdict(label, name, _host(head(feat)), _host(target), mask)
         for name, (label, head, target) in heads.items()
     }
-    status = results["reward"][0]
-    if "cont" in results and results["cont"][0] == "fail":
+    status = results["reward"].status
+    if "cont" in results and results["cont"].status == "fail":
         status = "fail"
-    finding = "; ".join(r[1] for r in results.values())
+    finding = "; ".join(r.clause for r in results.values())
     return Check(
         "reward_alignment",
         status,  # type: ignore[arg-type]
         sentence(finding) + ".",
-        "; ".join(r[2] for r in results.values() if r[2]) or None,
+        "; ".join(r.corruption for r in results.values() if r.corruption) or None,
         rule,
-        {name: r[3] for name, r in results.items()},
+        {name: r.numbers for name, r in results.items()},
+        tuple(f.where(r, t, note) for lag in results.values() for r, t, note in lag.steps),
     )
 
 

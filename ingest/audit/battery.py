@@ -59,7 +59,7 @@ def audit(
             short["kl_semantics"] = kl_semantics(model)
             return _report(model, episodes, start, [c for c in short.values() if c])
         done = {"observation_convention": observation_convention(filtered)}
-        repairs = []
+        repairs: list[str] = []
         read_as = done["observation_convention"].numbers.get("read_as")
         if read_as in ALTERNATIVES:
             undo = ALTERNATIVES[read_as][0]
@@ -68,24 +68,24 @@ def audit(
             ]
             filtered = filter_episodes(model, converted, device)
             repairs.append(f"the frames read as {read_as}")
-        done["action_alignment"] = action_alignment(filtered)
+        done["action_alignment"] = _repaired(action_alignment(filtered), repairs)
         if done["action_alignment"].status == "fail":
             shift = int(done["action_alignment"].numbers["best_shift"])
             filtered = filtered.with_actions(filtered.shifted_actions(shift))
-            repairs.append(f"step t fed action[t{-shift:+d}]")
-        prefix = f"With {' and '.join(repairs)}: " if repairs else ""
-        checks = []
-        for name, check in BATTERY.items():
-            if name in done:
-                checks.append(done[name])
-                continue
-            found = check(filtered)
-            if prefix and name != "kl_semantics":
-                found = replace(
-                    found, finding=prefix + found.finding[:1].lower() + found.finding[1:]
-                )
-            checks.append(found)
+            repairs.append(f"the actions re-aligned (step t fed action[t{-shift:+d}])")
+        checks = [
+            done[name] if name in done else _repaired(check(filtered), repairs)
+            for name, check in BATTERY.items()
+        ]
     return _report(model, episodes, start, checks)
+
+
+def _repaired(check: Check, repairs: Sequence[str]) -> Check:
+    """A check computed on the repaired replay says so (the KL settings need no replay)."""
+    if not repairs or check.name == "kl_semantics":
+        return check
+    lead = f"With {' and '.join(repairs)}: "
+    return replace(check, finding=lead + check.finding[:1].lower() + check.finding[1:])
 
 
 def _report(

@@ -17,20 +17,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from beliefscope.rssm.core import observe
+from beliefscope.rssm.core import action_input, observe
 from beliefscope.values.audit import Check, Where
 from ingest.audit.filtered import Filtered, kl_of, too_few
 
 WINDOW = 3
 CUT_RATIO = 1.4
 """Carried KL / fresh-start KL over the window above which a step is a cut."""
-CONTINUE_RATIO = 0.5
+CONTINUE_RATIO = 0.35
 """Carried KL / reset KL at a reset step below which the frames continue across it."""
 MEMORY_RATIO = 0.5
 """If the carried belief's KL is not below this share of a fresh start's on a typical step,
 the model's memory is too weak for a cut to stand out: inconclusive."""
 ROWS = 1024
 """Counterfactual windows computed per call (bounds memory on long episodes)."""
+ACTIONS = 256
+"""Recorded actions tried at a reset step whose own action the replay zeroed."""
 
 
 def _fresh_start_kl(f: Filtered, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -49,13 +51,27 @@ def _fresh_start_kl(f: Filtered, rows: np.ndarray, steps: np.ndarray) -> np.ndar
 
 
 def _carried_kl(f: Filtered, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """KL at reset steps (rows, steps) had the belief of the step before been carried on."""
+    """KL at reset steps (rows, steps) had the belief of the step before been carried on.
+
+    A replay zeroes the action of a reset row, so the action that led to the frame is lost:
+    the step is fed each of up to ACTIONS actions recorded elsewhere in the sample (and zero),
+    and the lowest KL counts, i.e. the frame as the carried belief would expect it under the
+    likeliest action."""
     if not len(rows):
         return np.zeros(0)
-    state = {"deter": f.traj.deter[rows, steps - 1], "stoch": f.traj.stoch[rows, steps - 1]}
-    deter, prior = f.model.cell.img_step(state, f.batch.action[rows, steps])
-    post = f.model.cell.obs_dist(deter, f.embed[rows, steps])
-    return kl_of(f.model, post, prior).float().cpu().numpy()
+    recorded = f.batch.action[torch.from_numpy(f.valid & ~f.is_first)]  # (M, A)
+    pick = np.random.default_rng(0).permutation(len(recorded))[:ACTIONS]
+    candidates = torch.cat([torch.zeros_like(recorded[:1]), recorded[pick]])  # (C, A)
+    n, c = len(rows), len(candidates)
+    state = {  # each reset repeated once per candidate: (n*C, ...)
+        "deter": f.traj.deter[rows, steps - 1].repeat_interleave(c, 0),
+        "stoch": f.traj.stoch[rows, steps - 1].repeat_interleave(c, 0),
+    }
+    action = action_input(f.model.cell, candidates.repeat(n, 1))
+    deter, prior = f.model.cell.img_step(state, action)
+    post = f.model.cell.obs_dist(deter, f.embed[rows, steps].repeat_interleave(c, 0))
+    kl = kl_of(f.model, post, prior).float().cpu().numpy().reshape(n, c)
+    return kl.min(1)
 
 
 def reset_alignment(f: Filtered) -> Check:
@@ -126,9 +142,10 @@ def reset_alignment(f: Filtered) -> Check:
     needless_at = {(int(r), int(t)) for r, t, n in zip(*resets, needless, strict=True) if n}
     where: list[Where] = []
     kinds: list[str] = []
+    horizon = first.shape[1]
     for r, t, s in cuts:
-        early = next((k for k in (1, 2) if (r, t - k) in needless_at), None)
-        late = next((k for k in (1, 2) if first[r, min(t + k, first.shape[1] - 1)]), None)
+        early = next((k for k in (1, 2) if t - k >= 0 and first[r, t - k]), None)
+        late = next((k for k in (1, 2) if t + k < horizon and first[r, t + k]), None)
         if early:
             needless_at.discard((r, t - early))
             kinds.append(f"is_first fires {early} step{'s' if early > 1 else ''} early")

@@ -61,6 +61,13 @@ def is_first_early(files: list[Arrays]) -> list[Arrays | None]:
     return [joined, None, *files[2:]]
 
 
+def is_first_inside(files: list[Arrays]) -> list[Arrays | None]:
+    """A reset flagged in the middle of the first episode, where its frames continue."""
+    first = files[0]["is_first"].copy()
+    first[len(first) // 2] = True
+    return [{**files[0], "is_first": first}, *files[1:]]
+
+
 def episodes_spliced(files: list[Arrays]) -> list[Arrays | None]:
     """The first half of one episode, then the second half of another, as one episode."""
     a, b = files[0], files[1]
@@ -74,6 +81,7 @@ CORRUPTIONS: dict[str, Corruption] = {
     "channels reversed": channels_reversed,
     "two episodes spliced": episodes_spliced,
     "is_first one step early": is_first_early,
+    "is_first inside an episode": is_first_inside,
 }
 EXPECTED: dict[str, tuple[str, str]] = {
     "actions shifted by one": ("action_alignment", "actions off by 1 step"),
@@ -82,6 +90,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "channels reversed": ("observation_convention", "channels reversed"),
     "two episodes spliced": ("reset_alignment", "episodes spliced"),
     "is_first one step early": ("reset_alignment", "is_first fires 1 step early"),
+    "is_first inside an episode": ("reset_alignment", "is_first inside an episode"),
 }
 """Corruption -> (the check that must fail, words its `corruption` must contain)."""
 
