@@ -3,7 +3,8 @@
  * The player's config (`data-bs-config` on `#<prefix>-player`, written by
  * dashboard/components/player.py) lists its panels: "strip" panels are one column of a strip
  * image holding a window of steps (fetched once per window, the next window prefetched), "step"
- * panels are one image per step (prefetched a few steps ahead). `draw` copies the step's cell of
+ * panels are one image per step (prefetched a few steps ahead; prefetches start once the step
+ * itself is on screen). `draw` copies the step's cell of
  * each panel onto its canvas, moves the cursor element over every linked plot (no Plotly
  * redraw), updates the step label, the scrub bar, the caption line and the flag border, and
  * writes `t` into the URL (history.replaceState) and the `<prefix>-t` store, both debounced.
@@ -103,7 +104,9 @@
     if (!entry.ready && !entry.failed) {
       canvas.dataset.loading = "1";
       entry.waiters.push(() => {
-        if (st(prefix).t === t) paint(prefix, i, t);
+        if (st(prefix).t !== t) return;
+        paint(prefix, i, t);
+        if (drawnAt(prefix, t)) prefetch(prefix, t);
       });
       return;
     }
@@ -254,17 +257,22 @@
     caption(prefix, t);
     graphsOf(prefix).forEach((id) => placeCursor(graphDiv(id), t));
     publish(prefix, t);
-    prefetch(prefix, t);
+    // neighbours only once this step is on screen: on a far seek they would compete with it
+    if (drawnAt(prefix, t)) prefetch(prefix, t);
   }
 
   function seek(prefix, t) {
     draw(prefix, clamp(prefix, t));
   }
 
-  function settledAt(prefix, t) {
+  function drawnAt(prefix, t) {
     const el = root(prefix);
     const canvases = el ? Array.from(el.querySelectorAll("canvas[data-bs-panel]")) : [];
-    const panelsOk = canvases.length > 0 && canvases.every((c) => c.dataset.t === String(t) && c.dataset.loading !== "1");
+    return canvases.length > 0 && canvases.every((c) => c.dataset.t === String(t) && c.dataset.loading !== "1");
+  }
+
+  function settledAt(prefix, t) {
+    const panelsOk = drawnAt(prefix, t);
     const cursorsOk = graphsOf(prefix).every(function (id) {
       const host = document.getElementById(id);
       const line = host && host.querySelector(".bs-cursor");
