@@ -22,7 +22,7 @@
   // -- images: fetched once, decoded off the main thread, least recently used dropped ------
   function cache(limit) {
     const items = new Map();
-    return function get(url) {
+    const get = function (url) {
       let item = items.get(url);
       if (item) {
         items.delete(url);
@@ -48,6 +48,8 @@
       while (items.size > limit) items.delete(items.keys().next().value);
       return item;
     };
+    get.peek = (url) => items.get(url); // without fetching it
+    return get;
   }
   const strips = cache(KEEP_STRIPS);
   const steps = cache(KEEP_STEPS);
@@ -86,11 +88,20 @@
 
   // -- panels -------------------------------------------------------------------------------
   function source(cfg, panel, t) {
+    // The window holding step t for a strip panel, else the step's own image.
     if (panel.kind === "strip") {
       const t0 = Math.floor(t / cfg.window) * cfg.window;
-      return { url: panel.src.replace("{t0}", String(t0)), row: t - t0, rows: Math.min(cfg.window, cfg.length - t0), item: strips };
+      const rows = Math.min(cfg.window, cfg.length - t0);
+      return { url: stripUrl(panel, t0, rows), row: t - t0, rows: rows, item: strips };
     }
     return { url: panel.src.replace("{t}", String(t)), row: 0, rows: 1, item: steps };
+  }
+  function stripUrl(panel, t0, n) {
+    return panel.src.replace("{t0}", String(t0)).replace("{n}", String(n));
+  }
+  function alone(panel, t) {
+    // Step t of a strip panel by itself: what a jump waits for while its window is not here.
+    return { url: stripUrl(panel, t, 1), row: 0, rows: 1, item: steps };
   }
 
   function paint(prefix, i, t) {
@@ -99,8 +110,12 @@
     const canvas = el && el.querySelector('canvas[data-bs-panel="' + i + '"]');
     if (!canvas) return;
     const panel = cfg.panels[i];
-    const src = source(cfg, panel, t);
-    const entry = src.item(src.url);
+    let src = source(cfg, panel, t);
+    let entry = src.item.peek(src.url);
+    if (panel.kind === "strip" && !(entry && (entry.ready || entry.failed))) {
+      src = alone(panel, t); // the window comes as a prefetch once this step is drawn
+    }
+    entry = src.item(src.url);
     if (!entry.ready && !entry.failed) {
       canvas.dataset.loading = "1";
       entry.waiters.push(() => {
@@ -138,7 +153,7 @@
     const last = lastStep(prefix);
     cfg.panels.forEach(function (panel) {
       if (panel.kind === "strip") {
-        [t + cfg.window, t - cfg.window].forEach(function (u) {
+        [t, t + cfg.window, t - cfg.window].forEach(function (u) {
           if (u >= 0 && u <= last) strips(source(cfg, panel, u).url);
         });
       } else {
