@@ -16,6 +16,7 @@
   const BASE_FPS = 12;
   const KEEP_STRIPS = 24; // a strip of 32 steps x 4 panels decodes to ~2 MB
   const KEEP_STEPS = 96;
+  const REST_MS = 120; // the cursor rests this long before the windows around it are fetched
   const STATE_RANK = { confirmed: 3, open: 2, dismissed: 1 };
   const state = {}; // prefix -> {t, playing, timer, speed, hover, cfg, flags}
 
@@ -148,19 +149,30 @@
   }
 
   function prefetch(prefix, t) {
+    // Steps ahead of a per-step panel now (cheap renders); the strip windows around t only once
+    // the cursor has rested a moment (or plays): a run of jumps would queue windows it never
+    // shows in front of the step it is waiting for.
     const cfg = config(prefix);
     const s = st(prefix);
     const last = lastStep(prefix);
+    const ahead = s.playing ? 8 : 3;
     cfg.panels.forEach(function (panel) {
-      if (panel.kind === "strip") {
-        [t, t + cfg.window, t - cfg.window].forEach(function (u) {
-          if (u >= 0 && u <= last) strips(source(cfg, panel, u).url);
-        });
-      } else {
-        const ahead = s.playing ? 8 : 3;
+      if (panel.kind !== "strip") {
         for (let k = 1; k <= ahead; k++) if (t + k <= last) steps(source(cfg, panel, t + k).url);
       }
     });
+    clearTimeout(s.windowTimer);
+    const windows = function () {
+      if (st(prefix).t !== t) return;
+      cfg.panels.forEach(function (panel) {
+        if (panel.kind !== "strip") return;
+        [t, t + cfg.window, t - cfg.window].forEach(function (u) {
+          if (u >= 0 && u <= last) strips(source(cfg, panel, u).url);
+        });
+      });
+    };
+    if (s.playing) windows();
+    else s.windowTimer = setTimeout(windows, REST_MS);
   }
 
   // -- flags, caption line, cursor ------------------------------------------------------------
