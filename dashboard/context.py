@@ -49,12 +49,12 @@ class Context:
             f"?checkpoint={checkpoint_id}&panels={panels}"
         )
 
-    def strip_url(self, episode_id: int, *, checkpoint_id: int, steps: int) -> str:
+    def strip_url(self, episode_id: int, *, checkpoint_id: int) -> str:
         """URL template of an episode's strips (observation, recon, prediction, error per
-        step); the player substitutes `{t0}`, the first step of a window of `steps`."""
+        step); the player substitutes `{t0}`, the first step, and `{n}`, how many."""
         return (
             f"{self.api_prefix}/episodes/{episode_id}/strip/{{t0}}"
-            f"?n={steps}&checkpoint={checkpoint_id}"
+            f"?n={{n}}&checkpoint={checkpoint_id}"
         )
 
     def truth_url(self, episode_id: int, *, checkpoint_id: int | None = None) -> str:

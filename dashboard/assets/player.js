@@ -3,7 +3,8 @@
  * The player's config (`data-bs-config` on `#<prefix>-player`, written by
  * dashboard/components/player.py) lists its panels: "strip" panels are one column of a strip
  * image holding a window of steps (fetched once per window, the next window prefetched), "step"
- * panels are one image per step (prefetched a few steps ahead). `draw` copies the step's cell of
+ * panels are one image per step (prefetched a few steps ahead; prefetches start once the step
+ * itself is on screen). `draw` copies the step's cell of
  * each panel onto its canvas, moves the cursor element over every linked plot (no Plotly
  * redraw), updates the step label, the scrub bar, the caption line and the flag border, and
  * writes `t` into the URL (history.replaceState) and the `<prefix>-t` store, both debounced.
@@ -15,13 +16,14 @@
   const BASE_FPS = 12;
   const KEEP_STRIPS = 24; // a strip of 32 steps x 4 panels decodes to ~2 MB
   const KEEP_STEPS = 96;
+  const REST_MS = 120; // the cursor rests this long before the windows around it are fetched
   const STATE_RANK = { confirmed: 3, open: 2, dismissed: 1 };
   const state = {}; // prefix -> {t, playing, timer, speed, hover, cfg, flags}
 
   // -- images: fetched once, decoded off the main thread, least recently used dropped ------
   function cache(limit) {
     const items = new Map();
-    return function get(url) {
+    const get = function (url) {
       let item = items.get(url);
       if (item) {
         items.delete(url);
@@ -47,6 +49,8 @@
       while (items.size > limit) items.delete(items.keys().next().value);
       return item;
     };
+    get.peek = (url) => items.get(url); // without fetching it
+    return get;
   }
   const strips = cache(KEEP_STRIPS);
   const steps = cache(KEEP_STEPS);
@@ -85,11 +89,20 @@
 
   // -- panels -------------------------------------------------------------------------------
   function source(cfg, panel, t) {
+    // The window holding step t for a strip panel, else the step's own image.
     if (panel.kind === "strip") {
       const t0 = Math.floor(t / cfg.window) * cfg.window;
-      return { url: panel.src.replace("{t0}", String(t0)), row: t - t0, rows: Math.min(cfg.window, cfg.length - t0), item: strips };
+      const rows = Math.min(cfg.window, cfg.length - t0);
+      return { url: stripUrl(panel, t0, rows), row: t - t0, rows: rows, item: strips };
     }
     return { url: panel.src.replace("{t}", String(t)), row: 0, rows: 1, item: steps };
+  }
+  function stripUrl(panel, t0, n) {
+    return panel.src.replace("{t0}", String(t0)).replace("{n}", String(n));
+  }
+  function alone(panel, t) {
+    // Step t of a strip panel by itself: what a jump waits for while its window is not here.
+    return { url: stripUrl(panel, t, 1), row: 0, rows: 1, item: steps };
   }
 
   function paint(prefix, i, t) {
@@ -98,12 +111,18 @@
     const canvas = el && el.querySelector('canvas[data-bs-panel="' + i + '"]');
     if (!canvas) return;
     const panel = cfg.panels[i];
-    const src = source(cfg, panel, t);
-    const entry = src.item(src.url);
+    let src = source(cfg, panel, t);
+    let entry = src.item.peek(src.url);
+    if (panel.kind === "strip" && !(entry && (entry.ready || entry.failed))) {
+      src = alone(panel, t); // the window comes as a prefetch once this step is drawn
+    }
+    entry = src.item(src.url);
     if (!entry.ready && !entry.failed) {
       canvas.dataset.loading = "1";
       entry.waiters.push(() => {
-        if (st(prefix).t === t) paint(prefix, i, t);
+        if (st(prefix).t !== t) return;
+        paint(prefix, i, t);
+        if (drawnAt(prefix, t)) prefetch(prefix, t);
       });
       return;
     }
@@ -130,19 +149,30 @@
   }
 
   function prefetch(prefix, t) {
+    // Steps ahead of a per-step panel now (cheap renders); the strip windows around t only once
+    // the cursor has rested a moment (or plays): a run of jumps would queue windows it never
+    // shows in front of the step it is waiting for.
     const cfg = config(prefix);
     const s = st(prefix);
     const last = lastStep(prefix);
+    const ahead = s.playing ? 8 : 3;
     cfg.panels.forEach(function (panel) {
-      if (panel.kind === "strip") {
-        [t + cfg.window, t - cfg.window].forEach(function (u) {
-          if (u >= 0 && u <= last) strips(source(cfg, panel, u).url);
-        });
-      } else {
-        const ahead = s.playing ? 8 : 3;
+      if (panel.kind !== "strip") {
         for (let k = 1; k <= ahead; k++) if (t + k <= last) steps(source(cfg, panel, t + k).url);
       }
     });
+    clearTimeout(s.windowTimer);
+    const windows = function () {
+      if (st(prefix).t !== t) return;
+      cfg.panels.forEach(function (panel) {
+        if (panel.kind !== "strip") return;
+        [t, t + cfg.window, t - cfg.window].forEach(function (u) {
+          if (u >= 0 && u <= last) strips(source(cfg, panel, u).url);
+        });
+      });
+    };
+    if (s.playing) windows();
+    else s.windowTimer = setTimeout(windows, REST_MS);
   }
 
   // -- flags, caption line, cursor ------------------------------------------------------------
@@ -254,17 +284,22 @@
     caption(prefix, t);
     graphsOf(prefix).forEach((id) => placeCursor(graphDiv(id), t));
     publish(prefix, t);
-    prefetch(prefix, t);
+    // neighbours only once this step is on screen: on a far seek they would compete with it
+    if (drawnAt(prefix, t)) prefetch(prefix, t);
   }
 
   function seek(prefix, t) {
     draw(prefix, clamp(prefix, t));
   }
 
-  function settledAt(prefix, t) {
+  function drawnAt(prefix, t) {
     const el = root(prefix);
     const canvases = el ? Array.from(el.querySelectorAll("canvas[data-bs-panel]")) : [];
-    const panelsOk = canvases.length > 0 && canvases.every((c) => c.dataset.t === String(t) && c.dataset.loading !== "1");
+    return canvases.length > 0 && canvases.every((c) => c.dataset.t === String(t) && c.dataset.loading !== "1");
+  }
+
+  function settledAt(prefix, t) {
+    const panelsOk = drawnAt(prefix, t);
     const cursorsOk = graphsOf(prefix).every(function (id) {
       const host = document.getElementById(id);
       const line = host && host.querySelector(".bs-cursor");

@@ -33,7 +33,9 @@ WINDOW = 32
 @dataclass(frozen=True)
 class Panel:
     """One panel of the player. `kind` "strip": column `col` of `cols` of the strip at `src`
-    (a URL template holding `{t0}`); "step": one image per step at `src` (holding `{t}`).
+    (a URL template holding `{t0}` and `{n}`); "step": one image per step at `src` (holding `{t}`).
+    The strip template holds `{n}` too: the player asks for a whole window (`WINDOW` steps)
+    where it can, and for the one step alone on a jump, so a seek waits for one step only.
     `flags` indexes the flag spans that colour its border; `legend` is HTML under the caption."""
 
     caption: str

@@ -213,7 +213,7 @@ def _panels(ep, checkpoint_ids, labels, truth) -> list[player.Panel]:
     rows = []
     for side, (cid, label) in enumerate(zip(checkpoint_ids, labels, strict=True)):
         name = "AB"[side]
-        strip = ctx.strip_url(ep.id, checkpoint_id=cid, steps=player.WINDOW)
+        strip = ctx.strip_url(ep.id, checkpoint_id=cid)
         first = player.Panel("observation", strip, col=0, cols=4, flags=-1)
         if side == 1 and truth is not None and truth.has_state:
             first = player.Panel(

@@ -171,7 +171,7 @@ def _panels(episode, trace, truth, decoded: bool) -> list[player.Panel]:
     """Observation, ground-truth view (where the simulator state is saved), posterior
     reconstruction, prior prediction and error, each captioned in HTML."""
     ctx = current()
-    strip = ctx.strip_url(episode.id, checkpoint_id=trace.checkpoint_id, steps=player.WINDOW)
+    strip = ctx.strip_url(episode.id, checkpoint_id=trace.checkpoint_id)
     model = [
         ("observation", "the frame the model was given", 0),
         ("posterior reconstruction", "the belief after the frame, decoded", 1),
