@@ -88,7 +88,12 @@ def test_the_report_is_printed_stored_and_its_episodes_ingested(audited: Audited
 
 def test_the_api_lists_the_audit_with_links(audited: Audited) -> None:
     store = open_store(audited.url)
-    settings = Settings(store=audited.url, home=audited.root / "home", data_roots=[audited.root])
+    settings = Settings(
+        store=audited.url,
+        home=audited.root / "home",
+        data_roots=[audited.root],
+        allowed_hosts=["testserver"],  # the Host header of Starlette's TestClient
+    )
     try:
         with TestClient(create_app(settings, store=store)) as client:
             body = client.get(f"/api/v1/runs/{audited.run_id}/audit").json()
