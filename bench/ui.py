@@ -34,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS, UiData, build_store  # noqa: E402
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.dashboard.conftest import UiData, build_store  # noqa: E402
 
 TTI_TARGET_MS = 1500.0
 SCRUB_TARGET_MS = 150.0

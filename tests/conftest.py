@@ -82,3 +82,32 @@ def empty_store_url(request: pytest.FixtureRequest) -> str:
     """A fresh, empty database (no schema) on each backend in turn."""
     name = "sqlite_empty_url" if request.param == "sqlite" else "pg_empty_url"
     return request.getfixturevalue(name)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+"""Debian's headless Chromium, as every browser test drives it."""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One Chromium per test session (a second sync Playwright in one process refuses to
+    start), shared by every directory's browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"
+    )
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

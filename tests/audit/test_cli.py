@@ -23,7 +23,6 @@ from beliefscope.values.audit import PROBE, AuditReport
 from server.app import create_app
 from tests.audit.corrupt import CORRUPTIONS, corrupted_copy
 from tests.dashboard.conftest import UiData, serve
-from tests.dashboard.conftest import browser as browser  # noqa: F401 - the session fixture
 
 EPISODES = 4
 
@@ -127,7 +126,7 @@ def test_bad_choices_are_errors_naming_what_exists(audited: Audited, capsys: Any
 @pytest.mark.browser
 def test_the_runs_page_shows_the_audit_and_opens_the_episode(
     audited: Audited,
-    browser: Any,  # noqa: F811 - the fixture imported above
+    browser: Any,
 ) -> None:
     data = UiData(audited.url, audited.root, audited.run_id, (0, 0), 0, 0, "")
     with serve(data) as base:
