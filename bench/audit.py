@@ -27,10 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from beliefscope.replay.base import detect_format  # noqa: E402
 from beliefscope.rssm import formats  # noqa: E402
-from beliefscope.world.generate import Generator, WorldConfig  # noqa: E402
+from beliefscope.rssm.core import WorldModel  # noqa: E402
 from ingest.audit import audit  # noqa: E402
 from ingest.units import default_threads  # noqa: E402
-from tests.audit.corrupt import CORRUPTIONS, EXPECTED, corrupted_copy  # noqa: E402
+from tests.audit.corrupt import (  # noqa: E402
+    CORRUPTIONS,
+    EXPECTED,
+    corrupted_copy,
+    episode_files,
+    every_pair,
+)
+from tests.builders import make_world  # noqa: E402
 
 DEMO = Path(__file__).resolve().parent.parent / "server" / "demo_checkpoints"
 
@@ -40,16 +47,6 @@ def latest_demo() -> Path:
     if not found:
         raise SystemExit(f"no checkpoints in {DEMO}")
     return found[-1]
-
-
-def world(out: Path, seed: int, episodes: int, length: int) -> Path:
-    generator = Generator(out, WorldConfig(seed=seed, length=length))
-    try:
-        for _ in generator.episodes(episodes):
-            pass
-    finally:
-        generator.close()
-    return out
 
 
 def main() -> None:
@@ -70,9 +67,12 @@ def main() -> None:
     unsure: dict[str, Counter[str]] = {case: Counter() for case in cases}
     tallies = {"fail": failed, "warn": warned, "inconclusive": unsure}
     seconds: list[float] = []
+    pairs = {True: [0, 0], False: [0, 0]}  # spliced / is_first dropped: cuts found, cuts made
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            clean = world(Path(tmp) / f"world-{seed}", seed, args.episodes, args.length)
+            clean = make_world(
+                Path(tmp) / f"world-{seed}", episodes=args.episodes, length=args.length, seed=seed
+            )
             for case, corruption in cases.items():
                 copy = corrupted_copy(clean, Path(tmp) / f"{case}-{seed}", corruption)
                 fmt = detect_format(copy)
@@ -89,6 +89,12 @@ def main() -> None:
                     found = report.check(name)
                     detected[case] += found.status == "fail" and words in (found.corruption or "")
                 print(f"  seed {seed} {case}: {report.status}", file=sys.stderr)
+            for spliced in (True, False):
+                found, total = cuts_found(
+                    model, clean, Path(tmp) / f"pairs-{spliced}-{seed}", spliced
+                )
+                pairs[spliced][0] += found
+                pairs[spliced][1] += total
     n = len(args.seeds)
     print(f"checkpoint {path.name} (step {model.spec.config.get('step')}, {model.spec.family})")
     print(f"world seeds {' '.join(map(str, args.seeds))}: {args.episodes} episodes x {args.length}")
@@ -105,6 +111,10 @@ def main() -> None:
             f"{_list(unsure[case])}"
         )
     print()
+    for spliced, (found, total) in pairs.items():
+        what = "halves of two episodes spliced" if spliced else "two episodes, is_first dropped"
+        print(f"every pair of files joined ({what}): {found}/{total} cuts found at their step")
+    print()
     load = os.getloadavg()
     print(
         f"audit of one checkpoint over {args.episodes} episodes (clean): median "
@@ -112,6 +122,25 @@ def main() -> None:
         f"with {torch.get_num_threads()} torch thread(s), load average "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+
+
+def cuts_found(model: WorldModel, clean: Path, out: Path, spliced: bool) -> tuple[int, int]:
+    """Join every pair of the replay's files and count the cuts the reset check finds within
+    two steps of where they are."""
+    files = episode_files(clean)
+    lengths = {p.name.rsplit("-", 1)[0]: int(p.stem.rsplit("-", 1)[1]) for p in files}
+    joined = [p.name.rsplit("-", 1)[0] for p in files[0::2][: len(files) // 2]]
+    copy = corrupted_copy(clean, out, lambda arrays: every_pair(arrays, spliced))
+    fmt = detect_format(copy)
+    episodes = [fmt.load(r) for r in fmt.list(copy)]
+    cuts = {}
+    for ep in episodes:
+        stem = ep.ref.path.name.rsplit("-", 1)[0]
+        if stem in joined:
+            cuts[ep.ref.key] = lengths[stem] // 2 if spliced else lengths[stem]
+    where = audit(model, episodes).check("reset_alignment").where
+    hits = {w.episode for w in where if w.episode in cuts and abs(w.t - cuts[w.episode]) <= 2}
+    return len(hits), len(cuts)
 
 
 def _list(counts: Counter[str]) -> str:

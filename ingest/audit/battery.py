@@ -71,8 +71,18 @@ def audit(
         done["action_alignment"] = _repaired(action_alignment(filtered), repairs)
         if done["action_alignment"].status == "fail":
             shift = int(done["action_alignment"].numbers["best_shift"])
-            filtered = filtered.with_actions(filtered.shifted_actions(shift))
+            filtered = filtered.refiltered(action=filtered.shifted_actions(shift))
             repairs.append(f"the actions re-aligned (step t fed action[t{-shift:+d}])")
+        done["reset_alignment"] = _repaired(reset_alignment(filtered), repairs)
+        repair = done["reset_alignment"].numbers.get("repair")
+        if repair:
+            rows = {ep.ref.key: i for i, ep in enumerate(filtered.episodes)}
+            first = filtered.is_first.copy()
+            for value, steps in ((True, repair["add"]), (False, repair["remove"])):
+                for key, t in steps:
+                    first[rows[key], t] = value
+            filtered = filtered.refiltered(is_first=first)
+            repairs.append("is_first moved to where the frames cut")
         checks = [
             done[name] if name in done else _repaired(check(filtered), repairs)
             for name, check in BATTERY.items()

@@ -121,12 +121,21 @@ class Filtered:
         )
         return out
 
-    def with_actions(self, action: Tensor) -> Filtered:
-        """The same episodes filtered again with other actions (a repaired alignment)."""
-        batch = replace(self.batch, action=action)
-        traj = observe(self.model.cell, self.embed, action, batch.is_first)
+    def refiltered(
+        self, *, action: Tensor | None = None, is_first: np.ndarray | None = None
+    ) -> Filtered:
+        """The same episodes filtered again with repaired actions or resets."""
+        batch = self.batch
+        if action is not None:
+            batch = replace(batch, action=action)
+        if is_first is not None:
+            batch = replace(batch, is_first=torch.from_numpy(is_first).to(batch.is_first.device))
+        traj = observe(self.model.cell, self.embed, batch.action, batch.is_first)
+        valid, since, until = segments(batch.is_first.cpu().numpy(), batch.lengths)
         kl = kl_of(self.model, traj.post, traj.prior)
-        return replace(self, batch=batch, traj=traj, kl=kl, _recon={})
+        return replace(
+            self, batch=batch, traj=traj, kl=kl, since_first=since, until_end=until, _recon={}
+        )
 
     def recon_error(
         self, transform: Callable[[Tensor], Tensor] | None, name: str, withheld: bool = False

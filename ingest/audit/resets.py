@@ -14,6 +14,8 @@ belief expected):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -104,7 +106,7 @@ def reset_alignment(f: Filtered) -> Check:
     starts = f.valid & (f.since_first == 0)
     after_first = (f.valid & (f.since_first == 1))[:, 1:]
     typical = (ordinary & (f.since_first > 1))[:, 1:]
-    numbers = {
+    numbers: dict[str, Any] = {
         "kl_at_first": _mean(kl[starts]),
         "kl_after_first": _mean(kl[:, 1:][after_first]),
         "kl_typical": _median(kl[ordinary]),
@@ -142,24 +144,33 @@ def reset_alignment(f: Filtered) -> Check:
     needless_at = {(int(r), int(t)) for r, t, n in zip(*resets, needless, strict=True) if n}
     where: list[Where] = []
     kinds: list[str] = []
+    add: list[tuple[int, int]] = []  # where is_first belongs: the repair the battery applies
     horizon = first.shape[1]
     for r, t, s in cuts:
         early = next((k for k in (1, 2) if t - k >= 0 and first[r, t - k]), None)
         late = next((k for k in (1, 2) if t + k < horizon and first[r, t + k]), None)
+        add.append((r, t))
         if early:
-            needless_at.discard((r, t - early))
+            needless_at.add((r, t - early))  # the reset that fired early goes too
             kinds.append(f"is_first fires {early} step{'s' if early > 1 else ''} early")
             note = f"cut at {t}, is_first at {t - early} (score {s:.2f})"
         elif late:
+            needless_at.add((r, t + late))
             kinds.append(f"is_first fires {late} step{'s' if late > 1 else ''} late")
             note = f"cut at {t}, is_first at {t + late} (score {s:.2f})"
         else:
             kinds.append("frame cut without is_first (is_first dropped or episodes spliced)")
             note = f"frames explained {s:.1f}x better by a fresh start"
         where.append(f.where(r, t, note))
-    for r, t in sorted(needless_at):
+    moved = {(r, t + k) for r, t, _ in cuts for k in (-2, -1, 1, 2)}
+    for r, t in sorted(needless_at - moved):
         kinds.append("is_first inside an episode (the frames continue across it)")
         where.append(f.where(r, t, "reset where the frames continue"))
+    key = f.episodes
+    numbers["repair"] = {
+        "add": [[key[r].ref.key, t] for r, t in add],
+        "remove": [[key[r].ref.key, t] for r, t in sorted(needless_at)],
+    }
     named = list(dict.fromkeys(kinds))
     shown = ", ".join(f"{w.episode.split(':')[-1]} t={w.t}" for w in where[:3])
     return Check(

@@ -74,6 +74,19 @@ def episodes_spliced(files: list[Arrays]) -> list[Arrays | None]:
     return [_join(a, b, len(a["is_first"]) // 2, len(b["is_first"]) // 2), None, *files[2:]]
 
 
+def every_pair(files: list[Arrays], spliced: bool) -> list[Arrays | None]:
+    """Files 0+1, 2+3, ... each joined into one (halves when `spliced`, whole episodes with
+    the second's is_first lost otherwise): many cuts in one replay, to count how many the
+    audit finds."""
+    out: list[Arrays | None] = []
+    for a, b in zip(files[0::2], files[1::2], strict=False):
+        if spliced:
+            out += [_join(a, b, len(a["is_first"]) // 2, len(b["is_first"]) // 2), None]
+        else:
+            out += [_join(a, b, len(a["is_first"]), 0), None]
+    return out + files[len(out) :]
+
+
 CORRUPTIONS: dict[str, Corruption] = {
     "actions shifted by one": actions_shifted,
     "is_first dropped": is_first_dropped,
@@ -96,9 +109,12 @@ EXPECTED: dict[str, tuple[str, str]] = {
 
 
 def episode_files(root: Path) -> list[Path]:
-    """The replay's episode files, in the order its format lists them."""
+    """The replay's episode files in an order fixed by the world's seed: both formats name a
+    file `{time}-{uuid}-{length}.npz`, the world draws the uuid from the seed, and the time is
+    when it was written."""
     fmt = detect_format(root)
-    return list(dict.fromkeys(ref.path for ref in fmt.list(root)))
+    paths = dict.fromkeys(ref.path for ref in fmt.list(root))
+    return sorted(paths, key=lambda p: p.name.split("-", 1)[-1])
 
 
 def corrupted_copy(src: Path, dst: Path, corruption: Corruption | None) -> Path:
