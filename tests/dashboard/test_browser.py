@@ -150,7 +150,7 @@ def test_episode_scrub_keys_and_plot_click_move_frame_and_cursor(
 
 def test_zoom_rereads_the_visible_window(page: Any, ui_data: UiData) -> None:
     page.goto(episode_url(ui_data))
-    page.wait_for_selector("#ep-graph .js-plotly-plot")
+    settled(page, "ep", 0)  # the page's callbacks are wired before the zoom
     page.evaluate(
         "Plotly.relayout(document.querySelector('#ep-graph .js-plotly-plot'),"
         " {'xaxis.range': [20, 40]})"
@@ -161,7 +161,7 @@ def test_zoom_rereads_the_visible_window(page: Any, ui_data: UiData) -> None:
         """(() => { const gd = document.querySelector('#ep-graph .js-plotly-plot');
              const kl = gd._fullData.find(d => d.name === 'KL');
              return kl && kl.x.length > 0 && kl.x[0] >= 20 && kl.x[kl.x.length - 1] <= 41; })()""",
-        timeout_ms=8000,
+        timeout_ms=15000,
     )
 
 
