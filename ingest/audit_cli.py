@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from beliefscope.access import terminal_user
 from beliefscope.errors import BadInputError
@@ -27,11 +26,11 @@ from beliefscope.values.audit import PROBE, AuditReport
 from beliefscope.values.page import MAX_LIMIT
 from ingest import sources
 from ingest.audit import audit
+from ingest.cli import add_source_arguments, set_up_torch
 from ingest.progress import Progress
 from ingest.request import IngestRequest
 from ingest.service import Ingestor
 from ingest.stored import load_episode, load_model
-from ingest.units import default_threads
 
 MARKS = {"pass": "pass", "warn": "WARN", "fail": "FAIL", "inconclusive": "n/a "}
 
@@ -49,23 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--episodes", type=int, default=16, metavar="N", help="episodes to audit (default 16)"
     )
-    parser.add_argument(
-        "--replay",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="replay directory (repeatable); default: every one found under the log dir",
-    )
-    parser.add_argument("--run-name", default=None, help="run name (default: the log dir's name)")
-    parser.add_argument(
-        "--format",
-        dest="checkpoint_format",
-        default=None,
-        help="checkpoint format (default: detected from the files)",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: cores - 1)")
+    add_source_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
 
 
@@ -189,9 +172,7 @@ def format_report(audited: Audited, run: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"--device {args.device}: no CUDA device is available here")
-    torch.set_num_threads(args.threads or default_threads())
+    set_up_torch(args)
     store = open_store(args.store, create=True)
     try:
         audited = run_audit(

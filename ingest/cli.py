@@ -20,8 +20,9 @@ from ingest.service import Ingestor
 from ingest.units import default_threads
 
 
-def add_request_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by `ingest` and `watch`."""
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the episodes and checkpoints come from and what computes on them: the flags of
+    every command that re-runs checkpoints over a log dir (`ingest`, `watch`, `audit`)."""
     parser.add_argument(
         "--replay",
         type=Path,
@@ -30,6 +31,27 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="replay directory (repeatable); default: every one found under the log dir",
     )
+    parser.add_argument("--run-name", default=None, help="run name (default: the log dir's name)")
+    parser.add_argument(
+        "--format",
+        dest="checkpoint_format",
+        default=None,
+        help="checkpoint format (default: detected from the files)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: cores - 1)")
+
+
+def set_up_torch(args: argparse.Namespace) -> None:
+    """Refuse a CUDA device torch cannot see, then set the thread count asked for."""
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInputError(f"--device {args.device}: no CUDA device is available here")
+    torch.set_num_threads(args.threads or default_threads())
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by `ingest` and `watch`."""
+    add_source_arguments(parser)
     parser.add_argument(
         "--variant",
         action="append",
@@ -38,7 +60,6 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         help="trace variant besides `filter`: openloop:K, dropout:A-B, dropout:occluded, delay:D",
     )
     old_option(parser, "--probe", "--variant", dest="variant", append=True)
-    parser.add_argument("--run-name", default=None, help="run name (default: the log dir's name)")
     parser.add_argument(
         "--posterior",
         choices=["mode", "sample"],
@@ -46,18 +67,10 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         help="latent fed forward: the posterior's mode (deterministic) or a seeded sample",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for --posterior sample")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--batch-size", type=int, default=16, help="episodes per model batch")
     parser.add_argument(
         "--openloop", type=int, default=5, help="open-loop horizon k of the filter trace"
     )
-    parser.add_argument(
-        "--format",
-        dest="checkpoint_format",
-        default=None,
-        help="checkpoint format (default: detected from the files)",
-    )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: cores - 1)")
     parser.add_argument(
         "--train-replay",
         type=Path,
@@ -70,11 +83,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"--device {args.device}: no CUDA device is available here")
+    set_up_torch(args)
     if not logdir.exists():
         raise BadInputError("log dir does not exist", path=logdir)
-    torch.set_num_threads(args.threads or default_threads())
     return IngestRequest(
         logdir=logdir,
         replay=tuple(args.replay),
