@@ -106,6 +106,27 @@ def test_metrics_match_hand_computation() -> None:
     np.testing.assert_allclose(trace.post_probs[0, 0], p, atol=1e-6)
 
 
+class RewardFromBeliefModel(TwoStateModel):
+    """Bright frames push the posterior to class 1 while the prior stays uniform (its mode:
+    class 0); the reward head reads class 1's indicator, so a posterior-fed head says 1 on
+    bright frames and a prior-fed one says 0."""
+
+    def encode(self, image: Tensor) -> Tensor:
+        bright = (image.float().mean((-1, -2, -3)) > 127).float()
+        return torch.stack([torch.zeros_like(bright), bright * math.log(3.0)], -1)
+
+    def reward(self, feat: Tensor) -> Tensor:
+        return feat[..., 1]
+
+
+def test_reward_surprise_is_measured_against_the_prior_s_expectation() -> None:
+    ep = _episode([True, False, True, True])
+    (trace,) = compute_traces(RewardFromBeliefModel(), pad_batch([ep]))
+    m = trace.metrics
+    np.testing.assert_allclose(m["reward_pred"], [1, 0, 1, 1], atol=1e-6)  # from the posterior
+    np.testing.assert_allclose(m["reward_error"], [0, 1, 2, 3], atol=1e-6)  # |r - prior's 0|
+
+
 def test_openloop_does_not_cross_a_reset() -> None:
     ep = _episode([True] * 6)
     ep.is_first[3] = True  # a second episode starts at t = 3
