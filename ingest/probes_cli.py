@@ -200,11 +200,17 @@ def _openloop(
         print(f"  {ckpt.step}: error by horizon {shown}")
 
 
-def _decode_split(
-    ckpt: CheckpointInfo, infos: Sequence[EpisodeInfo], train_frac: float
+def decode_split(
+    ckpt: CheckpointInfo,
+    infos: Sequence[EpisodeInfo],
+    episodes: Sequence[Episode],
+    train_frac: float,
 ) -> tuple[list[int], list[int]]:
     """Indices of the episodes to fit the probe on and to test it on: the checkpoint's own
-    training episodes against the rest where it records them, else the first `train_frac`."""
+    training episodes against the rest where it records them, else `train_frac` of them.
+    The fraction is taken evenly from the episodes with hidden steps and from those without
+    (each ordered by file key), so the test side holds occlusions to report on whatever
+    order the store or the renderer gave."""
     trained = set(ckpt.config.get("train_episodes") or ())
     fit = [i for i, e in enumerate(infos) if e.fingerprint in trained]
     if fit and len(fit) < len(infos):
@@ -215,7 +221,12 @@ def _decode_split(
             f"belief decoding needs episodes with ground truth to fit and to test: {len(infos)} "
             f"found, --train-frac {train_frac} gives {n_train} to fit"
         )
-    return list(range(n_train)), list(range(n_train, len(infos)))
+    hidden = [bool(np.any(ep.truth["occluded"])) for ep in episodes]
+    order = sorted(range(len(infos)), key=lambda i: (not hidden[i], infos[i].key))
+    test_frac = 1.0 - n_train / len(infos)
+    share = [math.floor(k * test_frac + 0.5) for k in range(len(order) + 1)]
+    to_test = {i for k, i in enumerate(order) if share[k + 1] > share[k]}
+    return [i for i in order if i not in to_test], [i for i in order if i in to_test]
 
 
 @dataclass(frozen=True)
@@ -240,7 +251,7 @@ def decode_checkpoint(
     decoded positions and the imagined futures), then apply the rules to those traces.
     `infos`/`episodes`: the run's episodes with ground truth, in the same order."""
     model = load_model(ckpt, options.device)
-    fit, test = _decode_split(ckpt, infos, options.train_frac)
+    fit, test = decode_split(ckpt, infos, episodes, options.train_frac)
     mean = np.concatenate([probes.occlusions(episodes[i]).position for i in fit]).mean(0)
     probe = probes.fit_decoder(model, [episodes[i] for i in fit], options.alpha, options.fit)
     report = probes.memory_report(model, probe, [episodes[i] for i in test], mean)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 
 from beliefscope.cli import main
 from beliefscope.store.engine import open_store
+from ingest.probes_cli import decode_split
+from ingest.stored import load_episode
 from tests.builders import make_run, make_world
 
 
@@ -57,6 +60,32 @@ def test_probe_dropout_openloop_and_decode(run_dir: Path, sqlite_url: str, capsy
 
     assert main(["probe", "dropout", *base, "--window", "9-3"]) == 2
     assert "A < B" in capsys.readouterr().err
+    store.close()
+
+
+def test_a_fraction_split_tests_on_occlusions_whatever_the_episode_order(
+    run_dir: Path, sqlite_url: str
+) -> None:
+    """Where the checkpoint trained on every episode, the --train-frac split takes its share
+    of the episodes with hidden steps, so the held-out side has occlusions to report on in
+    any store order (fingerprints, and so orders, follow the renderer's pixels)."""
+    assert main(["ingest", str(run_dir), "--store", sqlite_url, "--threads", "1"]) == 0
+    store = open_store(sqlite_url)
+    (run,) = store.queries.list_runs().items
+    (ckpt,) = store.queries.list_checkpoints(run_id=run.id).items
+    infos = store.queries.list_episodes(run_id=run.id).items
+    episodes = [load_episode(e) for e in infos]
+    hidden = {e.key for e, ep in zip(infos, episodes, strict=True) if ep.truth["occluded"].any()}
+    assert len(hidden) >= 2 and len(infos) - len(hidden) >= 2
+    splits = set()
+    for order in itertools.permutations(range(len(infos))):
+        fit, test = decode_split(ckpt, [infos[i] for i in order], [episodes[i] for i in order], 0.5)
+        fit_keys = {infos[order[i]].key for i in fit}
+        test_keys = {infos[order[i]].key for i in test}
+        assert len(fit_keys) == len(test_keys) == len(infos) // 2
+        assert fit_keys & hidden and test_keys & hidden
+        splits.add(frozenset(test_keys))
+    assert len(splits) == 1  # the same split in every order
     store.close()
 
 
