@@ -31,7 +31,7 @@ COMMANDS: dict[str, str] = {
     "export": "export traces and flags: CSV, Parquet, TensorBoard, W&B",
     "serve": "serve the REST API and the dashboard",
     "demo": "world + training + live ingest + dashboard in one command",
-    "db": "store schema: upgrade, current",
+    "db": "store schema and data: upgrade, current, backup, restore",
     "token": "API tokens: create (with a scope and expiry), list, revoke",
     "activity": "the activity log: who changed what, and when",
     "rules": "review-flag rules: list, set, apply",

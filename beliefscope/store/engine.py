@@ -53,6 +53,11 @@ def _parse(url: str) -> sa.URL:
         raise BadInputError(f"not a database URL: {url!r} ({err})") from None
 
 
+def hidden_password(url: str) -> str:
+    """`url` as it may be printed or logged."""
+    return _parse(url).render_as_string(hide_password=True)
+
+
 def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL; None for other backends and in-memory databases."""
     parsed = _parse(url)
