@@ -75,13 +75,18 @@ def survey(request: IngestRequest) -> Found:
     less the files that must not be read, which are listed as refused); reads names and small
     files only, touches no store."""
     found = Found()
+    roots = request.read_roots
     chosen = {p.resolve() for p in request.checkpoints}
     keys = set(request.episode_keys)
     for checkpoint in ckpt_formats.discover(request.logdir, request.checkpoint_format):
         if chosen and checkpoint.path.resolve() not in chosen:
             continue
         try:
-            sources.check_readable(checkpoint.path, request.logdir)
+            for path in (
+                checkpoint.path,
+                *ckpt_formats.get_format(checkpoint.format).content_files(checkpoint),
+            ):
+                sources.check_readable(path, roots)
         except BadInputError as err:
             found.refused.append(Refusal("checkpoint", Path(err.path or checkpoint.path), str(err)))
             continue
@@ -93,6 +98,7 @@ def survey(request: IngestRequest) -> Found:
             found.refused.append(Refusal("replay", Path(err.path or directory), str(err)))
 
         try:
+            sources.check_readable(directory, roots)
             listed = fmt.list(directory, on_error=skip)
         except BadInputError as err:
             skip(err)
@@ -101,7 +107,7 @@ def survey(request: IngestRequest) -> Found:
             if keys and ref.key not in keys:
                 continue
             try:
-                sources.check_readable(ref.path, directory)
+                sources.check_readable(ref.path, roots)
                 if ref.length < 2:  # no transition: nothing for the filter to predict
                     raise BadInputError(
                         "episode has one step; a trace needs at least two", path=ref.path

@@ -33,10 +33,17 @@ class IngestRequest:
     snapshots: Path | None = None
     """Where checkpoint versions are copied (default: `<BELIEFSCOPE_HOME>/snapshots`); the
     server reads them back for its overlays, so it must lie inside the server's data roots."""
+    roots: tuple[Path, ...] = ()
+    """Folders every file ingest reads must really lie in, symlinks resolved (the server's
+    data roots for its jobs); empty: the log dir and the replay folders named."""
 
     @property
     def name(self) -> str:
         return self.run_name or self.logdir.resolve().name
+
+    @property
+    def read_roots(self) -> tuple[Path, ...]:
+        return self.roots or (self.logdir, *self.replay, *self.train_replay)
 
     @property
     def posterior_label(self) -> str:

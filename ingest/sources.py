@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -74,17 +75,19 @@ def snapshot(ref: CheckpointRef, snapshots: Path) -> Snapshot:
     return Snapshot(replace(ref, path=final / ref.path.relative_to(root)), ref, digest, final, root)
 
 
-def check_readable(path: Path, root: Path) -> None:
-    """Refuse a file ingest must not read: a name that is not UTF-8 (the store keeps names as
-    text) or a symlink whose real location is outside `root`, the directory it was found in."""
+def check_readable(path: Path, roots: Sequence[Path]) -> None:
+    """Refuse a file or folder ingest must not read: a name that is not UTF-8 (the store
+    keeps names as text) or one whose real location (symlinks followed) is outside `roots`."""
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
         shown = os.fsencode(path).decode("utf-8", "backslashreplace")
         raise BadInputError("file name is not valid UTF-8", path=shown) from None
-    real, inside = path.resolve(), root.resolve()
-    if real != inside and not real.is_relative_to(inside):
-        raise BadInputError(f"links to {real}, outside the data root {inside}", path=path)
+    real = path.resolve()
+    inside = [root.resolve() for root in roots]
+    if not any(real == root or real.is_relative_to(root) for root in inside):
+        where = ", ".join(str(root) for root in inside)
+        raise BadInputError(f"links to {real}, outside the data roots ({where})", path=path)
 
 
 def replay_dirs(

@@ -52,9 +52,13 @@ class IngestJobs:
         from ingest.service import Ingestor
 
         logdir = self.resolve_root(root)
-        # snapshots under the server's home, so its overlays can read them back
+        # snapshots under the server's home, so its overlays can read them back; every file
+        # read (through any symlink under the root) must lie in the data roots too
         request = IngestRequest(
-            logdir=logdir, run_name=run_name, snapshots=self._settings.home / "snapshots"
+            logdir=logdir,
+            run_name=run_name,
+            snapshots=self._settings.home / "snapshots",
+            roots=tuple(self._settings.data_roots),
         )
         job_id = Ingestor(self._store, request).submit(started_by=who).id
         details = {"root": str(logdir), "run": run_name}

@@ -7,6 +7,7 @@ of the root must not leak a file).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from beliefscope.cli.serve import build_app
 from beliefscope.store.engine import Store
 from beliefscope.store.tables import Checkpoint, Episode
 from server.paths import contained, fully_decoded
-from tests.server.conftest import Built, make_settings
+from tests.builders import make_world
+from tests.server.conftest import Built, make_settings, wait_for_job
 
 SECRET = "root:x:0:0"
 
@@ -133,3 +135,30 @@ def test_poisoned_rows_and_symlinks_out_of_the_root(
     other = client.get("/api/v1/traces").json()["data"][-1]["episode_id"]
     answer = client.get(f"/api/v1/episodes/{other}/frames/2", params={"panels": "recon"})
     assert answer.status_code == 404 and SECRET not in answer.text
+
+
+def test_an_api_job_reads_nothing_through_a_symlink_out_of_the_roots(
+    client: TestClient, built: Built, auth: dict, tmp_path: Path
+) -> None:
+    """A run folder inside the data root whose second replay folder is a symlink to episodes
+    outside every root: the job ingests the inside episodes and refuses the linked ones."""
+    escaped = make_world(tmp_path / "elsewhere" / "replay", episodes=2, length=20, seed=9)
+    run = built.root / "linked"
+    make_world(run / "replay", episodes=1, length=20, seed=5)
+    (run / "stolen").symlink_to(escaped, target_is_directory=True)
+    ckpt = sorted(built.run_dir.glob("ckpt-*.safetensors"))[-1]
+    shutil.copyfile(ckpt, run / ckpt.name)
+    try:
+        answer = client.post("/api/v1/jobs", json={"root": str(run), "run": "linked"}, headers=auth)
+        assert answer.status_code == 202, answer.text
+        job = wait_for_job(client, answer.json()["id"])
+        assert job["state"] == "done", job
+        errors = client.get(f"/api/v1/jobs/{job['id']}/errors").json()["data"]
+        assert any("outside the data roots" in e["reason"] for e in errors), errors
+        (linked,) = [r for r in client.get("/api/v1/runs").json()["data"] if r["name"] == "linked"]
+        episodes = client.get(f"/api/v1/runs/{linked['id']}/episodes").json()["data"]
+        assert len(episodes) == 1
+        inside = {f.name for f in (run / "replay").glob("*.npz")}
+        assert [e["key"].split(":", 1)[1] for e in episodes] == sorted(inside)
+    finally:
+        shutil.rmtree(run)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from beliefscope.store.engine import Store
 from server.app import create_app
 from tests.builders import make_world
-from tests.server.conftest import Built, make_settings
+from tests.server.conftest import Built, make_settings, wait_for_job
 
 
 class Receiver:
@@ -164,12 +164,7 @@ def test_ingest_job_from_the_api(
         )
         assert answer.status_code == 202, answer.text
         job_id = answer.json()["id"]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            job = client.get(f"/api/v1/jobs/{job_id}").json()
-            if job["state"] in ("done", "failed"):
-                break
-            time.sleep(0.2)
+        job = wait_for_job(client, job_id)
         assert job["state"] == "done" and job["args"]["started_by"] == "alice"
         started = client.get("/api/v1/activity", params={"action": "job"}, headers=auth).json()
         assert [(e["who"], e["target"]) for e in started["data"]] == [("alice", f"job:{job_id}")]
