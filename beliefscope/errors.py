@@ -46,6 +46,11 @@ class StoreUnavailableError(BeliefscopeError):
     status = 503
 
 
+class StoreFullError(StoreUnavailableError):
+    """The store's disk (or quota) is full: the write was rolled back whole, so the store
+    stays consistent, and the same command completes once there is space again."""
+
+
 class UnauthorizedError(BeliefscopeError):
     """No valid API token where one is needed (answered with `WWW-Authenticate: Bearer`)."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
-from beliefscope.errors import BeliefscopeError
+from beliefscope.errors import BeliefscopeError, StoreFullError
 from beliefscope.review.service import ReviewService
 from beliefscope.store.engine import Store
 from beliefscope.values.jobs import JobInfo
@@ -93,7 +93,10 @@ class Ingestor:
                 )
         except BaseException as err:
             why = str(err) if isinstance(err, BeliefscopeError) else f"{type(err).__name__}: {err}"
-            writer.finish_job(job_id, failed=True, message=why)
+            try:
+                writer.finish_job(job_id, failed=True, message=why)
+            except StoreFullError:
+                pass  # no room to say so in the store: the error itself reaches the caller
             raise
         message = (
             f"{report.written} traces written, {report.skipped} already stored, "

@@ -60,10 +60,14 @@ def snapshot(ref: CheckpointRef, snapshots: Path) -> Snapshot:
     root = Path(os.path.commonpath([ref.path.parent, *(f.parent for f in content)]))
     staging = snapshots / f".staging-{os.getpid()}-{ref.path.name}"
     shutil.rmtree(staging, ignore_errors=True)
-    for f in dict.fromkeys([*content, *extra]):
-        dest = staging / f.relative_to(root)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f, dest)
+    try:
+        for f in dict.fromkeys([*content, *extra]):
+            dest = staging / f.relative_to(root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest)
+    except BaseException:  # a full disk, say: leave no half copy behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     digest = content_hash([staging / f.relative_to(root) for f in content])
     final = snapshots / digest[:32]
     try:

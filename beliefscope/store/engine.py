@@ -9,13 +9,15 @@ failing when a read lock cannot be upgraded), plain `BEGIN` for reads. PostgreSQ
 `postgresql+psycopg://`.
 
 Every database error that means "cannot reach or lock the database" surfaces as
-`StoreUnavailableError` (HTTP 503), raised from one place: `Store.connect`.
+`StoreUnavailableError` (HTTP 503), and "no space left" as its `StoreFullError`, raised
+from one place: `Store.connect`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -23,6 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -32,6 +35,7 @@ from beliefscope.errors import (
     BadInputError,
     NotFoundError,
     SchemaOutOfDateError,
+    StoreFullError,
     StoreUnavailableError,
 )
 
@@ -184,12 +188,24 @@ class Store:
                     conn = conn.execution_options(**{_WRITE: True})
                 with conn.begin():
                     yield conn
+        except (psycopg.Error, sqlite3.Error) as err:  # from the driver itself (e.g. COPY)
+            if not _full(err):
+                raise
+            raise self._full_error(err) from err
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+            if err.orig is not None and _full(err.orig):
+                raise self._full_error(err.orig) from err
             if not _unavailable(err):
                 raise
             raise StoreUnavailableError(
                 f"store {self.url} is unavailable: {_first_line(err.orig or err)}"
             ) from err
+
+    def _full_error(self, err: BaseException) -> StoreFullError:
+        return StoreFullError(
+            f"store {self.url} is out of space ({_first_line(err)}): the write was rolled "
+            "back whole; free space and run the command again"
+        )
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None for an empty database)."""
@@ -228,6 +244,17 @@ class Surface:
 
 
 _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "malformed")
+
+
+_PG_DISK_FULL = "53100"
+
+
+def _full(err: BaseException) -> bool:
+    """A driver error saying the disk is full: SQLite's SQLITE_FULL (a full disk or
+    `max_page_count`) or PostgreSQL's disk_full."""
+    if isinstance(err, sqlite3.Error):
+        return getattr(err, "sqlite_errorname", "") == "SQLITE_FULL"
+    return isinstance(err, psycopg.Error) and err.sqlstate == _PG_DISK_FULL
 
 
 def _unavailable(err: sa.exc.DBAPIError) -> bool:
