@@ -14,6 +14,7 @@ to ingest is refused before anything is stored; a job that could ingest nothing 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections import Counter
 
@@ -93,10 +94,9 @@ class Ingestor:
                 )
         except BaseException as err:
             why = str(err) if isinstance(err, BeliefscopeError) else f"{type(err).__name__}: {err}"
-            try:
+            # with no room to say so in the store, the error itself still reaches the caller
+            with contextlib.suppress(StoreFullError):
                 writer.finish_job(job_id, failed=True, message=why)
-            except StoreFullError:
-                pass  # no room to say so in the store: the error itself reaches the caller
             raise
         message = (
             f"{report.written} traces written, {report.skipped} already stored, "
