@@ -47,6 +47,7 @@ def test_every_store_command_takes_store_before_and_after_its_action() -> None:
     positional = {c: ["LOGDIR"] for c in ("ingest", "watch", "probe", "audit")}
     extra = {"token create": ["alice"], "token revoke": ["alice"], "runs delete": ["r"]}
     extra |= {"rules set": ["kl-spike"], "db revision": ["-m", "x"]}
+    extra |= {"db backup": ["--out", "b.db"], "db restore": ["b.db"]}
     extra |= {f"export {w}": ["--out", "x"] for w in ("traces", "flags", "tensorboard", "wandb")}
     extra |= {"probe dropout": ["--occluded"], "probe delay": ["--steps", "1"]}
     checked = 0
