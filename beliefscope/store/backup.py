@@ -219,6 +219,7 @@ def _restore_sqlite(backup_file: Path, url: str) -> None:
     src = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)
     try:
         _check_integrity(src, backup_file)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         create_engine(url).dispose()  # creates the file 0600 where it is new
         dst = sqlite3.connect(path)
         try:

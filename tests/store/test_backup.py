@@ -61,7 +61,7 @@ def test_a_backup_taken_during_writes_restores_verified(
     assert taken["tables"]["steps"] == LENGTH * taken["tables"]["traces"]  # no partial trace
 
     if seeded.store.backend == "sqlite":
-        target = f"sqlite:///{tmp_path / 'restored.db'}"
+        target = f"sqlite:///{tmp_path / 'new-folder' / 'restored.db'}"
         assert out.read_bytes()[:16] == b"SQLite format 3\x00"
     else:
         target = request.getfixturevalue("second_pg_url")
