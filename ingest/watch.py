@@ -3,7 +3,9 @@
 Each cycle is an ordinary idempotent ingest of the log dir: stored units are skipped, a
 checkpoint overwritten in place (`latest.pt`) is a new content hash and so a new checkpoint,
 and new episodes become new units for every checkpoint. A cycle that finds nothing new costs
-a directory listing, one hash per changed checkpoint file and one query per checkpoint.
+a directory listing, one hash per changed checkpoint file and one query per checkpoint. A
+store that is unavailable for a while (a database restart, a full disk) is reported and
+retried at the next scan: a watcher left running outlasts both.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 from types import FrameType
 
 from beliefscope.access import terminal_user
-from beliefscope.store.engine import open_store
+from beliefscope.errors import StoreUnavailableError
+from beliefscope.store.engine import Store, open_store
 from ingest.cli import add_request_arguments, request_from
 from ingest.planner import SnapshotCache
 from ingest.progress import Progress
@@ -49,21 +52,30 @@ def watch(
     written, cycle = 0, 0
     while not stop.is_set():
         cycle += 1
-        ingestor = Ingestor(store, request, cache)
-        if ingestor.pending():
-            job = ingestor.submit(started_by=f"watch:{terminal_user()}")
-            with Progress(f"watch {request.name}") as progress:
-                report = ingestor.run(job.id, progress)
-            written += report.written
-            if log:
-                print(
-                    f"watch {request.name}: +{report.written} traces, {len(report.errors)} errors",
-                    flush=True,
-                )
+        try:
+            written += _scan(store, request, cache, log)
+        except StoreUnavailableError as err:  # a restart, a full disk: the next scan retries
+            print(f"watch {request.name}: {err}; trying again in {interval:g} s", flush=True)
         if cycles and cycle >= cycles:
             break
         stop.wait(interval)
     return written
+
+
+def _scan(store: Store, request: IngestRequest, cache: SnapshotCache, log: bool) -> int:
+    """One scan: ingest whatever is new; returns traces written."""
+    ingestor = Ingestor(store, request, cache)
+    if not ingestor.pending():
+        return 0
+    job = ingestor.submit(started_by=f"watch:{terminal_user()}")
+    with Progress(f"watch {request.name}") as progress:
+        report = ingestor.run(job.id, progress)
+    if log:
+        print(
+            f"watch {request.name}: +{report.written} traces, {len(report.errors)} errors",
+            flush=True,
+        )
+    return report.written
 
 
 def run(args: argparse.Namespace) -> int:

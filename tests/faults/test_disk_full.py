@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,8 @@ import sqlalchemy as sa
 
 from beliefscope.errors import StoreFullError
 from beliefscope.store.engine import open_store, upgrade
+from ingest.request import IngestRequest
+from ingest.watch import watch
 from tests.builders import ingest_run
 from tests.faults.integrity import assert_complete_once, census
 
@@ -90,6 +94,35 @@ def test_sqlite_on_a_full_disk(tmp_path: Path, run_dir: Path, world: Path) -> No
                 assert conn.execute(sa.text("PRAGMA integrity_check")).scalar_one() == "ok"
         finally:
             store.close()
+
+
+def test_a_watcher_waits_out_a_full_disk(
+    tmp_path: Path, run_dir: Path, world: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with tmpfs(tmp_path / "small") as fs:
+        url = f"sqlite:///{fs.path / 'store.db'}"
+        upgrade(url)
+        fs.resize(fs.used() + ROOM)
+        stop = threading.Event()
+        request = IngestRequest(logdir=run_dir, replay=(world,), variants=VARIANTS)
+        watcher = threading.Thread(
+            target=watch, args=(request, url), kwargs={"interval": 0.2, "stop": stop}
+        )
+        watcher.start()
+        try:
+            said = ""
+            deadline = time.monotonic() + 120
+            while "is out of space" not in said and time.monotonic() < deadline:
+                said += capsys.readouterr().out
+                time.sleep(0.1)
+            assert "trying again in 0.2 s" in said and watcher.is_alive()
+            fs.resize(64 << 20)  # space returns: the running watcher completes the run
+            while len(census(url).keys) < EXPECTED and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            watcher.join()
+        assert_complete_once(url, EXPECTED)
 
 
 def test_postgresql_on_a_full_disk(
