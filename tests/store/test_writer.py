@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from beliefscope.errors import NotFoundError
+from beliefscope.store import writer
 from beliefscope.store.engine import open_store
 from beliefscope.store.tables import Trace, TraceArray, steps
-from beliefscope.store.writer import StoreWriter
 from tests.store.conftest import Seeded, make_trace
 
 
@@ -57,7 +57,7 @@ def test_write_trace_is_all_or_nothing(seeded: Seeded, monkeypatch: pytest.Monke
     def fail_after_steps(*args: object) -> None:
         raise RuntimeError("disk full while writing arrays")
 
-    monkeypatch.setattr(StoreWriter, "_write_arrays", fail_after_steps)
+    monkeypatch.setattr(writer, "_write_arrays", fail_after_steps)
     with pytest.raises(RuntimeError, match="disk full"):
         seeded.store.writer.write_trace(
             seeded.checkpoint_id, seeded.episode_id, "filter", "mode", make_trace(30)
