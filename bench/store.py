@@ -32,14 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from beliefscope.config import get_settings  # noqa: E402
 from beliefscope.store.engine import Store, open_store, upgrade  # noqa: E402
-from beliefscope.store.tables import STEP_METRICS, Trace, steps, utcnow  # noqa: E402
-from beliefscope.store.writer import (  # noqa: E402
-    SYNC_OFF,
-    EncodedTrace,
-    _insert_sql,
-    encode_trace,
-    write_rows,
-)
+from beliefscope.store.tables import STEP_METRICS, steps  # noqa: E402
+from beliefscope.store.writer import EncodedTrace, encode_trace, write_unit  # noqa: E402
 from beliefscope.values.traces import METRICS, TraceData  # noqa: E402
 
 STEPS_PER_TRACE = 1000
@@ -77,17 +71,15 @@ def write_rates(store: Store, rows: int, offset: int) -> tuple[float, float]:
     trace in turn (so both see the same table sizes, the same machine load and, on average,
     the same share of the backend's periodic work).
 
-    The bare driver gets the same rows and bytes (the trace row, its step rows, its three array
-    rows, one transaction per trace with the same settings: `BEGIN IMMEDIATE` on SQLite,
-    `synchronous_commit = off` on PostgreSQL) through one raw DB-API connection held for the
-    whole run, with no SQLAlchemy, no pool and no ping, and the rows encoded before the clock
-    starts; it calls the writer's own bulk path (`write_rows`) for the step and array rows.
-    `write_trace` pays its encoding and everything else it does on top."""
+    The bare driver writes the same rows and bytes (the trace row, its step rows, its three
+    array rows; one transaction per trace with the same settings) with the writer's own driver
+    calls (`write_unit`: executemany on SQLite, binary COPY on PostgreSQL), on one raw DB-API
+    connection held for the whole run: no SQLAlchemy, no pool checkout, no ping, and its units
+    encoded before the clock starts. `write_trace` pays its encoding and all the rest."""
     n = rows // STEPS_PER_TRACE
     checkpoint_id, episodes = seed_units(store, 2 * n, offset)
     data = [trace(i) for i in range(min(n, 20))]
     encoded = [encode_trace(d) for d in data]
-    backend = store.backend
     raw = store.engine.raw_connection()
     dbapi = raw.driver_connection
     times = [0.0, 0.0]
@@ -104,7 +96,13 @@ def write_rates(store: Store, rows: int, offset: int) -> tuple[float, float]:
                         checkpoint_id, episode_id, "filter", "mode", data[i % len(data)]
                     )
                 else:
-                    bare_write(dbapi, backend, checkpoint_id, episode_id, encoded[i % len(data)])
+                    bare_write(
+                        dbapi,
+                        store.engine.dialect,
+                        checkpoint_id,
+                        episode_id,
+                        encoded[i % len(data)],
+                    )
                 times[side] += time.perf_counter() - start
     finally:
         raw.close()
@@ -112,26 +110,17 @@ def write_rates(store: Store, rows: int, offset: int) -> tuple[float, float]:
 
 
 def bare_write(
-    dbapi: Any, backend: str, checkpoint_id: int, episode_id: int, unit: EncodedTrace
+    dbapi: Any, dialect: sa.Dialect, checkpoint_id: int, episode_id: int, unit: EncodedTrace
 ) -> None:
     """One unit in one transaction on a raw DB-API connection."""
-    mark = "?" if backend == "sqlite" else "%s"
-    created: Any = utcnow()
-    if backend == "sqlite":  # the text SQLAlchemy stores for a DateTime on SQLite
-        created = created.strftime("%Y-%m-%d %H:%M:%S.%f")
-    row = unit.trace_row(checkpoint_id, episode_id, "filter", "mode", created)
-    sql = _insert_sql(Trace.__tablename__, list(row), mark) + " ON CONFLICT DO NOTHING RETURNING id"
-    cursor = dbapi.cursor()
     try:
-        cursor.execute("BEGIN IMMEDIATE" if backend == "sqlite" else SYNC_OFF)
-        cursor.execute(sql, tuple(row.values()))
-        write_rows(cursor, backend, cursor.fetchone()[0], unit)
+        if dialect.name == "sqlite":  # the store's connections leave BEGIN to their owner
+            dbapi.execute("BEGIN IMMEDIATE")
+        write_unit(dbapi, dialect, unit, checkpoint_id, episode_id, "filter", "mode")
         dbapi.commit()
     except BaseException:
         dbapi.rollback()
         raise
-    finally:
-        cursor.close()
 
 
 def naive_rows_per_s(store: Store, rows: int, offset: int) -> float:

@@ -5,8 +5,9 @@ its row, all step rows and its arrays in one transaction, so a crash leaves noth
 skips a unit that already exists (the unique key decides, so concurrent writers of one unit end
 with exactly one trace: SQLite serialises writers with `BEGIN IMMEDIATE`; on PostgreSQL the
 second `INSERT ... ON CONFLICT DO NOTHING` waits for the first transaction and then does
-nothing). Step rows go in bulk through the raw driver connection of that same transaction:
-`executemany` on SQLite, binary `COPY` built with numpy on PostgreSQL.
+nothing). SQLAlchemy opens and commits that transaction; every row of the unit goes through its
+raw driver connection (`write_unit`), encoded beforehand with numpy (`encode_trace`): the step
+rows by `executemany` of one prepared statement on SQLite and one binary `COPY` on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from functools import cache
+from datetime import timedelta
 from itertools import repeat
 from typing import Any
 
@@ -48,9 +48,6 @@ PROBS_DTYPE = np.dtype("<f2")
 LIVE_JOB = timedelta(minutes=10)
 """A queued or running job silent for longer than this is taken for dead (its process was
 killed): it no longer keeps its run from being deleted. Ingest beats at least once per unit."""
-
-SYNC_OFF = "SET LOCAL synchronous_commit = off"
-"""PostgreSQL, per unit: no fsync wait at commit (see `write_trace`)."""
 
 _PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _PG_COPY_TRAILER = struct.pack(">h", -1)
@@ -261,22 +258,11 @@ class StoreWriter(Surface):
         already stored (by an earlier run or a concurrent writer) and nothing was written."""
         unit = encode_trace(data)
         with self._store.connect(write=True) as conn:
-            backend = conn.dialect.name
             dbapi = conn.connection.driver_connection
             assert dbapi is not None
-            with contextlib.closing(dbapi.cursor()) as cursor:
-                if backend == "postgresql":
-                    # No fsync wait per unit: a server crash may lose the last few units (never
-                    # half of one), which the next ingest recomputes; commits stay 20% cheaper.
-                    cursor.execute(SYNC_OFF)
-                trace_id = conn.execute(
-                    _insert_trace(backend),
-                    unit.trace_row(checkpoint_id, episode_id, variant, posterior, utcnow()),
-                ).scalar()
-                if trace_id is None:
-                    return None
-                write_rows(cursor, backend, trace_id, unit)
-        return int(trace_id)
+            return write_unit(
+                dbapi, conn.dialect, unit, checkpoint_id, episode_id, variant, posterior
+            )
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -369,7 +355,7 @@ def _count(conn: sa.Connection, query: sa.Select[Any]) -> int:
 class EncodedTrace:
     """One trace as the driver takes it, encoded once per trace with whole-array numpy
     operations (never per row): what `write_trace` and the bench's bare-driver baseline both
-    hand to `write_rows`, so the two write the same rows and bytes."""
+    hand to `write_unit`, so the two write the same rows and bytes."""
 
     summary: dict[str, Any]
     """The `traces` row's columns that come from the data: length, metrics mask, summaries."""
@@ -380,26 +366,10 @@ class EncodedTrace:
     arrays: list[tuple[str, str, str, bytes]]
     """`trace_arrays` rows without the trace id: name, dtype, shape as JSON, data."""
 
-    def trace_row(
-        self,
-        checkpoint_id: int,
-        episode_id: int,
-        variant: str,
-        posterior: str,
-        created: datetime,
-    ) -> dict[str, Any]:
-        """Parameters of `_insert_trace`, keyed by column name."""
-        return {
-            "checkpoint_id": checkpoint_id,
-            "episode_id": episode_id,
-            "probe": variant,
-            "posterior": posterior,
-            "created": created,
-            **self.summary,
-        }
-
 
 def encode_trace(data: TraceData) -> EncodedTrace:
+    """Checked, converted and summarised before the write transaction opens, so the write lock
+    is held only for the driver's calls."""
     length = data.length
     present = [name for name in STEP_METRICS if name in data.metrics]
     columns = {name: np.asarray(data.metrics[name], dtype=np.float64) for name in present}
@@ -420,12 +390,49 @@ def encode_trace(data: TraceData) -> EncodedTrace:
     return EncodedTrace(summary, columns, nan_mask, _encode_arrays(data))
 
 
-@cache
-def _insert_trace(backend: str) -> sa.Insert:
-    """The trace row's upsert, built once per backend so SQLAlchemy compiles it once."""
-    return dialect_insert(backend, Trace).on_conflict_do_nothing().returning(Trace.id)
+def write_unit(
+    dbapi: Any,
+    dialect: sa.Dialect,
+    unit: EncodedTrace,
+    checkpoint_id: int,
+    episode_id: int,
+    variant: str,
+    posterior: str,
+) -> int | None:
+    """One unit's rows on the raw DB-API connection, inside the caller's open transaction: the
+    trace row unless its unique key is taken (then None, and nothing else is written), then its
+    step and array rows. On PostgreSQL the transaction's settings and the trace row go in one
+    round trip (a pipeline)."""
+    backend = dialect.name
+    # what SQLAlchemy hands the driver for a timestamp (its own text on SQLite), so this row
+    # reads and compares like rows written through SQLAlchemy
+    created = Trace.__table__.c.created.type.dialect_impl(dialect).bind_processor(dialect)
+    now = utcnow()
+    row = {
+        "checkpoint_id": checkpoint_id,
+        "episode_id": episode_id,
+        "probe": variant,
+        "posterior": posterior,
+        "created": created(now) if created else now,
+        **unit.summary,
+    }
+    sql = _insert_sql(Trace.__tablename__, list(row), _MARKS[backend])
+    with contextlib.closing(dbapi.cursor()) as cursor:
+        with dbapi.pipeline() if backend == "postgresql" else contextlib.nullcontext():
+            if backend == "postgresql":
+                # No fsync wait per unit: a server crash may lose the last few units (never
+                # half of one), which the next ingest recomputes; commits stay 20% cheaper.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING id", tuple(row.values()))
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        write_rows(cursor, backend, found[0], unit)
+    return int(found[0])
 
 
+_MARKS = {"sqlite": "?", "postgresql": "%s"}
+"""Each driver's parameter marker."""
 _STEP_COLUMNS = ("trace_id", "t", "nan_mask")
 _ARRAY_COLUMNS = ("trace_id", "name", "dtype", "shape", "data")
 
@@ -444,7 +451,7 @@ def write_rows(cursor: Any, backend: str, trace_id: int, unit: EncodedTrace) -> 
             *(col.tolist() for col in unit.columns.values()),
             strict=False,
         )
-        cursor.executemany(_insert_sql(steps.name, names, "?"), rows)
+        cursor.executemany(_insert_sql(steps.name, names, _MARKS[backend]), rows)
     else:
         sql = f"COPY {steps.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
         with cursor.copy(sql) as copy:
@@ -456,9 +463,7 @@ def _write_arrays(
     cursor: Any, backend: str, trace_id: int, arrays: list[tuple[str, str, str, bytes]]
 ) -> None:
     if arrays:
-        sql = _insert_sql(
-            TraceArray.__tablename__, _ARRAY_COLUMNS, "?" if backend == "sqlite" else "%s"
-        )
+        sql = _insert_sql(TraceArray.__tablename__, _ARRAY_COLUMNS, _MARKS[backend])
         cursor.executemany(sql, [(trace_id, *a) for a in arrays])
 
 
