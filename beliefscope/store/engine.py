@@ -188,18 +188,21 @@ class Store:
                     conn = conn.execution_options(**{_WRITE: True})
                 with conn.begin():
                     yield conn
-        except (psycopg.Error, sqlite3.Error) as err:  # from the driver itself (e.g. COPY)
-            if not _full(err):
+        except (psycopg.Error, sqlite3.Error) as err:  # from the driver itself (the writer's rows)
+            if _full(err):
+                raise self._full_error(err) from err
+            if not _driver_unavailable(err):
                 raise
-            raise self._full_error(err) from err
+            raise self._unavailable_error(err) from err
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
             if err.orig is not None and _full(err.orig):
                 raise self._full_error(err.orig) from err
             if not _unavailable(err):
                 raise
-            raise StoreUnavailableError(
-                f"store {self.url} is unavailable: {_first_line(err.orig or err)}"
-            ) from err
+            raise self._unavailable_error(err.orig or err) from err
+
+    def _unavailable_error(self, err: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(f"store {self.url} is unavailable: {_first_line(err)}")
 
     def _full_error(self, err: BaseException) -> StoreFullError:
         return StoreFullError(
@@ -262,9 +265,17 @@ def _unavailable(err: sa.exc.DBAPIError) -> bool:
     statement, which SQLite also reports as an OperationalError, e.g. "no such column")."""
     if err.connection_invalidated or isinstance(err, sa.exc.InterfaceError):
         return True
-    if err.orig is not None and type(err.orig).__module__.startswith("sqlite3"):
-        return any(word in str(err.orig).lower() for word in _SQLITE_UNAVAILABLE)
-    return True
+    return err.orig is None or _driver_unavailable(err.orig)
+
+
+def _driver_unavailable(err: BaseException) -> bool:
+    """The same for an error of the driver itself: any lost or refused PostgreSQL connection;
+    on SQLite only the messages above."""
+    if isinstance(err, sqlite3.Error):
+        return isinstance(err, sqlite3.OperationalError) and any(
+            word in str(err).lower() for word in _SQLITE_UNAVAILABLE
+        )
+    return isinstance(err, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _first_line(err: BaseException) -> str:

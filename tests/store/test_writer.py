@@ -3,12 +3,13 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import psycopg
 import pytest
 import sqlalchemy as sa
 
-from beliefscope.errors import NotFoundError
+from beliefscope.errors import NotFoundError, StoreUnavailableError
 from beliefscope.store import writer
-from beliefscope.store.engine import open_store
+from beliefscope.store.engine import Store, open_store
 from beliefscope.store.tables import Trace, TraceArray, steps
 from tests.store.conftest import Seeded, make_trace
 
@@ -185,3 +186,23 @@ def test_deleting_a_run_removes_everything_of_it_and_nothing_else(seeded: Seeded
     assert _count(seeded, MetricColumn.__table__) < kept[MetricColumn]
     with pytest.raises(NotFoundError, match=f"no run with id {seeded.run_id}"):
         w.delete_run(seeded.run_id, who="alice")
+
+
+def test_driver_errors_that_mean_unavailable_surface_as_such(store: Store) -> None:
+    """The writer's rows go through the driver itself, outside SQLAlchemy's error wrapping: a
+    refused write (SQLite) or a connection the server dropped mid-unit (PostgreSQL) must still
+    read as an unavailable store (what the watcher and the API retry on), not as a bug."""
+    with (
+        pytest.raises(StoreUnavailableError, match="is unavailable"),
+        store.connect(write=True) as conn,
+    ):
+        dbapi = conn.connection.driver_connection
+        if isinstance(dbapi, psycopg.Connection):
+            libpq = store.engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
+            with psycopg.connect(libpq, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (dbapi.info.backend_pid,))
+        else:
+            dbapi.execute("PRAGMA query_only = 1")  # "attempt to write a readonly database"
+        dbapi.execute("DELETE FROM runs")
