@@ -11,7 +11,8 @@ Workload: a `--preset` native model on 64x64 frames of the MuJoCo occlusion worl
    step's decodes and open-loop rollout on their own), on `--baseline` episodes; metrics of
    both must agree to 1e-5.
 2. End-to-end ingest (read files -> compute -> commit to SQLite) vs model compute alone.
-3. Store writes: step-rows/s into SQLite and PostgreSQL (`bench/store.py`'s bulk paths).
+3. Store writes: step-rows/s into SQLite and PostgreSQL and the ratio to the bare driver writing
+   the same rows (`bench/store.py`'s `write_rates`).
 4. Peak memory (max RSS of a fresh ingest process) at each of `--memory` episode counts.
 With `--executor dask`, only: end-to-end ingest into PostgreSQL in this process vs on a local
 Dask cluster of each `--workers` count (started and warmed before timing; 1 torch thread each).

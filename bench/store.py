@@ -2,10 +2,11 @@
 
     python bench/store.py [--pg URL] [--rows 200000] [--fill 1000000]
 
-Writes: step-rows/s of `StoreWriter.write_trace` (bulk: executemany on SQLite, binary COPY on
-PostgreSQL; traces of 1000 steps, every metric, arrays included) against the bare driver writing
-the same rows and bytes (`write_rates`), trace by trace in turn, and against a naive per-row
-insert through a SQLAlchemy session, in the same run. Reads: latency of `read_trace` (all
+Writes: step-rows/s of `StoreWriter.write_traces` as ingest calls it (batches of 16 units, one
+transaction each; bulk: executemany on SQLite, binary COPY on PostgreSQL; traces of 1000 steps,
+every metric, arrays included) against the bare driver writing the same rows and bytes
+(`write_rates`), batch by batch in turn, and against a naive per-row insert through a SQLAlchemy
+session, in the same run. Reads: latency of `read_trace` (all
 metrics) of a 1000-step trace with `--fill` step rows in the store (p50/p95 over 200 reads).
 PostgreSQL uses a scratch database created on the server at `--pg` (default: the tests' server)
 and dropped afterwards.
@@ -37,6 +38,8 @@ from beliefscope.store.writer import EncodedTrace, encode_trace, write_unit  # n
 from beliefscope.values.traces import METRICS, TraceData  # noqa: E402
 
 STEPS_PER_TRACE = 1000
+BATCH = 16
+"""Units per `write_traces` call: ingest's default model batch."""
 
 
 def trace(seed: int) -> TraceData:
@@ -45,9 +48,11 @@ def trace(seed: int) -> TraceData:
     metrics["kl"][::97] = np.nan
     return TraceData(
         metrics=metrics,
-        kl_groups=rng.random((STEPS_PER_TRACE, 32)),  # the `small` preset: 32 groups x 16
-        post_probs=rng.random((STEPS_PER_TRACE, 4, 16)),  # ingest keeps 4 groups' probs
-        prior_probs=rng.random((STEPS_PER_TRACE, 4, 16)),
+        # float32, as ingest hands them over; the `small` preset: 32 groups x 16 classes, of
+        # which ingest keeps 4 groups' probs
+        kl_groups=rng.random((STEPS_PER_TRACE, 32), dtype=np.float32),
+        post_probs=rng.random((STEPS_PER_TRACE, 4, 16), dtype=np.float32),
+        prior_probs=rng.random((STEPS_PER_TRACE, 4, 16), dtype=np.float32),
     )
 
 
@@ -67,46 +72,47 @@ def seed_units(store: Store, n: int, offset: int = 0) -> tuple[int, list[int]]:
 
 
 def write_rates(store: Store, rows: int, offset: int) -> tuple[float, float]:
-    """Step-rows/s of `write_trace` and of the bare driver writing the same units, trace by
-    trace in turn (so both see the same table sizes, the same machine load and, on average,
-    the same share of the backend's periodic work).
+    """Step-rows/s of `write_traces` (ingest's batches of `BATCH` units) and of the bare driver
+    writing the same units, batch by batch in turn (so both see the same table sizes, the same
+    machine load and, on average, the same share of the backend's periodic work).
 
     The bare driver writes the same rows and bytes (the trace row, its step rows, its three
     array rows; one transaction per trace with the same settings) with the writer's own driver
     calls (`write_unit`: executemany on SQLite, binary COPY on PostgreSQL), on one raw DB-API
     connection held for the whole run: no SQLAlchemy, no pool checkout, no ping, and its units
-    encoded before the clock starts. `write_trace` pays its encoding and all the rest."""
-    n = rows // STEPS_PER_TRACE
-    checkpoint_id, episodes = seed_units(store, 2 * n, offset)
-    data = [trace(i) for i in range(min(n, 20))]
+    encoded before the clock starts. The writer pays its encoding and all the rest."""
+    batches = max(1, rows // (STEPS_PER_TRACE * BATCH))
+    checkpoint_id, episodes = seed_units(store, 2 * batches * BATCH, offset)
+    data = [trace(i) for i in range(min(batches * BATCH, 20))]
     encoded = [encode_trace(d) for d in data]
     raw = store.engine.raw_connection()
     dbapi = raw.driver_connection
     times = [0.0, 0.0]
-    # Which side goes first is drawn per pair: a fixed alternation lines SQLite's WAL
-    # checkpoint (every ~8 commits of these traces) up with one side and bills it all of them.
-    first = np.random.default_rng(0).integers(0, 2, n).tolist()
+    # Which side goes first is drawn per pair: a fixed alternation can line SQLite's WAL
+    # checkpoint (every ~8 commits of these traces) up with one side and bill it all of them.
+    first = np.random.default_rng(0).integers(0, 2, batches).tolist()
     try:
-        for i in range(n):
-            for side in (first[i], 1 - first[i]):
-                episode_id = episodes[2 * i + side]
+        for b in range(batches):
+            for side in (first[b], 1 - first[b]):
+                units = [
+                    (episodes[(2 * b + side) * BATCH + i], (b * BATCH + i) % len(data))
+                    for i in range(BATCH)
+                ]
                 start = time.perf_counter()
                 if side == 0:
-                    store.writer.write_trace(
-                        checkpoint_id, episode_id, "filter", "mode", data[i % len(data)]
+                    store.writer.write_traces(
+                        checkpoint_id, "filter", "mode", [(e, data[k]) for e, k in units]
                     )
                 else:
-                    bare_write(
-                        dbapi,
-                        store.engine.dialect,
-                        checkpoint_id,
-                        episode_id,
-                        encoded[i % len(data)],
-                    )
+                    for episode_id, k in units:
+                        bare_write(
+                            dbapi, store.engine.dialect, checkpoint_id, episode_id, encoded[k]
+                        )
                 times[side] += time.perf_counter() - start
     finally:
         raw.close()
-    return n * STEPS_PER_TRACE / times[0], n * STEPS_PER_TRACE / times[1]
+    written = batches * BATCH * STEPS_PER_TRACE
+    return written / times[0], written / times[1]
 
 
 def bare_write(
@@ -174,7 +180,7 @@ def measure(name: str, url: str, rows: int, fill: int) -> None:
     finally:
         store.close()
     print(
-        f"{name:<10} write_trace {bulk:>9,.0f} step-rows/s = {bulk / naive:5.1f}x naive per-row "
+        f"{name:<10} writes {bulk:>9,.0f} step-rows/s = {bulk / naive:5.1f}x naive per-row "
         f"({naive:,.0f}/s), {bulk / bare:4.2f}x the bare driver's bulk path ({bare:,.0f}/s) | "
         f"read 1000-step trace, all metrics, {total:,} rows stored: "
         f"p50 {p50:.1f} ms, p95 {p95:.1f} ms",

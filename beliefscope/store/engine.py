@@ -10,7 +10,7 @@ failing when a read lock cannot be upgraded), plain `BEGIN` for reads. PostgreSQ
 
 Every database error that means "cannot reach or lock the database" surfaces as
 `StoreUnavailableError` (HTTP 503), and "no space left" as its `StoreFullError`, raised
-from one place: `Store.connect`.
+from one place: `Store.connection` (which `Store.connect` opens).
 """
 
 from __future__ import annotations
@@ -182,12 +182,18 @@ class Store:
     @contextmanager
     def connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
         """A connection inside one transaction (committed on success, rolled back on error)."""
+        with self.connection(write=write) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def connection(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection for several transactions of the caller's (`with conn.begin():` each):
+        one pool checkout (on PostgreSQL, one liveness ping) for a batch of writes."""
         try:
             with self.engine.connect() as conn:
                 if write:
                     conn = conn.execution_options(**{_WRITE: True})
-                with conn.begin():
-                    yield conn
+                yield conn
         except (psycopg.Error, sqlite3.Error) as err:  # from the driver itself (the writer's rows)
             if _full(err):
                 raise self._full_error(err) from err

@@ -256,13 +256,31 @@ class StoreWriter(Surface):
     ) -> int | None:
         """Store one unit in one transaction; returns its trace id, or None when the unit was
         already stored (by an earlier run or a concurrent writer) and nothing was written."""
-        unit = encode_trace(data)
-        with self._store.connect(write=True) as conn:
+        return self.write_traces(checkpoint_id, variant, posterior, [(episode_id, data)])[0]
+
+    def write_traces(
+        self,
+        checkpoint_id: int,
+        variant: str,
+        posterior: str,
+        traces: Sequence[tuple[int, TraceData]],
+    ) -> list[int | None]:
+        """`write_trace` for each (episode id, data) of an ingest batch, each unit in its own
+        transaction (a crash leaves every unit whole or absent) on one connection, so the
+        pool checkout and its liveness ping are paid once per batch, not once per unit."""
+        out: list[int | None] = []
+        with self._store.connection(write=True) as conn:
             dbapi = conn.connection.driver_connection
             assert dbapi is not None
-            return write_unit(
-                dbapi, conn.dialect, unit, checkpoint_id, episode_id, variant, posterior
-            )
+            for episode_id, data in traces:
+                unit = encode_trace(data)  # before the transaction: the lock is held less
+                with conn.begin():
+                    out.append(
+                        write_unit(
+                            dbapi, conn.dialect, unit, checkpoint_id, episode_id, variant, posterior
+                        )
+                    )
+        return out
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -439,29 +457,36 @@ _ARRAY_COLUMNS = ("trace_id", "name", "dtype", "shape", "data")
 
 def write_rows(cursor: Any, backend: str, trace_id: int, unit: EncodedTrace) -> None:
     """A trace's step and array rows through the driver's bulk path, inside the caller's
-    transaction: on SQLite `executemany` of one prepared statement (sqlite3 prepares it once
-    and caches it per connection), on PostgreSQL one binary `COPY` of the steps built by numpy
-    plus one pipelined `executemany` of the array rows."""
-    names = [*_STEP_COLUMNS, *unit.columns]
+    transaction."""
+    _write_steps(cursor, backend, trace_id, unit.columns, unit.nan_mask)
+    _write_arrays(cursor, backend, trace_id, unit.arrays)
+
+
+def _write_steps(
+    cursor: Any, backend: str, trace_id: int, columns: dict[str, np.ndarray], nan_mask: np.ndarray
+) -> None:
+    """On SQLite `executemany` of one prepared statement (sqlite3 prepares it once and keeps
+    it per connection), on PostgreSQL one binary `COPY` whose payload numpy builds."""
+    names = [*_STEP_COLUMNS, *columns]
     if backend == "sqlite":
         rows = zip(
             repeat(trace_id),
-            range(len(unit.nan_mask)),
-            unit.nan_mask.tolist(),
-            *(col.tolist() for col in unit.columns.values()),
+            range(len(nan_mask)),
+            nan_mask.tolist(),
+            *(col.tolist() for col in columns.values()),
             strict=False,
         )
         cursor.executemany(_insert_sql(steps.name, names, _MARKS[backend]), rows)
     else:
         sql = f"COPY {steps.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
         with cursor.copy(sql) as copy:
-            copy.write(_pg_binary_rows(trace_id, unit.columns, unit.nan_mask))
-    _write_arrays(cursor, backend, trace_id, unit.arrays)
+            copy.write(_pg_binary_rows(trace_id, columns, nan_mask))
 
 
 def _write_arrays(
     cursor: Any, backend: str, trace_id: int, arrays: list[tuple[str, str, str, bytes]]
 ) -> None:
+    """A few rows: one `executemany` (pipelined by psycopg)."""
     if arrays:
         sql = _insert_sql(TraceArray.__tablename__, _ARRAY_COLUMNS, _MARKS[backend])
         cursor.executemany(sql, [(trace_id, *a) for a in arrays])

@@ -78,3 +78,30 @@ def test_trace_rows_carry_sqlalchemys_timestamps(seeded: Seeded) -> None:
         assert len(stored) == len(by_sqlalchemy) and "+" not in stored
     created = seeded.store.queries.get_trace(trace_id=trace_id).created
     assert before <= created <= after
+
+
+def test_float32_arrays_get_numpys_float16_bits(seeded: Seeded) -> None:
+    """Ingest hands float32 arrays: the stored bits must be the IEEE cast of the same values
+    (numpy's), at every edge of float16 (overflow, subnormals, ties to even, signed zero, NaN
+    and infinities), whichever way the writer casts."""
+    edges = np.array(
+        [np.nan, -np.nan, np.inf, -np.inf, 65504, 65519, 65520, -7e4, 6.1e-5, 5.96e-8, 2.9e-8,
+         3e-8, 1e-9, -0.0, 0.0, 1 + 2**-11, 1 + 3 * 2**-11, 2049, 2051, -1 / 3],
+        dtype=np.float32,
+    )  # fmt: skip
+    rng = np.random.default_rng(5)
+    data = make_trace(len(edges))
+    data.kl_groups = np.concatenate(
+        [edges[:, None], (rng.normal(size=(len(edges), 7)) * 10.0 ** rng.integers(-9, 6, 7))],
+        axis=1,
+    ).astype(np.float32)
+    data.post_probs = rng.random((len(edges), 2, 4), dtype=np.float32)
+    trace_id = seeded.store.writer.write_trace(
+        seeded.checkpoint_id, seeded.episode_id, "filter", "mode", data
+    )
+    assert trace_id is not None
+    for name in ("kl_groups", "post_probs"):
+        stored = seeded.store.queries.read_array(trace_id=trace_id, name=name).values
+        with np.errstate(over="ignore"):
+            want = np.asarray(getattr(data, name), dtype="<f2")
+        assert stored.view("<u2").tobytes() == want.view("<u2").tobytes(), name

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from beliefscope.errors import NotFoundError, StoreUnavailableError
+from beliefscope.errors import BadInputError, NotFoundError, StoreUnavailableError
 from beliefscope.store import writer
 from beliefscope.store.engine import Store, open_store
 from beliefscope.store.tables import Trace, TraceArray, steps
@@ -206,3 +206,30 @@ def test_driver_errors_that_mean_unavailable_surface_as_such(store: Store) -> No
         else:
             dbapi.execute("PRAGMA query_only = 1")  # "attempt to write a readonly database"
         dbapi.execute("DELETE FROM runs")
+
+
+def test_a_batch_commits_unit_by_unit(seeded: Seeded) -> None:
+    """`write_traces` (an ingest batch) skips stored units and commits each on its own: a unit
+    that fails leaves the ones before it stored and nothing of itself."""
+    w = seeded.store.writer
+    episodes = [
+        w.ensure_episode(seeded.run_id, key=f"ep-{i}", format="native", source_path="/e", length=20)
+        for i in range(1, 4)
+    ]
+    first = w.write_trace(seeded.checkpoint_id, episodes[0], "filter", "mode", make_trace(20))
+    got = w.write_traces(
+        seeded.checkpoint_id, "filter", "mode", [(e, make_trace(20, seed=e)) for e in episodes]
+    )
+    assert got[0] is None and first is not None and None not in got[1:]
+    assert _count(seeded, steps) == 3 * 20
+    broken = make_trace(20)
+    broken.extra["labels"] = np.array(["a"] * 20)
+    more = [
+        w.ensure_episode(seeded.run_id, key=f"ep-{i}", format="native", source_path="/e", length=20)
+        for i in range(4, 7)
+    ]
+    batch = [(more[0], make_trace(20)), (more[1], broken), (more[2], make_trace(20))]
+    with pytest.raises(BadInputError, match="numbers only"):
+        w.write_traces(seeded.checkpoint_id, "filter", "mode", batch)
+    assert w.done_episodes(seeded.checkpoint_id, variant="filter") == {*episodes, more[0]}
+    assert _count(seeded, steps) == 4 * 20
