@@ -419,8 +419,9 @@ def write_unit(
 ) -> int | None:
     """One unit's rows on the raw DB-API connection, inside the caller's open transaction: the
     trace row unless its unique key is taken (then None, and nothing else is written), then its
-    step and array rows. On PostgreSQL the transaction's settings and the trace row go in one
-    round trip (a pipeline)."""
+    step and array rows. The same few statements each time, so the drivers keep them prepared
+    (sqlite3's statement cache; psycopg prepares a statement on its fifth run). On PostgreSQL
+    the transaction's settings and the trace row go in one round trip (a pipeline)."""
     backend = dialect.name
     # what SQLAlchemy hands the driver for a timestamp (its own text on SQLite), so this row
     # reads and compares like rows written through SQLAlchemy
@@ -445,7 +446,8 @@ def write_unit(
             found = cursor.fetchone()
         if found is None:
             return None
-        write_rows(cursor, backend, found[0], unit)
+        _write_steps(cursor, backend, found[0], unit.columns, unit.nan_mask)
+        _write_arrays(cursor, backend, found[0], unit.arrays)
     return int(found[0])
 
 
@@ -455,18 +457,11 @@ _STEP_COLUMNS = ("trace_id", "t", "nan_mask")
 _ARRAY_COLUMNS = ("trace_id", "name", "dtype", "shape", "data")
 
 
-def write_rows(cursor: Any, backend: str, trace_id: int, unit: EncodedTrace) -> None:
-    """A trace's step and array rows through the driver's bulk path, inside the caller's
-    transaction."""
-    _write_steps(cursor, backend, trace_id, unit.columns, unit.nan_mask)
-    _write_arrays(cursor, backend, trace_id, unit.arrays)
-
-
 def _write_steps(
     cursor: Any, backend: str, trace_id: int, columns: dict[str, np.ndarray], nan_mask: np.ndarray
 ) -> None:
-    """On SQLite `executemany` of one prepared statement (sqlite3 prepares it once and keeps
-    it per connection), on PostgreSQL one binary `COPY` whose payload numpy builds."""
+    """On SQLite `executemany` of one prepared statement, on PostgreSQL one binary `COPY` whose
+    payload numpy builds."""
     names = [*_STEP_COLUMNS, *columns]
     if backend == "sqlite":
         rows = zip(
