@@ -1,13 +1,13 @@
 """Store write and read speed, SQLite and PostgreSQL, with ratios measured in the same run.
 
-    python bench/store.py [--pg URL] [--rows 200000] [--fill 1000000]
+    python bench/store.py [--pg URL] [--rows 1000000] [--fill 1000000]
 
 Writes: step-rows/s of `StoreWriter.write_traces` as ingest calls it (batches of 16 units, one
 transaction each; bulk: executemany on SQLite, binary COPY on PostgreSQL; traces of 1000 steps,
 every metric, arrays included) against the bare driver writing the same rows and bytes
 (`write_rates`), batch by batch in turn, and against a naive per-row insert through a SQLAlchemy
-session, in the same run. Reads: latency of `read_trace` (all
-metrics) of a 1000-step trace with `--fill` step rows in the store (p50/p95 over 200 reads).
+session, in the same run. Reads: latency of `read_trace` (all metrics) of a 1000-step trace with
+`--fill` step rows in the store (p50/p95 over 200 reads).
 PostgreSQL uses a scratch database created on the server at `--pg` (default: the tests' server)
 and dropped afterwards.
 """
@@ -173,7 +173,7 @@ def measure(name: str, url: str, rows: int, fill: int) -> None:
     upgrade(url)
     store = open_store(url)
     try:
-        naive = naive_rows_per_s(store, rows // 20, offset=0)
+        naive = naive_rows_per_s(store, rows // 50, offset=0)
         bulk, bare = write_rates(store, rows, offset=1_000)
         p50, p95 = read_latency_ms(store, fill)
         total = store.queries.list_runs().items[0].n_traces * STEPS_PER_TRACE
@@ -205,7 +205,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_pg = get_settings().test_pg or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     parser.add_argument("--pg", default=default_pg, help="PostgreSQL server URL")
-    parser.add_argument("--rows", type=int, default=200_000, help="step rows per bulk write run")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="step rows each side writes (62 batch pairs: enough to average a busy machine out)",
+    )
     parser.add_argument("--fill", type=int, default=1_000_000, help="step rows before reads")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
