@@ -15,11 +15,9 @@ CHUNK = 500
 """Ids per `IN (...)` list: well under SQLite's bound-parameter limit."""
 
 
-def dialect_insert(conn: sa.Connection | str, entity: Any) -> Any:
-    """The dialect's INSERT (of a connection, or a backend name for statements built once),
-    which has `on_conflict_do_nothing` on both backends."""
-    backend = conn if isinstance(conn, str) else conn.dialect.name
-    return (sqlite.insert if backend == "sqlite" else postgresql.insert)(entity)
+def dialect_insert(conn: sa.Connection, entity: Any) -> Any:
+    """The dialect's INSERT, which has `on_conflict_do_nothing` on both backends."""
+    return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(entity)
 
 
 def chunks(ids: Sequence[int]) -> Iterable[list[int]]:
