@@ -11,7 +11,8 @@ Workload: a `--preset` native model on 64x64 frames of the MuJoCo occlusion worl
    step's decodes and open-loop rollout on their own), on `--baseline` episodes; metrics of
    both must agree to 1e-5.
 2. End-to-end ingest (read files -> compute -> commit to SQLite) vs model compute alone.
-3. Store writes: step-rows/s into SQLite and PostgreSQL (`bench/store.py`'s bulk paths).
+3. Store writes: step-rows/s into SQLite and PostgreSQL and the ratio to the bare driver writing
+   the same rows (`bench/store.py`'s `write_rates`).
 4. Peak memory (max RSS of a fresh ingest process) at each of `--memory` episode counts.
 With `--executor dask`, only: end-to-end ingest into PostgreSQL in this process vs on a local
 Dask cluster of each `--workers` count (started and warmed before timing; 1 torch thread each).
@@ -183,11 +184,12 @@ def peak_rss_mb(run: Path, replay: Path, url: str) -> float:
     return int(out.stdout.split()[-1]) / 1024
 
 
-def store_rows_per_s(url: str) -> float:
+def store_rows_per_s(url: str) -> tuple[float, float]:
+    """Step-rows/s of `write_trace` and of the bare driver on the same units, in turn."""
     upgrade(url)
     store = open_store(url)
     try:
-        return store_bench.bulk_rows_per_s(store, 200_000, offset=0)
+        return store_bench.write_rates(store, 200_000, offset=0)
     finally:
         store.close()
 
@@ -315,15 +317,15 @@ def main() -> None:
             )
             print(f"memory     peak RSS of `beliefscope ingest`: {line} (target: flat, < 2048 MB)")
     with tempfile.TemporaryDirectory() as tmp_name:
-        results["sqlite_rows_per_s"] = store_rows_per_s(f"sqlite:///{tmp_name}/w.db")
+        sqlite_rates = store_rows_per_s(f"sqlite:///{tmp_name}/w.db")
     with store_bench.scratch_pg(args.pg) as url:
-        results["postgresql_rows_per_s"] = store_rows_per_s(url)
-    print(
-        f"store      bulk writes: SQLite {results['sqlite_rows_per_s']:9.0f} step-rows/s "
-        f"(target >= 200k) | PostgreSQL {results['postgresql_rows_per_s']:9.0f} step-rows/s "
-        "(target >= 500k)",
-        flush=True,
-    )
+        pg_rates = store_rows_per_s(url)
+    parts: list[str] = []
+    for name, (rate, bare) in (("SQLite", sqlite_rates), ("PostgreSQL", pg_rates)):
+        key = name.lower()
+        results |= {f"{key}_rows_per_s": rate, f"{key}_bare_rows_per_s": bare}
+        parts.append(f"{name} {rate:9.0f} step-rows/s = {rate / bare:4.2f}x the bare driver")
+    print(f"store      writes: {' | '.join(parts)} (target >= 0.85x)", flush=True)
     print(json.dumps({k: float(f"{v:.6g}") for k, v in results.items()}))
 
 

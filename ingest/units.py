@@ -102,14 +102,15 @@ class UnitRunner:
         batch = variant.apply(pad_batch(batch_episodes, req.device), batch_episodes)
         options = replace(variant.options(req.options), posterior=req.posterior, seed=req.seed)  # type: ignore[arg-type]
         traces = compute_traces(model, batch, options)
-        for (_, episode_id), data in zip(loaded, traces, strict=True):
-            stored = self.writer.write_trace(
-                unit.checkpoint_id, episode_id, unit.variant, req.posterior_label, data
-            )
-            if stored is None:
-                result.skipped += 1
-            else:
-                result.written += 1
+        stored = self.writer.write_traces(
+            unit.checkpoint_id,
+            unit.variant,
+            req.posterior_label,
+            [(episode_id, data) for (_, episode_id), data in zip(loaded, traces, strict=True)],
+        )
+        written = sum(trace_id is not None for trace_id in stored)
+        result.written += written
+        result.skipped += len(stored) - written
         return result
 
     def _admit(

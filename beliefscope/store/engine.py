@@ -10,7 +10,7 @@ failing when a read lock cannot be upgraded), plain `BEGIN` for reads. PostgreSQ
 
 Every database error that means "cannot reach or lock the database" surfaces as
 `StoreUnavailableError` (HTTP 503), and "no space left" as its `StoreFullError`, raised
-from one place: `Store.connect`.
+from one place: `Store.connection` (which `Store.connect` opens).
 """
 
 from __future__ import annotations
@@ -182,24 +182,33 @@ class Store:
     @contextmanager
     def connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
         """A connection inside one transaction (committed on success, rolled back on error)."""
+        with self.connection(write=write) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def connection(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection for several transactions of the caller's (`with conn.begin():` each):
+        one pool checkout (on PostgreSQL, one liveness ping) for a batch of writes."""
         try:
             with self.engine.connect() as conn:
                 if write:
                     conn = conn.execution_options(**{_WRITE: True})
-                with conn.begin():
-                    yield conn
-        except (psycopg.Error, sqlite3.Error) as err:  # from the driver itself (e.g. COPY)
-            if not _full(err):
+                yield conn
+        except (psycopg.Error, sqlite3.Error) as err:  # from the driver itself (the writer's rows)
+            if _full(err):
+                raise self._full_error(err) from err
+            if not _driver_unavailable(err):
                 raise
-            raise self._full_error(err) from err
+            raise self._unavailable_error(err) from err
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
             if err.orig is not None and _full(err.orig):
                 raise self._full_error(err.orig) from err
             if not _unavailable(err):
                 raise
-            raise StoreUnavailableError(
-                f"store {self.url} is unavailable: {_first_line(err.orig or err)}"
-            ) from err
+            raise self._unavailable_error(err.orig or err) from err
+
+    def _unavailable_error(self, err: BaseException) -> StoreUnavailableError:
+        return StoreUnavailableError(f"store {self.url} is unavailable: {_first_line(err)}")
 
     def _full_error(self, err: BaseException) -> StoreFullError:
         return StoreFullError(
@@ -262,9 +271,17 @@ def _unavailable(err: sa.exc.DBAPIError) -> bool:
     statement, which SQLite also reports as an OperationalError, e.g. "no such column")."""
     if err.connection_invalidated or isinstance(err, sa.exc.InterfaceError):
         return True
-    if err.orig is not None and type(err.orig).__module__.startswith("sqlite3"):
-        return any(word in str(err.orig).lower() for word in _SQLITE_UNAVAILABLE)
-    return True
+    return err.orig is None or _driver_unavailable(err.orig)
+
+
+def _driver_unavailable(err: BaseException) -> bool:
+    """The same for an error of the driver itself: any lost or refused PostgreSQL connection;
+    on SQLite only the messages above."""
+    if isinstance(err, sqlite3.Error):
+        return isinstance(err, sqlite3.OperationalError) and any(
+            word in str(err).lower() for word in _SQLITE_UNAVAILABLE
+        )
+    return isinstance(err, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _first_line(err: BaseException) -> str:

@@ -5,15 +5,18 @@ its row, all step rows and its arrays in one transaction, so a crash leaves noth
 skips a unit that already exists (the unique key decides, so concurrent writers of one unit end
 with exactly one trace: SQLite serialises writers with `BEGIN IMMEDIATE`; on PostgreSQL the
 second `INSERT ... ON CONFLICT DO NOTHING` waits for the first transaction and then does
-nothing). Step rows go in bulk through the raw driver connection of that same transaction:
-`executemany` on SQLite, binary `COPY` built with numpy on PostgreSQL.
+nothing). SQLAlchemy opens and commits that transaction; every row of the unit goes through its
+raw driver connection (`write_unit`), encoded beforehand with numpy (`encode_trace`): the step
+rows by `executemany` of one prepared statement on SQLite and one binary `COPY` on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from itertools import repeat
 from typing import Any
@@ -253,51 +256,31 @@ class StoreWriter(Surface):
     ) -> int | None:
         """Store one unit in one transaction; returns its trace id, or None when the unit was
         already stored (by an earlier run or a concurrent writer) and nothing was written."""
-        length = data.length
-        present = [name for name in STEP_METRICS if name in data.metrics]
-        columns = {name: np.asarray(data.metrics[name], dtype=np.float64) for name in present}
-        for name, col in columns.items():
-            assert col.shape == (length,), f"metric {name}: shape {col.shape}, expected ({length},)"
-        nan_mask = np.zeros(length, dtype=np.int64)
-        for name, col in columns.items():
-            nan_mask |= np.isnan(col).astype(np.int64) << STEP_METRICS.index(name)
-        arrays = _encode_arrays(data)
-        row = {
-            "checkpoint_id": checkpoint_id,
-            "episode_id": episode_id,
-            "variant": variant,
-            "posterior": posterior,
-            "length": length,
-            "metrics_mask": sum(1 << STEP_METRICS.index(name) for name in present),
-            "kl_mean": _finite_mean(columns.get("kl")),
-            "kl_max": _finite_max(columns.get("kl")),
-            "correction_mean": _finite_mean(columns.get("correction")),
-            "correction_max": _finite_max(columns.get("correction")),
-            "created": utcnow(),
-        }
-        with self._store.connect(write=True) as conn:
-            if conn.dialect.name == "postgresql":
-                # No fsync wait per unit: a server crash may lose the last few units (never
-                # half of one), which the next ingest recomputes; commits stay 20% cheaper.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            stmt = (
-                dialect_insert(conn, Trace)
-                .values(**row)
-                .on_conflict_do_nothing()
-                .returning(Trace.id)
-            )
-            trace_id = conn.execute(stmt).scalar()
-            if trace_id is None:
-                return None
-            _write_steps(conn, trace_id, columns, nan_mask)
-            self._write_arrays(conn, trace_id, arrays)
-        return int(trace_id)
+        return self.write_traces(checkpoint_id, variant, posterior, [(episode_id, data)])[0]
 
-    def _write_arrays(
-        self, conn: sa.Connection, trace_id: int, arrays: list[dict[str, Any]]
-    ) -> None:
-        if arrays:
-            conn.execute(sa.insert(TraceArray), [{"trace_id": trace_id, **a} for a in arrays])
+    def write_traces(
+        self,
+        checkpoint_id: int,
+        variant: str,
+        posterior: str,
+        traces: Sequence[tuple[int, TraceData]],
+    ) -> list[int | None]:
+        """`write_trace` for each (episode id, data) of an ingest batch, each unit in its own
+        transaction (a crash leaves every unit whole or absent) on one connection, so the
+        pool checkout and its liveness ping are paid once per batch, not once per unit."""
+        out: list[int | None] = []
+        with self._store.connection(write=True) as conn:
+            dbapi = conn.connection.driver_connection
+            assert dbapi is not None
+            for episode_id, data in traces:
+                unit = encode_trace(data)  # before the transaction: the lock is held less
+                with conn.begin():
+                    out.append(
+                        write_unit(
+                            dbapi, conn.dialect, unit, checkpoint_id, episode_id, variant, posterior
+                        )
+                    )
+        return out
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -386,50 +369,139 @@ def _count(conn: sa.Connection, query: sa.Select[Any]) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
 
 
+@dataclass(frozen=True)
+class EncodedTrace:
+    """One trace as the driver takes it, encoded once per trace with whole-array numpy
+    operations (never per row): what `write_trace` and the bench's bare-driver baseline both
+    hand to `write_unit`, so the two write the same rows and bytes."""
+
+    summary: dict[str, Any]
+    """The `traces` row's columns that come from the data: length, metrics mask, summaries."""
+    columns: dict[str, np.ndarray]
+    """Present step metrics in `STEP_METRICS` order, float64 (T,), NaN as is."""
+    nan_mask: np.ndarray
+    """(T,) int64, bit i set where metric i is NaN."""
+    arrays: list[tuple[str, str, str, bytes]]
+    """`trace_arrays` rows without the trace id: name, dtype, shape as JSON, data."""
+
+
+def encode_trace(data: TraceData) -> EncodedTrace:
+    """Checked, converted and summarised before the write transaction opens, so the write lock
+    is held only for the driver's calls."""
+    length = data.length
+    present = [name for name in STEP_METRICS if name in data.metrics]
+    columns = {name: np.asarray(data.metrics[name], dtype=np.float64) for name in present}
+    for name, col in columns.items():
+        assert col.shape == (length,), f"metric {name}: shape {col.shape}, expected ({length},)"
+    bits = np.array([1 << STEP_METRICS.index(name) for name in present], dtype=np.int64)
+    matrix = np.stack(list(columns.values())) if columns else np.zeros((0, length))  # (M, T)
+    nan_mask = bits @ np.isnan(matrix)
+    kl, correction = columns.get("kl"), columns.get("correction")
+    summary = {
+        "length": length,
+        "metrics_mask": int(bits.sum()),
+        "kl_mean": _finite_mean(kl),
+        "kl_max": _finite_max(kl),
+        "correction_mean": _finite_mean(correction),
+        "correction_max": _finite_max(correction),
+    }
+    return EncodedTrace(summary, columns, nan_mask, _encode_arrays(data))
+
+
+def write_unit(
+    dbapi: Any,
+    dialect: sa.Dialect,
+    unit: EncodedTrace,
+    checkpoint_id: int,
+    episode_id: int,
+    variant: str,
+    posterior: str,
+) -> int | None:
+    """One unit's rows on the raw DB-API connection, inside the caller's open transaction: the
+    trace row unless its unique key is taken (then None, and nothing else is written), then its
+    step and array rows. The same few statements each time, so the drivers keep them prepared
+    (sqlite3's statement cache; psycopg prepares a statement on its fifth run). On PostgreSQL
+    the transaction's settings and the trace row go in one round trip (a pipeline)."""
+    backend = dialect.name
+    # what SQLAlchemy hands the driver for a timestamp (its own text on SQLite), so this row
+    # reads and compares like rows written through SQLAlchemy
+    created = Trace.__table__.c.created.type.dialect_impl(dialect).bind_processor(dialect)
+    now = utcnow()
+    row = {
+        "checkpoint_id": checkpoint_id,
+        "episode_id": episode_id,
+        "probe": variant,
+        "posterior": posterior,
+        "created": created(now) if created else now,
+        **unit.summary,
+    }
+    sql = _insert_sql(Trace.__tablename__, list(row), _MARKS[backend])
+    with contextlib.closing(dbapi.cursor()) as cursor:
+        with dbapi.pipeline() if backend == "postgresql" else contextlib.nullcontext():
+            if backend == "postgresql":
+                # No fsync wait per unit: a server crash may lose the last few units (never
+                # half of one), which the next ingest recomputes; commits stay 20% cheaper.
+                cursor.execute("SET LOCAL synchronous_commit = off")
+            cursor.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING id", tuple(row.values()))
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        _write_steps(cursor, backend, found[0], unit.columns, unit.nan_mask)
+        _write_arrays(cursor, backend, found[0], unit.arrays)
+    return int(found[0])
+
+
+_MARKS = {"sqlite": "?", "postgresql": "%s"}
+"""Each driver's parameter marker."""
+_STEP_COLUMNS = ("trace_id", "t", "nan_mask")
+_ARRAY_COLUMNS = ("trace_id", "name", "dtype", "shape", "data")
+
+
 def _write_steps(
-    conn: sa.Connection,
-    trace_id: int,
-    columns: dict[str, np.ndarray],
-    nan_mask: np.ndarray,
-    table: str = steps.name,
+    cursor: Any, backend: str, trace_id: int, columns: dict[str, np.ndarray], nan_mask: np.ndarray
 ) -> None:
-    names = ["trace_id", "t", "nan_mask", *columns]
-    length = len(nan_mask)
-    dbapi = conn.connection.driver_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
-        if conn.dialect.name == "sqlite":
-            marks = ", ".join("?" * len(names))
-            sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})"
-            rows = zip(
-                repeat(trace_id),
-                range(length),
-                nan_mask.tolist(),
-                *(col.tolist() for col in columns.values()),
-                strict=False,
-            )
-            cursor.executemany(sql, rows)
-        else:
-            sql = f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
-            with cursor.copy(sql) as copy:
-                copy.write(_pg_binary_rows(trace_id, columns, nan_mask))
-    finally:
-        cursor.close()
+    """On SQLite `executemany` of one prepared statement, on PostgreSQL one binary `COPY` whose
+    payload numpy builds."""
+    names = [*_STEP_COLUMNS, *columns]
+    if backend == "sqlite":
+        rows = zip(
+            repeat(trace_id),
+            range(len(nan_mask)),
+            nan_mask.tolist(),
+            *(col.tolist() for col in columns.values()),
+            strict=False,
+        )
+        cursor.executemany(_insert_sql(steps.name, names, _MARKS[backend]), rows)
+    else:
+        sql = f"COPY {steps.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
+        with cursor.copy(sql) as copy:
+            copy.write(_pg_binary_rows(trace_id, columns, nan_mask))
+
+
+def _write_arrays(
+    cursor: Any, backend: str, trace_id: int, arrays: list[tuple[str, str, str, bytes]]
+) -> None:
+    """A few rows: one `executemany` (pipelined by psycopg)."""
+    if arrays:
+        sql = _insert_sql(TraceArray.__tablename__, _ARRAY_COLUMNS, _MARKS[backend])
+        cursor.executemany(sql, [(trace_id, *a) for a in arrays])
+
+
+def _insert_sql(table: str, names: Sequence[str], mark: str) -> str:
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join([mark] * len(names))})"
 
 
 def _pg_binary_rows(trace_id: int, columns: dict[str, np.ndarray], nan_mask: np.ndarray) -> bytes:
     """PostgreSQL binary COPY payload for the step rows: every row has the same layout (field
     count, then length + big-endian value per field), so numpy writes it in one go."""
-    ints = ["trace_id", "t", "nan_mask"]
     fields: list[tuple[str, str]] = [("nfields", ">i2")]
-    for name in ints:
+    for name in _STEP_COLUMNS:
         fields += [(f"len_{name}", ">i4"), (name, ">i4")]
     for name in columns:
         fields += [(f"len_{name}", ">i4"), (name, ">f8")]
     rows = np.empty(len(nan_mask), dtype=np.dtype(fields))
-    rows["nfields"] = len(ints) + len(columns)
-    for name in ints:
+    rows["nfields"] = len(_STEP_COLUMNS) + len(columns)
+    for name in _STEP_COLUMNS:
         rows[f"len_{name}"] = 4
     rows["trace_id"] = trace_id
     rows["t"] = np.arange(len(nan_mask))
@@ -440,7 +512,7 @@ def _pg_binary_rows(trace_id: int, columns: dict[str, np.ndarray], nan_mask: np.
     return _PG_COPY_HEADER + rows.tobytes() + _PG_COPY_TRAILER
 
 
-def _encode_arrays(data: TraceData) -> list[dict[str, Any]]:
+def _encode_arrays(data: TraceData) -> list[tuple[str, str, str, bytes]]:
     length = data.length
     named: dict[str, tuple[np.ndarray, np.dtype]] = {"kl_groups": (data.kl_groups, PROBS_DTYPE)}
     if data.post_probs is not None:
@@ -459,9 +531,7 @@ def _encode_arrays(data: TraceData) -> list[dict[str, Any]]:
         assert value.shape[:1] == (length,), (
             f"{name}: shape {value.shape}, expected ({length}, ...)"
         )
-        out.append(
-            {"name": name, "dtype": dtype.str, "shape": list(value.shape), "data": value.tobytes()}
-        )
+        out.append((name, dtype.str, json.dumps(list(value.shape)), value.tobytes()))
     return out
 
 

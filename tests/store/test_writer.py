@@ -3,13 +3,14 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import psycopg
 import pytest
 import sqlalchemy as sa
 
-from beliefscope.errors import NotFoundError
-from beliefscope.store.engine import open_store
+from beliefscope.errors import BadInputError, NotFoundError, StoreUnavailableError
+from beliefscope.store import writer
+from beliefscope.store.engine import Store, open_store
 from beliefscope.store.tables import Trace, TraceArray, steps
-from beliefscope.store.writer import StoreWriter
 from tests.store.conftest import Seeded, make_trace
 
 
@@ -57,7 +58,7 @@ def test_write_trace_is_all_or_nothing(seeded: Seeded, monkeypatch: pytest.Monke
     def fail_after_steps(*args: object) -> None:
         raise RuntimeError("disk full while writing arrays")
 
-    monkeypatch.setattr(StoreWriter, "_write_arrays", fail_after_steps)
+    monkeypatch.setattr(writer, "_write_arrays", fail_after_steps)
     with pytest.raises(RuntimeError, match="disk full"):
         seeded.store.writer.write_trace(
             seeded.checkpoint_id, seeded.episode_id, "filter", "mode", make_trace(30)
@@ -185,3 +186,50 @@ def test_deleting_a_run_removes_everything_of_it_and_nothing_else(seeded: Seeded
     assert _count(seeded, MetricColumn.__table__) < kept[MetricColumn]
     with pytest.raises(NotFoundError, match=f"no run with id {seeded.run_id}"):
         w.delete_run(seeded.run_id, who="alice")
+
+
+def test_driver_errors_that_mean_unavailable_surface_as_such(store: Store) -> None:
+    """The writer's rows go through the driver itself, outside SQLAlchemy's error wrapping: a
+    refused write (SQLite) or a connection the server dropped mid-unit (PostgreSQL) must still
+    read as an unavailable store (what the watcher and the API retry on), not as a bug."""
+    with (
+        pytest.raises(StoreUnavailableError, match="is unavailable"),
+        store.connect(write=True) as conn,
+    ):
+        dbapi = conn.connection.driver_connection
+        if isinstance(dbapi, psycopg.Connection):
+            libpq = store.engine.url.set(drivername="postgresql").render_as_string(
+                hide_password=False
+            )
+            with psycopg.connect(libpq, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (dbapi.info.backend_pid,))
+        else:
+            dbapi.execute("PRAGMA query_only = 1")  # "attempt to write a readonly database"
+        dbapi.execute("DELETE FROM runs")
+
+
+def test_a_batch_commits_unit_by_unit(seeded: Seeded) -> None:
+    """`write_traces` (an ingest batch) skips stored units and commits each on its own: a unit
+    that fails leaves the ones before it stored and nothing of itself."""
+    w = seeded.store.writer
+    episodes = [
+        w.ensure_episode(seeded.run_id, key=f"ep-{i}", format="native", source_path="/e", length=20)
+        for i in range(1, 4)
+    ]
+    first = w.write_trace(seeded.checkpoint_id, episodes[0], "filter", "mode", make_trace(20))
+    got = w.write_traces(
+        seeded.checkpoint_id, "filter", "mode", [(e, make_trace(20, seed=e)) for e in episodes]
+    )
+    assert got[0] is None and first is not None and None not in got[1:]
+    assert _count(seeded, steps) == 3 * 20
+    broken = make_trace(20)
+    broken.extra["labels"] = np.array(["a"] * 20)
+    more = [
+        w.ensure_episode(seeded.run_id, key=f"ep-{i}", format="native", source_path="/e", length=20)
+        for i in range(4, 7)
+    ]
+    batch = [(more[0], make_trace(20)), (more[1], broken), (more[2], make_trace(20))]
+    with pytest.raises(BadInputError, match="numbers only"):
+        w.write_traces(seeded.checkpoint_id, "filter", "mode", batch)
+    assert w.done_episodes(seeded.checkpoint_id, variant="filter") == {*episodes, more[0]}
+    assert _count(seeded, steps) == 4 * 20
