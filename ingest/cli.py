@@ -72,6 +72,14 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         "--openloop", type=int, default=5, help="open-loop horizon k of the filter trace"
     )
     parser.add_argument(
+        "--metrics",
+        choices=["all", "belief"],
+        default="all",
+        help="belief: the filter's statistics only (KL, correction, entropies, deter; no "
+        "decoder or head runs, several times faster); all: every metric (a later `all` "
+        "ingest fills in what a `belief` one left out)",
+    )
+    parser.add_argument(
         "--train-replay",
         type=Path,
         action="append",
@@ -96,7 +104,7 @@ def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
         device=args.device,
         batch_size=args.batch_size,
         checkpoint_format=args.checkpoint_format,
-        options=ComputeOptions(openloop=args.openloop),
+        options=ComputeOptions(openloop=args.openloop, metrics=args.metrics),
         train_replay=tuple(args.train_replay),
     )
 

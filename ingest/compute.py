@@ -8,8 +8,9 @@ row-independent and the default posterior is the mode (no random draws shared by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,11 +24,49 @@ from beliefscope.values.traces import TraceData
 HEADS = frozenset({"decode", "reward", "cont"})
 """A model's heads unless it names fewer in a `heads` attribute (see `WorldModel`)."""
 
+Metrics = Literal["all", "belief"]
+"""Which metrics a trace gets: `belief` runs the filter alone (encoder + cell), no head."""
+
+BELIEF_METRICS = (
+    "kl",
+    "kl_dyn",
+    "kl_rep",
+    "correction",
+    "prior_entropy",
+    "post_entropy",
+    "reward",
+    "cont",
+    "deter_norm",
+    "deter_delta",
+)
+"""The step metrics of the filter's beliefs (and the recorded inputs), stored by every trace."""
+
+HEAD_METRICS = {
+    "decode": ("recon_error", "pred_error", "openloop_error"),
+    "reward": ("reward_pred", "reward_error"),
+    "cont": ("cont_pred",),
+}
+"""The step metrics each head adds under `--metrics all`."""
+
+
+def model_heads(model: WorldModel) -> frozenset[str]:
+    return frozenset(getattr(model, "heads", HEADS))
+
+
+def trace_metrics(heads: Iterable[str], metrics: Metrics) -> tuple[str, ...]:
+    """The step metrics `compute_traces` stores for a model with `heads`: what an ingest
+    must find in a stored trace to skip its unit."""
+    have = set(heads) if metrics == "all" else set()
+    return BELIEF_METRICS + tuple(
+        m for head, ms in HEAD_METRICS.items() if head in have for m in ms
+    )
+
 
 @dataclass(frozen=True)
 class ComputeOptions:
     posterior: PosteriorMode = "mode"
     seed: int = 0
+    metrics: Metrics = "all"
     openloop: int = 5
     """Horizon k of the open-loop error (0 disables it)."""
     prob_groups: int = 4
@@ -180,7 +219,8 @@ def compute_traces(
             "deter_norm": torch.linalg.vector_norm(traj.deter, dim=-1),
             "deter_delta": deter_delta,
         }
-        heads = getattr(model, "heads", HEADS)  # metrics of a missing head stay absent
+        # metrics of a missing (or unwanted) head stay absent
+        heads = model_heads(model) if options.metrics == "all" else frozenset()
         if "decode" in heads:
             metrics["recon_error"] = decode_error(model, feat_post, batch.image, chunk)
             metrics["pred_error"] = decode_error(model, feat_prior, batch.image, chunk)

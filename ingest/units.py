@@ -103,9 +103,11 @@ class UnitRunner:
         options = replace(variant.options(req.options), posterior=req.posterior, seed=req.seed)  # type: ignore[arg-type]
         traces = compute_traces(model, batch, options)
         for (_, episode_id), data in zip(loaded, traces, strict=True):
-            stored = self.writer.write_trace(
-                unit.checkpoint_id, episode_id, unit.variant, req.posterior_label, data
-            )
+            key = (unit.checkpoint_id, episode_id, unit.variant, req.posterior_label)
+            # a unit stored with fewer metrics (`--metrics belief`) is completed in place
+            stored = self.writer.write_trace(*key, data)
+            if stored is None:
+                stored = self.writer.fill_trace(*key, data)
             if stored is None:
                 result.skipped += 1
             else:

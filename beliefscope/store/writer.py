@@ -12,7 +12,7 @@ nothing). Step rows go in bulk through the raw driver connection of that same tr
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from itertools import repeat
@@ -232,10 +232,17 @@ class StoreWriter(Surface):
             return {int(r) for r in rows.scalars()}
 
     def done_episode_keys(
-        self, checkpoint_id: int, *, variant: str, posterior: str = "mode"
+        self,
+        checkpoint_id: int,
+        *,
+        variant: str,
+        posterior: str = "mode",
+        covering: Sequence[str] = (),
     ) -> set[str]:
-        """Keys of the episodes whose unit is stored: planning happens before episodes are
-        loaded (and registered), so it goes by the replay format's stable key."""
+        """Keys of the episodes whose unit is stored (with every metric in `covering`):
+        planning happens before episodes are loaded (and registered), so it goes by the
+        replay format's stable key."""
+        mask = _metrics_mask(covering)
         with self._store.connect() as conn:
             rows = conn.execute(
                 sa.select(Episode.key)
@@ -244,6 +251,7 @@ class StoreWriter(Surface):
                     Trace.checkpoint_id == checkpoint_id,
                     Trace.variant == variant,
                     Trace.posterior == posterior,
+                    Trace.metrics_mask.op("&")(mask) == mask,
                 )
             )
             return set(rows.scalars())
@@ -254,13 +262,7 @@ class StoreWriter(Surface):
         """Store one unit in one transaction; returns its trace id, or None when the unit was
         already stored (by an earlier run or a concurrent writer) and nothing was written."""
         length = data.length
-        present = [name for name in STEP_METRICS if name in data.metrics]
-        columns = {name: np.asarray(data.metrics[name], dtype=np.float64) for name in present}
-        for name, col in columns.items():
-            assert col.shape == (length,), f"metric {name}: shape {col.shape}, expected ({length},)"
-        nan_mask = np.zeros(length, dtype=np.int64)
-        for name, col in columns.items():
-            nan_mask |= np.isnan(col).astype(np.int64) << STEP_METRICS.index(name)
+        columns, nan_mask = _step_columns(data)
         arrays = _encode_arrays(data)
         row = {
             "checkpoint_id": checkpoint_id,
@@ -268,7 +270,7 @@ class StoreWriter(Surface):
             "variant": variant,
             "posterior": posterior,
             "length": length,
-            "metrics_mask": sum(1 << STEP_METRICS.index(name) for name in present),
+            "metrics_mask": _metrics_mask(columns),
             "kl_mean": _finite_mean(columns.get("kl")),
             "kl_max": _finite_max(columns.get("kl")),
             "correction_mean": _finite_mean(columns.get("correction")),
@@ -291,6 +293,35 @@ class StoreWriter(Surface):
                 return None
             _write_steps(conn, trace_id, columns, nan_mask)
             self._write_arrays(conn, trace_id, arrays)
+        return int(trace_id)
+
+    def fill_trace(
+        self, checkpoint_id: int, episode_id: int, variant: str, posterior: str, data: TraceData
+    ) -> int | None:
+        """Complete a stored unit computed with fewer metrics (`--metrics belief`) with `data`,
+        which has all of them: its step rows are rewritten in one transaction and the trace
+        keeps its id (and the flags and reviews on it). Returns the trace id; None when no
+        stored trace of the unit lacks a metric of `data` (a concurrent writer filled it)."""
+        columns, nan_mask = _step_columns(data)
+        mask = _metrics_mask(columns)
+        with self._store.connect(write=True) as conn:
+            trace_id = conn.execute(
+                sa.update(Trace)
+                .where(
+                    Trace.checkpoint_id == checkpoint_id,
+                    Trace.episode_id == episode_id,
+                    Trace.variant == variant,
+                    Trace.posterior == posterior,
+                    Trace.metrics_mask != mask,
+                    Trace.metrics_mask.op("|")(mask) == mask,  # stored metrics: a subset
+                )
+                .values(metrics_mask=mask)
+                .returning(Trace.id)
+            ).scalar()
+            if trace_id is None:
+                return None
+            conn.execute(sa.delete(steps).where(steps.c.trace_id == trace_id))
+            _write_steps(conn, trace_id, columns, nan_mask)
         return int(trace_id)
 
     def _write_arrays(
@@ -438,6 +469,23 @@ def _pg_binary_rows(trace_id: int, columns: dict[str, np.ndarray], nan_mask: np.
         rows[f"len_{name}"] = 8
         rows[name] = col
     return _PG_COPY_HEADER + rows.tobytes() + _PG_COPY_TRAILER
+
+
+def _step_columns(data: TraceData) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The trace's step columns (in `STEP_METRICS` order) and each step's NaN bits."""
+    length = data.length
+    present = [name for name in STEP_METRICS if name in data.metrics]
+    columns = {name: np.asarray(data.metrics[name], dtype=np.float64) for name in present}
+    for name, col in columns.items():
+        assert col.shape == (length,), f"metric {name}: shape {col.shape}, expected ({length},)"
+    nan_mask = np.zeros(length, dtype=np.int64)
+    for name, col in columns.items():
+        nan_mask |= np.isnan(col).astype(np.int64) << STEP_METRICS.index(name)
+    return columns, nan_mask
+
+
+def _metrics_mask(names: Iterable[str]) -> int:
+    return sum(1 << STEP_METRICS.index(name) for name in names)
 
 
 def _encode_arrays(data: TraceData) -> list[dict[str, Any]]:

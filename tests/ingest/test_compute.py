@@ -14,7 +14,7 @@ from beliefscope.replay.base import Episode, EpisodeRef, detect_format
 from beliefscope.rssm import formats
 from beliefscope.rssm.core import ModelSpec, State
 from beliefscope.rssm.dist import Categorical
-from ingest.compute import ComputeOptions, compute_traces, pad_batch
+from ingest.compute import BELIEF_METRICS, ComputeOptions, compute_traces, pad_batch
 from ingest.variants import parse
 
 
@@ -188,3 +188,27 @@ def _truncate(ep: Episode, steps: int) -> Episode:
         is_terminal=ep.is_terminal[:steps],
         truth={k: v[:steps] for k, v in ep.truth.items()},
     )
+
+
+class FilterOnlyModel(TwoStateModel):
+    """A model whose decoder and heads fail when called."""
+
+    def decode(self, feat: Tensor) -> Tensor:
+        raise AssertionError("decoder called")
+
+    def reward(self, feat: Tensor) -> Tensor:
+        raise AssertionError("reward head called")
+
+    def cont(self, feat: Tensor) -> Tensor:
+        raise AssertionError("cont head called")
+
+
+def test_belief_metrics_run_no_decoder_or_head() -> None:
+    ep = _episode([True, False, True, True])
+    options = ComputeOptions(metrics="belief")
+    (trace,) = compute_traces(FilterOnlyModel(), pad_batch([ep]), options)
+    (full,) = compute_traces(TwoStateModel(), pad_batch([ep]))
+    assert set(trace.metrics) == set(BELIEF_METRICS)
+    for name, col in trace.metrics.items():
+        np.testing.assert_array_equal(col, full.metrics[name], err_msg=name)
+    np.testing.assert_array_equal(trace.kl_groups, full.kl_groups)
