@@ -80,6 +80,14 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         "ingest fills in what a `belief` one left out)",
     )
     parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: encoder and decoder under bf16 autocast (faster on CPUs with AVX-512 BF16; "
+        "the filter stays fp32; `bench/ingest.py --profile --precision bf16` reports the "
+        "deviation); traces already stored are kept either way",
+    )
+    parser.add_argument(
         "--train-replay",
         type=Path,
         action="append",
@@ -104,7 +112,9 @@ def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
         device=args.device,
         batch_size=args.batch_size,
         checkpoint_format=args.checkpoint_format,
-        options=ComputeOptions(openloop=args.openloop, metrics=args.metrics),
+        options=ComputeOptions(
+            openloop=args.openloop, metrics=args.metrics, precision=args.precision
+        ),
         train_replay=tuple(args.train_replay),
     )
 
