@@ -5,7 +5,8 @@ process, the rows interleaved round by round (the median is printed; in CPU seco
 torch thread), so ratios hold on a shared, noisy machine:
 
 - step loop: the reference implementations' way, one episode at a time (its frames encoded
-  in one call, then the cell stepped with a batch of one);
+  in one call, then the cell stepped with a batch of one), run on `--before`'s model code
+  (a port of the reference's math with the same PyTorch ops);
 - filter: encode + `core.observe` on a batch of 16 episodes;
 - belief: `compute_traces(--metrics belief)` (the filter plus its statistics);
 - full before: `compute_traces` and the model code of a git ref (default `main`), loaded
@@ -42,6 +43,7 @@ from bench import torch_model
 from ingest.compute import ComputeOptions, compute_traces, encode_rows, pad_batch, valid_rows
 
 BATCH = 16
+LOOP = "step loop, 1 episode at a time"
 REPO = Path(__file__).resolve().parents[1]
 BEFORE_MODULES = (
     "beliefscope.rssm.dist",
@@ -104,14 +106,14 @@ def episodes(count: int, steps: int, actions: int, seed: int = 0) -> list[Episod
     return out
 
 
-def step_loop(model: Any, eps: list[Episode]) -> None:
+def step_loop(model: Any, observe: Callable[..., object], eps: list[Episode]) -> None:
     """One episode at a time: its frames in one encoder call, then batch-1 cell steps."""
     with torch.inference_mode():
         for ep in eps:
             image = torch.from_numpy(ep.image)[None]  # (1, T, H, W, C)
             embed = model.encode(image)
             is_first = torch.from_numpy(ep.is_first)[None]
-            core.observe(model.cell, embed, torch.from_numpy(ep.action)[None], is_first)
+            observe(model.cell, embed, torch.from_numpy(ep.action)[None], is_first)
 
 
 def filter_only(model: Any, eps: list[Episode]) -> None:
@@ -182,12 +184,18 @@ def profile(
             config, config_file = read_config([path.parent], dreamerv3_torch.CONFIG_NAMES)
             raw = torch.load(path, map_location="cpu", weights_only=True)
             family = mods["beliefscope.rssm.families.dreamerv3_torch"]
-            old = (family.build(raw, path, config, config_file), mods["ingest.compute"])
+            old = (
+                family.build(raw, path, config, config_file),
+                mods["ingest.compute"],
+                mods["beliefscope.rssm.core"].observe,
+            )
     eps = episodes(BATCH, steps, model.spec.action_dim)
     batch = pad_batch(eps)
     total = BATCH * steps
+    # the reference's way with the reference's kernels: `--before`'s port of its math
+    loop_model, loop_observe = (model, core.observe) if old is None else (old[0], old[2])
     rows: dict[str, tuple[Callable[[], object], int]] = {
-        "step loop (1 episode at a time)": (lambda: step_loop(model, eps[:loop_episodes]), 0),
+        LOOP: (lambda: step_loop(loop_model, loop_observe, eps[:loop_episodes]), 0),
         f"filter, batch {BATCH}": (lambda: filter_only(model, eps), total),
         "--metrics belief": (
             lambda: compute_traces(model, batch, ComputeOptions(metrics="belief")),
@@ -195,7 +203,7 @@ def profile(
         ),
     }
     if old is not None:
-        old_model, old_compute = old
+        old_model, old_compute, _ = old
         rows[f"full, {before}"] = (lambda: old_compute.compute_traces(old_model, batch), total)
     rows["full, this tree"] = (lambda: compute_traces(model, batch), total)
     if precision == "bf16":
@@ -230,9 +238,14 @@ def profile(
     }
     _print(results, rates, before)
     if old is not None:
-        diffs = abs_diffs(old[1].compute_traces(old[0], batch), compute_traces(model, batch))
-        worst = max(float(d.max()) for d in diffs.values())
-        print(f"this tree vs {before}: max |diff| {worst:.1e} over every metric (target <= 1e-5)")
+        before_traces = old[1].compute_traces(old[0], batch)
+        diffs = abs_diffs(before_traces, compute_traces(model, batch))
+        name, worst = max(((k, float(d.max())) for k, d in diffs.items()), key=lambda kv: kv[1])
+        scale = max(float(np.nanmax(np.abs(t.metrics[name]))) for t in before_traces)
+        print(
+            f"this tree vs {before}: max |diff| {worst:.1e} over every metric (target <= 1e-5), "
+            f"in {name}, whose values reach {scale:.3g} ({worst / scale:.1e} of that)"
+        )
         results["max_abs_diff_vs_before"] = worst
     if precision == "bf16":
         diffs = abs_diffs(compute_traces(model, batch), compute_traces(model, batch, bf16))
@@ -245,7 +258,7 @@ def profile(
 
 
 def _print(results: dict[str, float], rates: dict[str, float], before: str) -> None:
-    loop = rates["step loop (1 episode at a time)"]
+    loop = rates[LOOP]
     filt = rates[f"filter, batch {BATCH}"]
     full = rates["full, this tree"]
     filter_bound = results["filter_bound_steps_per_s"]

@@ -39,7 +39,13 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint format (default: detected from the files)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: cores - 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default: the cores left free: cores less the current load, at "
+        "least one left for the rest)",
+    )
 
 
 def set_up_torch(args: argparse.Namespace) -> None:

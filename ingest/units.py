@@ -186,6 +186,13 @@ def _truth_summary(ep: Episode) -> dict[str, int]:
 
 
 def default_threads() -> int:
-    """Leave one core for the server and the OS: oversubscribed torch threads crawl."""
+    """Settings' value, else the cores left free: this process's cores less the load other
+    processes put on them now (the 1-minute load average), and at least one for the server
+    and the OS. Oversubscribed torch threads crawl (~20x slower measured), and on a shared
+    machine the other processes' threads are what oversubscribes."""
     configured = get_settings().torch_threads
-    return configured if configured > 0 else max(1, (os.cpu_count() or 2) - 1)
+    if configured > 0:
+        return configured
+    cores = len(os.sched_getaffinity(0))
+    busy = max(1, round(os.getloadavg()[0]))
+    return max(1, cores - busy)
