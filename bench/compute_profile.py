@@ -242,9 +242,12 @@ def profile(
         diffs = abs_diffs(before_traces, compute_traces(model, batch))
         name, worst = max(((k, float(d.max())) for k, d in diffs.items()), key=lambda kv: kv[1])
         scale = max(float(np.nanmax(np.abs(t.metrics[name]))) for t in before_traces)
+        over = sum(int((d > 1e-5).sum()) for d in diffs.values())
         print(
             f"this tree vs {before}: max |diff| {worst:.1e} over every metric (target <= 1e-5), "
-            f"in {name}, whose values reach {scale:.3g} ({worst / scale:.1e} of that)"
+            f"in {name}, whose values reach {scale:.3g} ({worst / scale:.1e} of that); "
+            f"{over} of {sum(d.size for d in diffs.values())} step values differ by more "
+            "than 1e-5"
         )
         results["max_abs_diff_vs_before"] = worst
     if precision == "bf16":
