@@ -27,8 +27,9 @@ HEADS = frozenset({"decode", "reward", "cont"})
 """A model's heads unless it names fewer in a `heads` attribute (see `WorldModel`)."""
 
 Metrics = Literal["all", "belief"]
-Precision = Literal["fp32", "bf16"]
 """Which metrics a trace gets: `belief` runs the filter alone (encoder + cell), no head."""
+
+Precision = Literal["fp32", "bf16"]
 
 BELIEF_METRICS = (
     "kl",
