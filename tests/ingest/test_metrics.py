@@ -1,5 +1,6 @@
 """`--metrics belief`: the filter's statistics alone, and a later `--metrics all` that fills in
-the rest of the same traces (real world episodes, a trained run, a real SQLite store)."""
+the rest of the same traces (real world episodes, a trained run, real SQLite and PostgreSQL
+stores)."""
 
 from __future__ import annotations
 
@@ -50,24 +51,24 @@ def _pending(run_dir: Path, world: Path, url: str, metrics: str) -> int:
 
 
 def test_belief_stores_the_filter_metrics_and_all_fills_in_the_rest(
-    sqlite_url: str, world: Path, run_dir: Path, capsys: pytest.CaptureFixture
+    store_url: str, world: Path, run_dir: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    out = _ingest(run_dir, world, sqlite_url, "belief", capsys)
+    out = _ingest(run_dir, world, store_url, "belief", capsys)
     assert "8 traces written, 0 already stored, 0 errors" in out  # 2 checkpoints x 4 episodes
-    belief = _stored(sqlite_url)
+    belief = _stored(store_url)
     assert len(belief) == 8
     for _, metrics in belief.values():
         assert set(metrics) == set(BELIEF_METRICS)
         assert np.isfinite(metrics["kl"]).all() and len(metrics["kl"]) == 40
     assert "0 traces written, 8 already stored" in _ingest(
-        run_dir, world, sqlite_url, "belief", capsys
+        run_dir, world, store_url, "belief", capsys
     )
-    assert _pending(run_dir, world, sqlite_url, "belief") == 0
-    assert _pending(run_dir, world, sqlite_url, "all") == 8  # what `watch --metrics all` sees
+    assert _pending(run_dir, world, store_url, "belief") == 0
+    assert _pending(run_dir, world, store_url, "all") == 8  # what `watch --metrics all` sees
 
-    out = _ingest(run_dir, world, sqlite_url, "all", capsys)
+    out = _ingest(run_dir, world, store_url, "all", capsys)
     assert "8 traces written, 0 already stored, 0 errors" in out
-    full = _stored(sqlite_url)
+    full = _stored(store_url)
     assert full.keys() == belief.keys()
     for unit, (trace_id, metrics) in full.items():
         before_id, before = belief[unit]
@@ -76,8 +77,8 @@ def test_belief_stores_the_filter_metrics_and_all_fills_in_the_rest(
         for name in BELIEF_METRICS:  # the full computation's against the filter's alone
             np.testing.assert_allclose(metrics[name], before[name], atol=1e-6, err_msg=name)
         assert np.isfinite(metrics["recon_error"]).all()
-    assert _pending(run_dir, world, sqlite_url, "all") == 0
+    assert _pending(run_dir, world, store_url, "all") == 0
     for metrics in ("all", "belief"):  # a full trace covers both
         assert "0 traces written, 8 already stored" in _ingest(
-            run_dir, world, sqlite_url, metrics, capsys
+            run_dir, world, store_url, metrics, capsys
         )
