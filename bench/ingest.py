@@ -3,6 +3,8 @@
     python bench/ingest.py [--preset small] [--episodes 64] [--steps 500] [--baseline 4]
                            [--memory 64,256] [--pg URL]
     python bench/ingest.py --executor dask [--workers 1,2] [--episodes 32] [--steps 200]
+    python bench/ingest.py --profile [--profile-steps 200] [--rounds 3] [--before main]
+                           [--precision bf16]
 
 Workload: a `--preset` native model on 64x64 frames of the MuJoCo occlusion world,
 `--episodes` x `--steps`.
@@ -16,6 +18,9 @@ Workload: a `--preset` native model on 64x64 frames of the MuJoCo occlusion worl
 4. Peak memory (max RSS of a fresh ingest process) at each of `--memory` episode counts.
 With `--executor dask`, only: end-to-end ingest into PostgreSQL in this process vs on a local
 Dask cluster of each `--workers` count (started and warmed before timing; 1 torch thread each).
+With `--profile`, only: the compute profile of a default-size dreamerv3-torch model against
+the reference-style step loop, git `--before`'s `compute_traces` and the FLOP bounds
+(`bench/compute_profile.py`); `--profile-steps 50 --rounds 1` is a quick run.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from beliefscope.rssm.native import NativeWorldModel  # noqa: E402
 from beliefscope.rssm.presets import get_preset  # noqa: E402
 from beliefscope.store.engine import open_store, upgrade  # noqa: E402
 from beliefscope.world.generate import Generator, WorldConfig  # noqa: E402
+from bench import compute_profile  # noqa: E402
 from bench import store as store_bench  # noqa: E402
 from ingest.compute import ComputeOptions, compute_traces, pad_batch  # noqa: E402
 from ingest.request import IngestRequest  # noqa: E402
@@ -272,8 +278,28 @@ def main() -> None:
         default=get_settings().test_pg or "postgresql+psycopg://postgres@127.0.0.1:5432/test",
         help="PostgreSQL server URL (a scratch database is created and dropped)",
     )
+    parser.add_argument("--profile", action="store_true", help="the compute profile only")
+    parser.add_argument("--profile-steps", type=int, default=200, help="steps per episode")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of the profile")
+    parser.add_argument(
+        "--loop-episodes", type=int, default=2, help="episodes of the profile's step loop"
+    )
+    parser.add_argument(
+        "--before", default="main", help="git ref of the profile's `before` row ('': none)"
+    )
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.profile:
+        results = compute_profile.profile(
+            steps=args.profile_steps,
+            rounds=args.rounds,
+            loop_episodes=args.loop_episodes,
+            before=args.before,
+            precision=args.precision,
+        )
+        print(json.dumps({k: float(f"{v:.6g}") for k, v in results.items()}))
+        return
     if args.executor == "dask":
         cluster_main(args, world(args.cache, args.episodes, args.steps))
         return

@@ -39,7 +39,13 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint format (default: detected from the files)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: cores - 1)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default: the cores left free: cores less the current load, at "
+        "least one left for the rest)",
+    )
 
 
 def set_up_torch(args: argparse.Namespace) -> None:
@@ -72,6 +78,22 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         "--openloop", type=int, default=5, help="open-loop horizon k of the filter trace"
     )
     parser.add_argument(
+        "--metrics",
+        choices=["all", "belief"],
+        default="all",
+        help="belief: the filter's statistics only (KL, correction, entropies, deter; no "
+        "decoder or head runs, several times faster); all: every metric (a later `all` "
+        "ingest fills in what a `belief` one left out)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: encoder and decoder under bf16 autocast (faster on CPUs with AVX-512 BF16; "
+        "the filter stays fp32; `bench/ingest.py --profile --precision bf16` reports the "
+        "deviation); traces already stored are kept either way",
+    )
+    parser.add_argument(
         "--train-replay",
         type=Path,
         action="append",
@@ -96,7 +118,9 @@ def request_from(args: argparse.Namespace, logdir: Path) -> IngestRequest:
         device=args.device,
         batch_size=args.batch_size,
         checkpoint_format=args.checkpoint_format,
-        options=ComputeOptions(openloop=args.openloop),
+        options=ComputeOptions(
+            openloop=args.openloop, metrics=args.metrics, precision=args.precision
+        ),
         train_replay=tuple(args.train_replay),
     )
 

@@ -1,15 +1,18 @@
 """Belief traces: re-run a world model as a filter over episodes and measure every step.
 
 Pure computation (model + arrays in, `TraceData` out): no files, no store. Episodes are
-batched (padded to the longest in the batch; rows past an episode's end are computed and
-dropped), which gives the same numbers as a batch of one because every step's math is
-row-independent and the default posterior is the mode (no random draws shared by a batch).
+batched (padded to the longest in the batch), which gives the same numbers as a batch of one
+because every step's math is row-independent and the default posterior is the mode (no random
+draws shared by a batch). Only the recurrent loop runs over the padding (a step of the whole
+batch at a time); the CNNs encode and decode the steps inside their episodes alone, and only
+the open-loop decodes that are stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,22 +26,84 @@ from beliefscope.values.traces import TraceData
 HEADS = frozenset({"decode", "reward", "cont"})
 """A model's heads unless it names fewer in a `heads` attribute (see `WorldModel`)."""
 
+Metrics = Literal["all", "belief"]
+"""Which metrics a trace gets: `belief` runs the filter alone (encoder + cell), no head."""
+
+Precision = Literal["fp32", "bf16"]
+
+BELIEF_METRICS = (
+    "kl",
+    "kl_dyn",
+    "kl_rep",
+    "correction",
+    "prior_entropy",
+    "post_entropy",
+    "reward",
+    "cont",
+    "deter_norm",
+    "deter_delta",
+)
+"""The step metrics of the filter's beliefs (and the recorded inputs), stored by every trace."""
+
+HEAD_METRICS = {
+    "decode": ("recon_error", "pred_error", "openloop_error"),
+    "reward": ("reward_pred", "reward_error"),
+    "cont": ("cont_pred",),
+}
+"""The step metrics each head adds under `--metrics all`."""
+
+
+def model_heads(model: WorldModel) -> frozenset[str]:
+    return frozenset(getattr(model, "heads", HEADS))
+
+
+def trace_metrics(heads: Iterable[str], metrics: Metrics) -> tuple[str, ...]:
+    """The step metrics `compute_traces` stores for a model with `heads`: what an ingest
+    must find in a stored trace to skip its unit."""
+    have = set(heads) if metrics == "all" else set()
+    return BELIEF_METRICS + tuple(
+        m for head, ms in HEAD_METRICS.items() if head in have for m in ms
+    )
+
+
+CPU_FRAMES = 64
+"""Frames per CNN call on a CPU: the activations of more spill out of the caches, and the
+convolutions run up to 3x slower per frame (measured: bench/ingest.py's profile)."""
+
+DEVICE_FRAMES = 1024
+"""Frames per CNN call on an accelerator, where a bigger call fills more of the chip."""
+
 
 @dataclass(frozen=True)
 class ComputeOptions:
     posterior: PosteriorMode = "mode"
     seed: int = 0
+    metrics: Metrics = "all"
     openloop: int = 5
     """Horizon k of the open-loop error (0 disables it)."""
     prob_groups: int = 4
     """Posterior/prior class probabilities are kept for this many latent groups."""
-    frames: int = 1024
-    """Frames encoded or decoded in one call (batch x time steps): bounds the CNN's
-    activation memory whatever the batch size and episode length."""
+    precision: Precision = "fp32"
+    """bf16: the CNNs (encoder, decoder) run under bf16 autocast, about 1.5x faster on a CPU
+    with AVX-512 BF16; the recurrent filter and every statistic stay fp32. `bench/ingest.py
+    --profile --precision bf16` reports the deviation from fp32 per metric."""
+    frames: int | None = None
+    """Frames encoded or decoded in one call (None: `CPU_FRAMES` on a CPU, else
+    `DEVICE_FRAMES`): bounds the CNN's activation memory whatever the batch size and episode
+    length."""
 
-    def chunk(self, batch: int) -> int:
+    def frames_on(self, device: torch.device | str) -> int:
+        if self.frames is not None:
+            return self.frames
+        return CPU_FRAMES if torch.device(device).type == "cpu" else DEVICE_FRAMES
+
+    def chunk(self, batch: int, device: torch.device | str = "cpu") -> int:
         """Time steps per CNN call for a batch of `batch` episodes."""
-        return max(1, self.frames // max(1, batch))
+        return max(1, self.frames_on(device) // max(1, batch))
+
+    def cnn(self, device: torch.device) -> torch.autocast:
+        """The precision the encoder and decoder run at."""
+        return torch.autocast(device.type, torch.bfloat16, enabled=self.precision == "bf16")
 
 
 @dataclass
@@ -98,36 +163,75 @@ def encode_frames(model: WorldModel, image: Tensor, chunk: int) -> Tensor:
     )
 
 
-def openloop_error(
-    model: WorldModel, traj: Trajectory, batch: Batch, horizon: int, chunk: int
+def valid_rows(batch: Batch) -> Tensor:
+    """Flat indices (into B*T) of the steps inside their episode: padding is never computed."""
+    steps = batch.is_first.shape[1]
+    lengths = torch.tensor(batch.lengths, device=batch.is_first.device)
+    inside = torch.arange(steps, device=lengths.device) < lengths[:, None]  # (B, T)
+    return inside.flatten().nonzero()[:, 0]
+
+
+def encode_rows(model: WorldModel, batch: Batch, rows: Tensor, frames: int) -> Tensor:
+    """Embeddings (B, T, E) of the frames at flat `rows`; zeros elsewhere (padded steps, whose
+    results are dropped: every step's math is row-independent)."""
+    image = batch.image.flatten(0, 1)  # (B, T, H, W, C) -> (B*T, H, W, C)
+    parts = [
+        model.encode(image[rows[s : s + frames]][None])[0]  # (1, n, H, W, C) -> (n, E)
+        for s in range(0, len(rows), frames)
+    ]
+    embed = torch.cat(parts).float()
+    out = embed.new_zeros(image.shape[0], embed.shape[-1])
+    out[rows] = embed
+    return out.reshape(*batch.is_first.shape, -1)  # (B*T, E) -> (B, T, E)
+
+
+def decode_rows(
+    model: WorldModel, feat: Tensor, image: Tensor, rows: Tensor, frames: int
 ) -> Tensor:
-    """Error at step t of the decode after imagining `horizon` steps from the posterior at
-    t - horizon with the recorded actions: (B, T), NaN where t < horizon or a reset lies in
+    """MSE (N,) of the decodes of `feat` (N, F) against the frames (B*T, H, W, C) at flat
+    `rows`, `frames` decodes per call."""
+    parts = [
+        frame_mse(model.decode(feat[s : s + frames]), image[rows[s : s + frames]])
+        for s in range(0, len(rows), frames)
+    ]
+    return torch.cat(parts) if parts else image.new_zeros(0, dtype=torch.float32)
+
+
+def scatter_rows(shape: torch.Size, rows: Tensor, values: Tensor) -> Tensor:
+    """(B, T) of NaN with `values` at flat `rows`."""
+    out = torch.full((shape[0] * shape[1],), float("nan"), device=values.device)
+    out[rows] = values
+    return out.reshape(shape)
+
+
+def openloop_rows(batch: Batch, rows: Tensor, horizon: int) -> Tensor:
+    """The flat `rows` whose step t has an open-loop error: t >= horizon and no reset in
     (t - horizon, t] (imagination cannot cross an episode boundary)."""
-    b, steps = batch.is_first.shape
-    out = torch.full((b, steps), float("nan"), device=batch.action.device)
-    starts = steps - horizon
-    if horizon <= 0 or starts <= 0:
-        return out
-    for s0 in range(0, starts, chunk):
-        s1 = min(starts, s0 + chunk)
-        n = s1 - s0
-        # start states at s in [s0, s1): (B, n, ...) -> (B*n, ...)
-        state = {
-            "deter": traj.deter[:, s0:s1].reshape(b * n, -1),
-            "stoch": traj.stoch[:, s0:s1].reshape(b * n, *traj.stoch.shape[2:]),
-        }
-        # actions leading to steps s+1 .. s+horizon: (B, n, horizon, A) -> (B*n, horizon, A)
-        idx = torch.arange(s0, s1, device=out.device)[:, None] + torch.arange(
-            1, horizon + 1, device=out.device
-        )
-        acts = batch.action[:, idx].reshape(b * n, horizon, -1)
-        imag = imagine(model.cell, state, acts, posterior="mode")
-        feat = model.feat(imag.deter[:, -1], imag.stoch[:, -1]).reshape(b, n, -1)  # (B, n, F)
-        err = frame_mse(model.decode(feat), batch.image[:, s0 + horizon : s1 + horizon])
-        crossed = batch.is_first[:, idx].any(-1)  # (B, n): a reset inside the horizon
-        out[:, s0 + horizon : s1 + horizon] = torch.where(crossed, float("nan"), err)
-    return out
+    steps = batch.is_first.shape[1]
+    t = rows % steps
+    resets = batch.is_first.flatten().cumsum(0)  # (B*T,): resets up to each flat step
+    # resets in (t - horizon, t]: row-local since t - horizon >= 0 stays in the same row
+    crossed = resets[rows] - resets[(rows - horizon).clamp(min=0)] > 0
+    return rows[(t >= horizon) & ~crossed]
+
+
+def openloop_feat(
+    model: WorldModel, traj: Trajectory, batch: Batch, rows: Tensor, horizon: int, chunk: int
+) -> Tensor:
+    """Features (N, F) at flat target `rows` after imagining `horizon` steps from the
+    posterior at t - horizon with the recorded actions, `chunk` rows at a time."""
+    deter = traj.deter.flatten(0, 1)  # (B, T, D) -> (B*T, D)
+    stoch = traj.stoch.flatten(0, 1)  # (B, T, ...) -> (B*T, ...)
+    action = batch.action.flatten(0, 1)  # (B, T, A) -> (B*T, A)
+    ahead = torch.arange(1 - horizon, 1, device=deter.device)  # offsets of the actions taken
+    parts = []
+    for s in range(0, len(rows), chunk):
+        target = rows[s : s + chunk]
+        state = {"deter": deter[target - horizon], "stoch": stoch[target - horizon]}
+        # actions leading to steps t - horizon + 1 .. t: (n, horizon, A)
+        imag = imagine(model.cell, state, action[target[:, None] + ahead], posterior="mode")
+        parts.append(model.feat(imag.deter[:, -1], imag.stoch[:, -1]))
+    return torch.cat(parts) if parts else deter[:0]  # no target: nothing is decoded
 
 
 def kl_terms(model: WorldModel, post: LatentDist, prior: LatentDist) -> tuple[Tensor, ...]:
@@ -150,8 +254,10 @@ def compute_traces(
     if options.posterior == "sample":
         generator = torch.Generator(device=batch.action.device).manual_seed(options.seed)
     with torch.inference_mode():
-        chunk = options.chunk(batch.image.shape[0])
-        embed = encode_frames(model, batch.image, chunk)
+        frames = options.frames_on(batch.image.device)
+        rows = valid_rows(batch)
+        with options.cnn(batch.image.device):
+            embed = encode_rows(model, batch, rows, frames)
         traj = observe(
             model.cell,
             embed,
@@ -163,8 +269,6 @@ def compute_traces(
         )
         post, prior = traj.post, traj.prior
         kl, kl_dyn, kl_rep = kl_terms(model, post, prior)
-        feat_post = model.feat(traj.deter, traj.stoch)
-        feat_prior = model.feat(traj.deter, prior.mode())
         deter_delta = torch.linalg.vector_norm(traj.deter.diff(dim=1), dim=-1)
         deter_delta = torch.cat([torch.full_like(deter_delta[:, :1], float("nan")), deter_delta], 1)
         deter_delta = torch.where(batch.is_first, float("nan"), deter_delta)
@@ -180,11 +284,23 @@ def compute_traces(
             "deter_norm": torch.linalg.vector_norm(traj.deter, dim=-1),
             "deter_delta": deter_delta,
         }
-        heads = getattr(model, "heads", HEADS)  # metrics of a missing head stay absent
+        # metrics of a missing (or unwanted) head stay absent
+        heads = model_heads(model) if options.metrics == "all" else frozenset()
+        if heads:
+            feat_post = model.feat(traj.deter, traj.stoch)  # (B, T, F)
+            feat_prior = model.feat(traj.deter, prior.mode())
         if "decode" in heads:
-            metrics["recon_error"] = decode_error(model, feat_post, batch.image, chunk)
-            metrics["pred_error"] = decode_error(model, feat_prior, batch.image, chunk)
-            metrics["openloop_error"] = openloop_error(model, traj, batch, options.openloop, chunk)
+            shape, image = batch.is_first.shape, batch.image.flatten(0, 1)
+            horizon = options.openloop
+            ahead = openloop_rows(batch, rows, horizon) if horizon > 0 else rows[:0]
+            imagined = openloop_feat(model, traj, batch, ahead, horizon, DEVICE_FRAMES)
+            with options.cnn(batch.image.device):
+                recon = decode_rows(model, feat_post.flatten(0, 1)[rows], image, rows, frames)
+                pred = decode_rows(model, feat_prior.flatten(0, 1)[rows], image, rows, frames)
+                openloop = decode_rows(model, imagined, image, ahead, frames)
+            metrics["recon_error"] = scatter_rows(shape, rows, recon)
+            metrics["pred_error"] = scatter_rows(shape, rows, pred)
+            metrics["openloop_error"] = scatter_rows(shape, ahead, openloop)
         if "reward" in heads:
             metrics["reward_pred"] = model.reward(feat_post)
             metrics["reward_error"] = (batch.reward - model.reward(feat_prior)).abs()

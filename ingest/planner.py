@@ -18,6 +18,7 @@ from beliefscope.rssm import formats as ckpt_formats
 from beliefscope.store.engine import Store
 from beliefscope.store.writer import StoreWriter
 from ingest import sources
+from ingest.compute import HEADS, model_heads, trace_metrics
 from ingest.request import IngestReport, IngestRequest, ProgressSink
 from ingest.units import WorkUnit
 from ingest.variants import Variant, parse
@@ -163,13 +164,18 @@ class Planner:
                 if run_id is None
                 else self.writer.find_checkpoint(run_id, content_hash=snap.content_hash)
             )
+            if checkpoint_id is None:
+                count += len(keys) * len(self.variants)
+                continue
+            heads = self.store.queries.get_checkpoint(checkpoint_id=checkpoint_id).config.get(
+                "heads", HEADS
+            )
             for variant in self.variants:
-                done = (
-                    set()
-                    if checkpoint_id is None
-                    else self.writer.done_episode_keys(
-                        checkpoint_id, variant=variant.spec, posterior=req.posterior_label
-                    )
+                done = self.writer.done_episode_keys(
+                    checkpoint_id,
+                    variant=variant.spec,
+                    posterior=req.posterior_label,
+                    covering=trace_metrics(heads, req.options.metrics),
                 )
                 count += len(keys - done)
         return count
@@ -232,9 +238,12 @@ class Planner:
                     progress.advance(len(episodes), "checkpoint not loadable")
                     self.writer.update_job(report.job_id, add_done=len(episodes))
                     continue
-                checkpoint_id, snapshot = registered
+                checkpoint_id, snapshot, covering = registered
                 done = self.writer.done_episode_keys(
-                    checkpoint_id, variant=variant.spec, posterior=req.posterior_label
+                    checkpoint_id,
+                    variant=variant.spec,
+                    posterior=req.posterior_label,
+                    covering=covering,
                 )
                 todo = [e for e in episodes if e.key not in done]
                 if skipped := len(episodes) - len(todo):
@@ -253,9 +262,10 @@ class Planner:
 
     def _register_checkpoint(
         self, run_id: int, ref: ckpt_formats.CheckpointRef, report: IngestReport
-    ) -> tuple[int, ckpt_formats.CheckpointRef] | None:
+    ) -> tuple[int, ckpt_formats.CheckpointRef, tuple[str, ...]] | None:
         """Snapshot, load once (to check it and read its spec) and register a checkpoint
-        version; returns its id and snapshot, or None (error recorded) if it doesn't load."""
+        version; returns its id, snapshot and the metrics its traces must hold to count as
+        done, or None (error recorded) if it doesn't load."""
         snap = self._snapshot(ref)
         try:
             if isinstance(snap, str):
@@ -270,7 +280,7 @@ class Planner:
                     self.cache[key] = str(err)
             self._error(report, unit=f"checkpoint {ref.path.name}", file=ref.path, reason=str(err))
             return None
-        spec = model.spec
+        spec, heads = model.spec, model_heads(model)
         trained_on = spec.config.get("train_episodes") or self._declared_training()
         checkpoint_id = self.writer.ensure_checkpoint(
             run_id,
@@ -289,9 +299,10 @@ class Planner:
                 "action_dim": spec.action_dim,
                 "image_shape": list(spec.image_shape),
                 "train_episodes": list(trained_on),
+                "heads": sorted(heads),
             },
         )
-        return checkpoint_id, snap.ref
+        return checkpoint_id, snap.ref, trace_metrics(heads, self.request.options.metrics)
 
     def _declared_training(self) -> list[str]:
         """Fingerprints of the episodes under `train_replay`, read once."""

@@ -60,6 +60,7 @@ class Ingestor:
                 "logdir": str(req.logdir),
                 "variants": list(req.variants),
                 "posterior": req.posterior_label,
+                "metrics": req.options.metrics,
                 "started_by": started_by,
                 "host": socket.gethostname(),
             },

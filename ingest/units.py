@@ -102,15 +102,18 @@ class UnitRunner:
         batch = variant.apply(pad_batch(batch_episodes, req.device), batch_episodes)
         options = replace(variant.options(req.options), posterior=req.posterior, seed=req.seed)  # type: ignore[arg-type]
         traces = compute_traces(model, batch, options)
+        pairs = [(episode_id, data) for (_, episode_id), data in zip(loaded, traces, strict=True)]
         stored = self.writer.write_traces(
-            unit.checkpoint_id,
-            unit.variant,
-            req.posterior_label,
-            [(episode_id, data) for (_, episode_id), data in zip(loaded, traces, strict=True)],
+            unit.checkpoint_id, unit.variant, req.posterior_label, pairs
         )
-        written = sum(trace_id is not None for trace_id in stored)
-        result.written += written
-        result.skipped += len(stored) - written
+        for (episode_id, data), trace_id in zip(pairs, stored, strict=True):
+            if trace_id is None:  # a unit stored with fewer metrics (`--metrics belief`)
+                key = (unit.checkpoint_id, episode_id, unit.variant, req.posterior_label)
+                trace_id = self.writer.fill_trace(*key, data)  # is completed in place
+            if trace_id is None:
+                result.skipped += 1
+            else:
+                result.written += 1
         return result
 
     def _admit(
@@ -185,6 +188,13 @@ def _truth_summary(ep: Episode) -> dict[str, int]:
 
 
 def default_threads() -> int:
-    """Leave one core for the server and the OS: oversubscribed torch threads crawl."""
+    """Settings' value, else the cores left free: this process's cores less the load other
+    processes put on them now (the 1-minute load average), and at least one for the server
+    and the OS. Oversubscribed torch threads crawl (~20x slower measured), and on a shared
+    machine the other processes' threads are what oversubscribes."""
     configured = get_settings().torch_threads
-    return configured if configured > 0 else max(1, (os.cpu_count() or 2) - 1)
+    if configured > 0:
+        return configured
+    cores = len(os.sched_getaffinity(0))
+    busy = max(1, round(os.getloadavg()[0]))
+    return max(1, cores - busy)

@@ -8,6 +8,7 @@ Gaussian ones (the L1 distance between posterior and prior expectations).
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Protocol
 
 import torch
@@ -41,18 +42,26 @@ class Categorical:
     """`groups x classes` one-hot categoricals with DreamerV3's 1% uniform mix (unimix).
 
     `logits` are raw (as the networks output and as checkpoints/replays store them); the mix
-    is applied here, exactly as `probs = (1 - u) softmax(logits) + u / K`.
+    is applied here, exactly as `probs = (1 - u) softmax(logits) + u / K`. `probs` and
+    `log_probs` are computed on first use: the filter builds two of these a step and needs
+    only the posterior's mode there, the statistics come from the stacked sequence.
     """
 
     def __init__(self, logits: Tensor, unimix: float = 0.01) -> None:
         assert logits.ndim >= 2, logits.shape
         self.logits = logits
         self.unimix = unimix
-        probs = torch.softmax(logits, -1)
-        if unimix:
-            probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
-        self.probs = probs
-        self.log_probs = torch.log(probs)
+
+    @cached_property
+    def probs(self) -> Tensor:
+        probs = torch.softmax(self.logits, -1)
+        if self.unimix:
+            probs = (1.0 - self.unimix) * probs + self.unimix / self.logits.shape[-1]
+        return probs
+
+    @cached_property
+    def log_probs(self) -> Tensor:
+        return torch.log(self.probs)
 
     def kl_groups(self, other: LatentDist) -> Tensor:
         assert isinstance(other, Categorical), type(other)

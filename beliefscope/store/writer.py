@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from itertools import repeat
@@ -235,10 +235,17 @@ class StoreWriter(Surface):
             return {int(r) for r in rows.scalars()}
 
     def done_episode_keys(
-        self, checkpoint_id: int, *, variant: str, posterior: str = "mode"
+        self,
+        checkpoint_id: int,
+        *,
+        variant: str,
+        posterior: str = "mode",
+        covering: Sequence[str] = (),
     ) -> set[str]:
-        """Keys of the episodes whose unit is stored: planning happens before episodes are
-        loaded (and registered), so it goes by the replay format's stable key."""
+        """Keys of the episodes whose unit is stored (with every metric in `covering`):
+        planning happens before episodes are loaded (and registered), so it goes by the
+        replay format's stable key."""
+        mask = _metrics_mask(covering)
         with self._store.connect() as conn:
             rows = conn.execute(
                 sa.select(Episode.key)
@@ -247,6 +254,7 @@ class StoreWriter(Surface):
                     Trace.checkpoint_id == checkpoint_id,
                     Trace.variant == variant,
                     Trace.posterior == posterior,
+                    Trace.metrics_mask.op("&")(mask) == mask,
                 )
             )
             return set(rows.scalars())
@@ -281,6 +289,38 @@ class StoreWriter(Surface):
                         )
                     )
         return out
+
+    def fill_trace(
+        self, checkpoint_id: int, episode_id: int, variant: str, posterior: str, data: TraceData
+    ) -> int | None:
+        """Complete a stored unit computed with fewer metrics (`--metrics belief`) with `data`,
+        which has all of them: its step rows are rewritten in one transaction and the trace
+        keeps its id (and the flags and reviews on it). Returns the trace id; None when no
+        stored trace of the unit lacks a metric of `data` (a concurrent writer filled it)."""
+        unit = encode_trace(data)
+        mask = unit.summary["metrics_mask"]
+        with self._store.connect(write=True) as conn:
+            trace_id = conn.execute(
+                sa.update(Trace)
+                .where(
+                    Trace.checkpoint_id == checkpoint_id,
+                    Trace.episode_id == episode_id,
+                    Trace.variant == variant,
+                    Trace.posterior == posterior,
+                    Trace.metrics_mask != mask,
+                    Trace.metrics_mask.op("|")(mask) == mask,  # stored metrics: a subset
+                )
+                .values(**unit.summary)
+                .returning(Trace.id)
+            ).scalar()
+            if trace_id is None:
+                return None
+            conn.execute(sa.delete(steps).where(steps.c.trace_id == trace_id))
+            dbapi = conn.connection.driver_connection
+            assert dbapi is not None
+            with contextlib.closing(dbapi.cursor()) as cursor:
+                _write_steps(cursor, conn.dialect.name, trace_id, unit.columns, unit.nan_mask)
+        return int(trace_id)
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -510,6 +550,10 @@ def _pg_binary_rows(trace_id: int, columns: dict[str, np.ndarray], nan_mask: np.
         rows[f"len_{name}"] = 8
         rows[name] = col
     return _PG_COPY_HEADER + rows.tobytes() + _PG_COPY_TRAILER
+
+
+def _metrics_mask(names: Iterable[str]) -> int:
+    return sum(1 << STEP_METRICS.index(name) for name in names)
 
 
 def _encode_arrays(data: TraceData) -> list[tuple[str, str, str, bytes]]:

@@ -218,7 +218,7 @@ def filter_episodes(
 ) -> Filtered:
     """Encode and filter the episodes once (call under `torch.inference_mode`)."""
     batch = pad_batch(episodes, device)
-    chunk = ComputeOptions().chunk(len(episodes))
+    chunk = ComputeOptions().chunk(len(episodes), device)
     embed = encode_frames(model, batch.image, chunk)
     traj = observe(model.cell, embed, batch.action, batch.is_first)
     valid, since, until = segments(batch.is_first.cpu().numpy(), batch.lengths)

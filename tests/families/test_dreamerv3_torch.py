@@ -188,7 +188,7 @@ def test_uncompiled_checkpoint_reads_the_plain_wm_prefix(tmp_path: Path, torch_m
 
     model = get_format("dreamerv3-torch").load(_save_variant(tmp_path, strip))
     assert not model.spec.config["compiled"]
-    assert torch.equal(model.cell.gru_weight, torch_model.cell.gru_weight)
+    assert torch.equal(model.cell.gru.weight, torch_model.cell.gru.weight)
 
 
 def test_mismatched_action_width_names_the_checkpoint(torch_model, torch_ref) -> None:

@@ -14,7 +14,7 @@ from beliefscope.replay.base import Episode, EpisodeRef, detect_format
 from beliefscope.rssm import formats
 from beliefscope.rssm.core import ModelSpec, State
 from beliefscope.rssm.dist import Categorical
-from ingest.compute import ComputeOptions, compute_traces, pad_batch
+from ingest.compute import BELIEF_METRICS, ComputeOptions, compute_traces, pad_batch
 from ingest.variants import parse
 
 
@@ -188,3 +188,46 @@ def _truncate(ep: Episode, steps: int) -> Episode:
         is_terminal=ep.is_terminal[:steps],
         truth={k: v[:steps] for k, v in ep.truth.items()},
     )
+
+
+class FilterOnlyModel(TwoStateModel):
+    """A model whose decoder and heads fail when called."""
+
+    def decode(self, feat: Tensor) -> Tensor:
+        raise AssertionError("decoder called")
+
+    def reward(self, feat: Tensor) -> Tensor:
+        raise AssertionError("reward head called")
+
+    def cont(self, feat: Tensor) -> Tensor:
+        raise AssertionError("cont head called")
+
+
+def test_belief_metrics_run_no_decoder_or_head() -> None:
+    ep = _episode([True, False, True, True])
+    options = ComputeOptions(metrics="belief")
+    (trace,) = compute_traces(FilterOnlyModel(), pad_batch([ep]), options)
+    (full,) = compute_traces(TwoStateModel(), pad_batch([ep]))
+    assert set(trace.metrics) == set(BELIEF_METRICS)
+    for name, col in trace.metrics.items():
+        np.testing.assert_array_equal(col, full.metrics[name], err_msg=name)
+    np.testing.assert_array_equal(trace.kl_groups, full.kl_groups)
+
+
+def test_bf16_cnns_stay_close_to_fp32(world: Path, run_dir: Path) -> None:
+    """`--precision bf16` rounds the CNNs' arithmetic (so the numbers move) and nothing else."""
+    model = formats.load(formats.discover(run_dir)[-1])
+    fmt = detect_format(world)
+    batch = pad_batch([fmt.load(ref) for ref in fmt.list(world)])
+    full = compute_traces(model, batch)
+    bf16 = compute_traces(model, batch, ComputeOptions(precision="bf16"))
+    moved = False
+    for a, b in zip(full, bf16, strict=True):
+        assert a.metrics.keys() == b.metrics.keys()
+        for name in ("kl", "correction", "recon_error", "pred_error"):
+            np.testing.assert_allclose(
+                b.metrics[name], a.metrics[name], rtol=0.05, atol=0.05, err_msg=name
+            )
+        moved |= not np.array_equal(a.metrics["recon_error"], b.metrics["recon_error"])
+        np.testing.assert_array_equal(a.metrics["reward"], b.metrics["reward"])
+    assert moved

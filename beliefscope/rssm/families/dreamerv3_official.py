@@ -67,6 +67,7 @@ class _Layers:
             raise BadInputError(f"norm {norm!r} is not supported", path=p.path)
         self.p, self.act, self.norm_impl = p, ACTIVATIONS[act], impl
         self.eps = 10.0 ** -int(exponent) if exponent else 1e-4
+        self._kernels: dict[str, Tensor] = {}
 
     def linear(self, name: str, x: Tensor) -> Tensor:
         kernel = self.p.get(f"{name}/kernel", 2)
@@ -82,14 +83,25 @@ class _Layers:
         return x + self.p.get(f"{name}/bias", 1)
 
     def conv(self, name: str, x: Tensor) -> Tensor:
-        """Stride-1 SAME convolution of NHWC `x` with an HWIO kernel."""
-        kernel = self.p.get(f"{name}/kernel", 4)
-        kh, kw = kernel.shape[:2]
-        x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
-        x = F.pad(x, [(kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2])
-        x = F.conv2d(x, kernel.permute(3, 2, 0, 1))  # HWIO -> OIHW
+        """Stride-1 SAME convolution of NHWC `x` with an HWIO kernel; odd kernels (the
+        official default, 5) pad inside the convolution instead of into a copy."""
+        kernel = self._conv_kernel(name)
+        kh, kw = kernel.shape[-2:]
+        x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W), a channels-last view
+        if kh % 2 and kw % 2:
+            x = F.conv2d(x, kernel, padding=(kh // 2, kw // 2))
+        else:
+            x = F.conv2d(F.pad(x, [(kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2]), kernel)
         x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
         return x + self.p.get(f"{name}/bias", 1)
+
+    def _conv_kernel(self, name: str) -> Tensor:
+        """The HWIO kernel as OIHW laid out channels-last, converted once (the frames are
+        NHWC, and CPU convolutions run fastest with both in that layout)."""
+        if name not in self._kernels:
+            kernel = self.p.get(f"{name}/kernel", 4).permute(3, 2, 0, 1)  # HWIO -> OIHW
+            self._kernels[name] = kernel.contiguous(memory_format=torch.channels_last)
+        return self._kernels[name]
 
     def norm(self, name: str, x: Tensor) -> Tensor:
         if self.norm_impl == "none":
