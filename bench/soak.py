@@ -68,6 +68,8 @@ def main() -> None:
         print("error:", error)
     fields = dataclasses.asdict(report)
     fields.pop("rss_samples_mb")
+    if report.watch_exit == 0:
+        fields.pop("watch_log")
     fields["rss_per_minute_mb"] = [round(x, 1) for x in per_minute]
     fields["rss_growth"] = report.rss_growth
     print(json.dumps(fields))

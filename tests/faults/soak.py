@@ -392,7 +392,8 @@ def soak(
                 if time.monotonic() - began >= steady_s or watch.poll() is not None:
                     break
                 arrived[path.name] = _arrive(path, logdir)
-                time.sleep(max(0.0, began + k * every_s - time.monotonic()))
+                next_at = min(began + k * every_s, began + steady_s)
+                time.sleep(max(0.0, next_at - time.monotonic()))
             report.steady_s = time.monotonic() - began
             report.load_avg = os.getloadavg()
             _wait(store, list(arrived), per_checkpoint, drain_s)
