@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from beliefscope.replay.base import detect_format
 from beliefscope.store.engine import Store, open_store
 from beliefscope.store.tables import Checkpoint, JobError, Trace
+from beliefscope.values.access import Scope
 from tests.builders import make_run
 from tests.faults.integrity import census
 from tests.faults.services import served
@@ -213,7 +214,9 @@ def _data(answer: httpx.Response | None) -> list[dict]:
     return [] if answer is None else list(answer.json()["data"])
 
 
-def _reader(base: str, token: str, seed: int, load: Load, tally: _Tally, stop: threading.Event):
+def _reader(
+    base: str, token: str, seed: int, load: Load, tally: _Tally, stop: threading.Event
+) -> None:
     """Visits as the dashboard makes them: run, checkpoints, episodes, a trace's series, then
     one of the summaries, flags, scores or a rendered frame; newer checkpoints more often."""
     rng = random.Random(seed)
@@ -269,7 +272,9 @@ def _reader(base: str, token: str, seed: int, load: Load, tally: _Tally, stop: t
             stop.wait(rng.uniform(*load.reader_pause_s))
 
 
-def _reviewer(base: str, token: str, seed: int, load: Load, tally: _Tally, stop: threading.Event):
+def _reviewer(
+    base: str, token: str, seed: int, load: Load, tally: _Tally, stop: threading.Event
+) -> None:
     """Reviews open flags (state, category, tags, a note) and now and then flags a stretch of a
     trace by hand; every note is remembered so the end can check none was lost."""
     rng = random.Random(seed)
@@ -318,13 +323,11 @@ def _complete(store: Store, names: list[str], per_checkpoint: int) -> bool:
     return all(found.get(n, 0) >= per_checkpoint for n in names)
 
 
-def _wait(store: Store, names: list[str], per_checkpoint: int, timeout_s: float) -> bool:
+def _wait(store: Store, names: list[str], per_checkpoint: int, timeout_s: float) -> None:
+    """Until `names` are stored whole, or `timeout_s`: the report then shows what is missing."""
     deadline = time.monotonic() + timeout_s
-    while not _complete(store, names, per_checkpoint):
-        if time.monotonic() > deadline:
-            return False
+    while not _complete(store, names, per_checkpoint) and time.monotonic() < deadline:
         time.sleep(0.5)
-    return True
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -355,9 +358,10 @@ def soak(
     per_checkpoint = len(detect_format(replay).list(replay))  # the `filter` trace per episode
     report = SoakReport(steady_s, load.readers, load.reviewers)
     store = open_store(store_url)
+    kinds: list[tuple[Scope, int]] = [("read", load.readers), ("review", load.reviewers)]
     tokens = [
-        store.access.create_token(f"{kind}-{i}", scope=kind, who="soak")[1]
-        for kind, count in (("read", load.readers), ("review", load.reviewers))
+        store.access.create_token(f"{scope}-{i}", scope=scope, who="soak")[1]
+        for scope, count in kinds
         for i in range(count)
     ]
     arrived = {path.name: _arrive(path, logdir) for path in staged[:initial]}
