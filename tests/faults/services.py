@@ -70,9 +70,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    base: str
+    """`http://127.0.0.1:PORT`"""
+    pid: int
+    """The server process itself (uvicorn runs in it), for its memory."""
+
+
 @contextmanager
-def served(store_url: str, home: Path) -> Iterator[str]:
-    """`beliefscope serve` (API only) on a free loopback port; yields its base URL."""
+def served(store_url: str, home: Path) -> Iterator[Server]:
+    """`beliefscope serve` (API only) on a free loopback port. Its stderr goes to
+    `home/serve.log`, not a pipe nobody reads, which a long run would fill and block on."""
     port = free_port()
     env = {**os.environ, "BELIEFSCOPE_HOME": str(home), "BELIEFSCOPE_STORE": store_url}
     cmd = [
@@ -86,12 +95,15 @@ def served(store_url: str, home: Path) -> Iterator[str]:
         "--log-level",
         "warning",
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "serve.log"
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
@@ -99,7 +111,7 @@ def served(store_url: str, home: Path) -> Iterator[str]:
                 pass
             assert time.monotonic() < deadline, "the server did not come up in 120 s"
             time.sleep(0.2)
-        yield base
+        yield Server(base, proc.pid)
     finally:
         proc.terminate()
         try:

@@ -55,10 +55,11 @@ def test_32_clients_for_60_s_during_ingest_see_no_errors(
     env = {**os.environ, "BELIEFSCOPE_HOME": str(tmp_path / "home"), "BELIEFSCOPE_STORE": pg_url}
     results: list[tuple[str, int, float]] = []
     ingests: list[int] = []
-    with served(pg_url, tmp_path / "home") as base:
+    with served(pg_url, tmp_path / "home") as server:
         until = time.monotonic() + SECONDS
         clients = [
-            threading.Thread(target=_client, args=(base, until, i, results)) for i in range(CLIENTS)
+            threading.Thread(target=_client, args=(server.base, until, i, results))
+            for i in range(CLIENTS)
         ]
         for thread in clients:
             thread.start()

@@ -46,10 +46,10 @@ def test_database_restart_during_ingest_and_api_requests(
         env = {**os.environ, "BELIEFSCOPE_HOME": str(tmp_path / "home"), "BELIEFSCOPE_STORE": url}
         answers: list[tuple[float, int, str]] = []
         stop = threading.Event()
-        with served(url, tmp_path / "home") as base:
+        with served(url, tmp_path / "home") as server:
 
             def poll() -> None:
-                with httpx.Client(base_url=base, timeout=30) as client:
+                with httpx.Client(base_url=server.base, timeout=30) as client:
                     while not stop.is_set():
                         for path in ("/healthz", "/api/v1/runs"):
                             r = client.get(path)
