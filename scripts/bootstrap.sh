@@ -10,7 +10,9 @@ dev=0
 
 packages=(python3-venv libegl1 libgl1 libosmesa6 libglib2.0-0)
 if [[ $dev == 1 ]]; then
-  packages+=(chromium chromium-driver postgresql postgresql-contrib)
+  # tests: headless Chromium; PostgreSQL (its server package brings psql, pg_dump and
+  # pg_restore); mount (the full-disk tests mount a small tmpfs)
+  packages+=(chromium chromium-driver postgresql postgresql-contrib mount)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -31,11 +31,16 @@ class Linear:
         return torch._C._nn.mkldnn_linear(x.to_mkldnn(), *self._packed).to_dense()
 
 
+_HAS_OP = hasattr(torch._C._nn, "mkldnn_linear")
+"""The op is internal to PyTorch: a release without it takes `F.linear`."""
+
+
 def _takes(x: Tensor, weight: Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and weight.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
+        and _HAS_OP
         and torch.backends.mkldnn.is_available()
         and bool(torch.backends.mkldnn.enabled)
         and not torch.is_autocast_enabled("cpu")

@@ -439,7 +439,7 @@ def encode_trace(data: TraceData) -> EncodedTrace:
     kl, correction = columns.get("kl"), columns.get("correction")
     summary = {
         "length": length,
-        "metrics_mask": int(bits.sum()),
+        "metrics_mask": _metrics_mask(present),
         "kl_mean": _finite_mean(kl),
         "kl_max": _finite_max(kl),
         "correction_mean": _finite_mean(correction),
